@@ -1,0 +1,72 @@
+"""The ``labelloop`` command: a thin face over the Python API.
+
+Exit codes: 0 success; 1 unexpected failure (a bug: please report it);
+2 bad input, configuration or model (message says what to fix);
+3 Label Studio unreachable or refused the request; 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import LabelloopError
+
+app = typer.Typer(
+    name="labelloop",
+    help="Active learning for text classification: embed once, train a small head, and send people the texts "
+    "whose labels move the model most (simulated, or through Label Studio).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"labelloop {version('labelloop')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Active learning for text classification, wired to Label Studio."""
+
+
+def main() -> None:
+    """Console entry point: run the app, turning known errors into one line and an exit code."""
+    from rich.console import Console
+
+    try:
+        app(standalone_mode=False)
+    except LabelloopError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted; finished work is kept (caches are written atomically)")
+        sys.exit(130)
+    except (typer.Exit, SystemExit) as exc:
+        code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
+        sys.exit(code)
+    except Exception as exc:  # click's own usage errors come here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+from . import simulate as _simulate  # noqa: E402,F401  (registers commands)
+
+try:  # the Label Studio commands live in their own module
+    from . import labelstudio as _labelstudio  # noqa: E402,F401
+except ImportError:  # pragma: no cover - module not written yet
+    pass

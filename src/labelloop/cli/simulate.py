@@ -1,0 +1,125 @@
+"""``labelloop simulate``: replay known labels to compare query strategies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn as ProgressText, TimeElapsedColumn
+from rich.table import Table
+
+from ..data import check_test_labels, demo_paths, load_pool
+from ..errors import LabelloopError
+from ..simulate import (INITIAL_STRATEGIES, SimulationResult, accuracy_at, area_under_curve, full_pool,
+                        labels_to_reach, simulate as run_simulation)
+from ..strategies import DEFAULT_STRATEGY, STRATEGIES
+from . import app
+from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, SkipEmpty, TextColumn, embed_pools
+
+
+@app.command()
+def simulate(
+    train: Annotated[Optional[Path], typer.Option(help="Pool with known labels (CSV, JSONL or Parquet). "
+                                                       "Default: the bundled demo tickets.")] = None,
+    test: Annotated[Optional[Path], typer.Option(help="Held-out labeled file to score each round on.")] = None,
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    id_column: IdColumn = None,
+    strategy: Annotated[str, typer.Option(
+        help=f"Query strategy, or several comma-separated: {', '.join(s for s in STRATEGIES if s != 'cold-start')}."
+    )] = DEFAULT_STRATEGY,
+    initial: Annotated[int, typer.Option(help="Labels before the first model; 0 = cold start.")] = 100,
+    initial_strategy: Annotated[str, typer.Option(help="How the initial labels are chosen: cold-start "
+                                                       "(k-means coverage) or random.")] = "cold-start",
+    batch_size: Annotated[int, typer.Option(help="Texts queried per round.")] = 100,
+    budget: Annotated[int, typer.Option(help="Total labels to spend (capped at the pool size).")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed (k-means, ties, random sampling).")] = 0,
+    model: ModelPath = None,
+    cache_dir: CacheDir = None,
+    skip_empty: SkipEmpty = False,
+    out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path("results.json"),
+    plot: Annotated[Optional[Path], typer.Option(help="Write a learning-curve PNG here.")] = None,
+) -> None:
+    """Simulate an annotation campaign with a known-label pool: seed → train → query → reveal → retrain.
+
+    Prints the learning curve per strategy and writes RESULTS JSON (one object for a single
+    strategy, a list for several). With no --train/--test it runs on the bundled demo tickets.
+    """
+    console = Console(stderr=True)
+    strategies = [s.strip() for s in strategy.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if not strategies or unknown:
+        raise LabelloopError(f"unknown strategy {', '.join(unknown) or '(none)'}; choose from {', '.join(STRATEGIES)}")
+    if initial_strategy not in INITIAL_STRATEGIES:
+        raise LabelloopError(f"--initial-strategy must be one of {', '.join(INITIAL_STRATEGIES)}")
+    if batch_size < 1 or budget < 1 or initial < 0:
+        raise LabelloopError("--batch-size and --budget must be ≥ 1 and --initial ≥ 0")
+    if (train is None) != (test is None):
+        raise LabelloopError("give both --train and --test, or neither (to use the bundled demo data)")
+    if train is None:
+        train, test = demo_paths()
+        console.print(f"No data given: using the bundled demo tickets ({train.parent}).")
+    assert test is not None
+    pool = load_pool(train, text_column, label_column, id_column, skip_empty=skip_empty, require_labels=True)
+    held = load_pool(test, text_column, label_column, id_column, skip_empty=skip_empty, require_labels=True)
+    check_test_labels(pool, held)
+    classes = pool.label_set
+    y_pool, y_test = pool.label_array(classes), held.label_array(classes)
+    console.print(f"Pool {len(pool)} texts, test {len(held)}, {len(classes)} classes.")
+    encoder, (X_pool, X_test) = embed_pools([pool, held], model, cache_dir)
+    ceiling = full_pool(X_pool, y_pool, X_test, y_test, len(classes))
+
+    results: list[SimulationResult] = []
+    with Progress(ProgressText("{task.description}"), BarColumn(), MofNCompleteColumn(), ProgressText("labels"),
+                  TimeElapsedColumn(), console=console) as bar:
+        for name in strategies:
+            task = bar.add_task(f"simulating {name}", total=min(budget, len(pool)))
+            results.append(run_simulation(
+                X_pool, y_pool, X_test, y_test, len(classes), strategy=name, initial=initial,
+                initial_strategy=initial_strategy, batch_size=batch_size, budget=budget, seed=seed,
+                model=encoder.name, ceiling=ceiling,
+                progress=lambda n, total, task=task: bar.update(task, completed=n),
+            ))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
+    Console().print(curve_table(results))
+    Console().print(summary_table(results))
+    console.print(f"Wrote {out}")
+    if plot is not None:
+        from ..plots import learning_curves, save
+
+        save(learning_curves(results), plot)
+        console.print(f"Wrote {plot}")
+
+
+def curve_table(results: list[SimulationResult]) -> Table:
+    """Accuracy per round, one column per strategy."""
+    table = Table(title=f"Test accuracy by labels spent (full pool: {results[0]['full_pool']['accuracy']:.3f})")
+    table.add_column("labels", justify="right")
+    for res in results:
+        table.add_column(res["strategy"], justify="right")
+    rows = sorted({r["n_labeled"] for res in results for r in res["rounds"]})
+    for n in rows:
+        cells = []
+        for res in results:
+            acc = {r["n_labeled"]: r["accuracy"] for r in res["rounds"]}.get(n)
+            cells.append("" if acc is None else f"{acc:.3f}")
+        table.add_row(str(n), *cells)
+    return table
+
+
+def summary_table(results: list[SimulationResult]) -> Table:
+    """Label efficiency: labels to reach a share of the full-pool accuracy, and the mean over the curve."""
+    table = Table(title="Label efficiency")
+    for col in ("strategy", "to 95 %", "to 98 %", "to 100 %", "area under curve", "final accuracy"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for res in results:
+        reach = [labels_to_reach(res, f) for f in (0.95, 0.98, 1.0)]
+        last = res["rounds"][-1]
+        table.add_row(res["strategy"], *["—" if r is None else str(r) for r in reach],
+                      f"{area_under_curve(res):.3f}", f"{accuracy_at(res, last['n_labeled']):.3f}")
+    return table

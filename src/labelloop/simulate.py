@@ -1,0 +1,164 @@
+"""Replay known labels as a simulated annotator, to compare strategies before paying people.
+
+seed set → train → score → query → reveal → retrain, recording the test metrics of
+every round. Works on arrays (embeddings and label indices); loading files and
+embedding them is the caller's job (see :func:`labelloop.cli.simulate`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+import numpy as np
+
+from .head import DEFAULT_C
+from .learner import evaluate, query, train
+from .strategies import DEFAULT_STRATEGY, ColdStart, RandomSampling, get_strategy
+
+__all__ = ["simulate", "full_pool", "labels_to_reach", "area_under_curve", "accuracy_at", "RoundRecord",
+           "SimulationResult", "INITIAL_STRATEGIES"]
+
+INITIAL_STRATEGIES = ("cold-start", "random")
+
+
+class RoundRecord(TypedDict):
+    round: int
+    n_labeled: int
+    accuracy: float
+    macro_f1: float
+    precision: float
+    recall: float
+    seconds: float  # train + score + select of this round
+    seconds_train: float
+    seconds_score: float
+    seconds_select: float
+
+
+class SimulationResult(TypedDict):
+    strategy: str
+    seed: int
+    model: str
+    n_pool: int
+    n_classes: int
+    full_pool: dict[str, float]
+    rounds: list[RoundRecord]
+
+
+def full_pool(X_pool: np.ndarray, y_pool: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, n_classes: int,
+              *, C: float = DEFAULT_C) -> dict[str, float]:
+    """The ceiling: the same head trained on every pool label."""
+    head = train(X_pool, y_pool, np.arange(len(y_pool)), n_classes, C=C)
+    m = evaluate(head, X_test, y_test)
+    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+
+
+def simulate(
+    X_pool: np.ndarray,
+    y_pool: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    *,
+    strategy: str = DEFAULT_STRATEGY,
+    initial: int = 100,
+    initial_strategy: str = "cold-start",
+    batch_size: int = 100,
+    budget: int = 2000,
+    seed: int = 0,
+    C: float = DEFAULT_C,
+    model: str = "",
+    ceiling: dict[str, float] | None = None,
+    progress: Any = None,
+) -> SimulationResult:
+    """Run one simulated campaign and return its results (the ``results.json`` schema).
+
+    ``initial=0`` starts cold: the first batch is chosen by the cold-start rule.
+    ``progress`` may be a callable ``(n_labeled, budget)`` called after each round.
+    """
+    if batch_size < 1:
+        raise ValueError("batch size must be ≥ 1")
+    if initial < 0 or budget < 1:
+        raise ValueError("initial must be ≥ 0 and budget ≥ 1")
+    if initial_strategy not in INITIAL_STRATEGIES:
+        raise ValueError(f"initial strategy must be one of {', '.join(INITIAL_STRATEGIES)}")
+    strat = get_strategy(strategy)
+    rng = np.random.default_rng(seed)
+    n_pool = len(y_pool)
+    budget = min(budget, n_pool)
+    labeled = np.zeros(n_pool, dtype=bool)
+
+    first = min(initial or batch_size, budget)
+    seeder = ColdStart() if (initial == 0 or initial_strategy == "cold-start") else RandomSampling()
+    t0 = time.perf_counter()
+    labeled[seeder(None, X_pool, first, rng).indices] = True
+    pending_select = time.perf_counter() - t0  # charged to the round that trains on it
+
+    rounds: list[RoundRecord] = []
+    while True:
+        t0 = time.perf_counter()
+        idx = np.flatnonzero(labeled)
+        head = train(X_pool, y_pool, idx, n_classes, C=C, seed=seed)
+        t_train = time.perf_counter() - t0
+        metrics = evaluate(head, X_test, y_test)
+        n_labeled = int(labeled.sum())
+        t_score = t_select = 0.0
+        done = n_labeled >= budget
+        if not done:
+            q = query(head, X_pool, np.flatnonzero(~labeled), strat, min(batch_size, budget - n_labeled), rng)
+            labeled[q.indices] = True
+            t_score, t_select = q.seconds_score, q.seconds_select
+        rounds.append(RoundRecord(
+            round=len(rounds), n_labeled=n_labeled, **metrics,  # type: ignore[typeddict-item]
+            seconds=t_train + t_score + t_select,
+            seconds_train=t_train, seconds_score=t_score, seconds_select=t_select + pending_select,
+        ))
+        pending_select = 0.0
+        if progress is not None:
+            progress(n_labeled, budget)
+        if done:
+            break
+    if ceiling is None:
+        ceiling = full_pool(X_pool, y_pool, X_test, y_test, n_classes, C=C)
+    return SimulationResult(strategy=strategy, seed=seed, model=model, n_pool=n_pool, n_classes=n_classes,
+                            full_pool=ceiling, rounds=rounds)
+
+
+# -- summaries of a learning curve -------------------------------------------------------------
+
+def labels_to_reach(result: SimulationResult, fraction: float, metric: str = "accuracy") -> int | None:
+    """Fewest labels at which ``metric`` reached ``fraction`` of the full-pool value (None: never)."""
+    target = fraction * result["full_pool"][metric]
+    for r in result["rounds"]:
+        if r[metric] >= target - 1e-12:  # type: ignore[literal-required]
+            return r["n_labeled"]
+    return None
+
+
+def accuracy_at(result: SimulationResult, n_labeled: int) -> float:
+    """Accuracy at ``n_labeled`` labels, linearly interpolated between rounds."""
+    xs = [r["n_labeled"] for r in result["rounds"]]
+    ys = [r["accuracy"] for r in result["rounds"]]
+    if not xs[0] <= n_labeled <= xs[-1]:
+        raise ValueError(f"{n_labeled} labels is outside the curve ({xs[0]}..{xs[-1]})")
+    return float(np.interp(n_labeled, xs, ys))
+
+
+def area_under_curve(result: SimulationResult, metric: str = "accuracy") -> float:
+    """Mean ``metric`` over the labeling budget (trapezoid area / label range): one number per curve."""
+    xs = np.array([r["n_labeled"] for r in result["rounds"]], dtype=float)
+    ys = np.array([r[metric] for r in result["rounds"]], dtype=float)  # type: ignore[literal-required]
+    if len(xs) < 2:
+        return float(ys[0])
+    return float(np.trapezoid(ys, xs) / (xs[-1] - xs[0]))
+
+
+def mean_curve(results: Sequence[SimulationResult], metric: str = "accuracy") -> tuple[np.ndarray, np.ndarray]:
+    """Mean of several seeds' curves on the first seed's label counts."""
+    xs = np.array([r["n_labeled"] for r in results[0]["rounds"]], dtype=float)
+    ys = np.mean([
+        np.interp(xs, [r["n_labeled"] for r in res["rounds"]], [r[metric] for r in res["rounds"]])  # type: ignore[literal-required]
+        for res in results
+    ], axis=0)
+    return xs, ys

@@ -1,0 +1,230 @@
+"""Query strategies: which unlabeled texts to ask people about next.
+
+Every strategy has one signature::
+
+    strategy(probs, embeddings, n, rng) -> Selection
+
+``probs`` is the head's ``(m, k)`` probabilities for the m unlabeled candidates
+(``None`` before any model exists), ``embeddings`` their ``(m, d)`` unit vectors,
+``n`` the batch size. The result indexes those m rows. Strategies are pure: no
+I/O, no state, all randomness from ``rng``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.cluster import KMeans, MiniBatchKMeans
+
+__all__ = [
+    "Selection",
+    "Strategy",
+    "least_confidence",
+    "entropy",
+    "margin",
+    "RandomSampling",
+    "Uncertainty",
+    "DiverseUncertainty",
+    "ColdStart",
+    "STRATEGIES",
+    "DEFAULT_STRATEGY",
+    "get_strategy",
+]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Chosen rows, most uncertain first, with their uncertainty and diversity cluster (-1: none)."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+    clusters: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+Strategy = Callable[[np.ndarray | None, np.ndarray, int, np.random.Generator], Selection]
+"""The one signature every strategy has."""
+
+
+# -- uncertainty scores: higher means the model is less sure --------------------------------------
+
+def least_confidence(probs: np.ndarray) -> np.ndarray:
+    """1 − p(top class)."""
+    return 1.0 - probs.max(axis=1)
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy of the predicted distribution (nats)."""
+    p = np.clip(probs, 1e-12, 1.0)
+    return -(probs * np.log(p)).sum(axis=1)
+
+
+def margin(probs: np.ndarray) -> np.ndarray:
+    """1 − (p(top) − p(second)): highest when the two best classes are tied."""
+    if probs.shape[1] < 2:
+        return np.zeros(len(probs))
+    top2 = np.partition(probs, -2, axis=1)[:, -2:]
+    return 1.0 - (top2[:, 1] - top2[:, 0])
+
+
+SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "least-confidence": least_confidence,
+    "entropy": entropy,
+    "margin": margin,
+}
+
+
+def _no_clusters(n: int) -> np.ndarray:
+    return np.full(n, -1, dtype=np.int64)
+
+
+def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster labels and centroids; mini-batch k-means on big inputs to stay within seconds."""
+    seed = int(rng.integers(2**31 - 1))
+    if len(x) > 20_000:
+        km: KMeans | MiniBatchKMeans = MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096)
+    else:
+        km = KMeans(k, random_state=seed, n_init=1)
+    with warnings.catch_warnings():
+        # Fewer distinct points than clusters (duplicates): k-means warns, result is still usable.
+        warnings.simplefilter("ignore")
+        labels = km.fit_predict(x)
+    return labels, km.cluster_centers_
+
+
+# -- strategies ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RandomSampling:
+    """Uniform random batch: the baseline every other strategy must beat."""
+
+    name: str = "random"
+
+    def __call__(self, probs: np.ndarray | None, embeddings: np.ndarray, n: int,
+                 rng: np.random.Generator) -> Selection:
+        m = len(embeddings)
+        idx = rng.choice(m, size=min(n, m), replace=False)
+        scores = np.zeros(len(idx)) if probs is None else margin(probs[idx])
+        return Selection(idx, scores, _no_clusters(len(idx)))
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """The ``n`` candidates the model is least sure about."""
+
+    score: str = "margin"
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"unknown uncertainty score {self.score!r}; choose from {', '.join(SCORES)}")
+        object.__setattr__(self, "name", self.name or self.score)
+
+    def __call__(self, probs: np.ndarray | None, embeddings: np.ndarray, n: int,
+                 rng: np.random.Generator) -> Selection:
+        if probs is None:
+            return ColdStart()(None, embeddings, n, rng)
+        scores = SCORES[self.score](probs)
+        # Shuffle before a stable sort so exact ties are broken at random, not by file order.
+        perm = rng.permutation(len(scores))
+        idx = perm[np.argsort(-scores[perm], kind="stable")[:n]]
+        return Selection(idx, scores[idx], _no_clusters(len(idx)))
+
+
+@dataclass(frozen=True)
+class DiverseUncertainty:
+    """Most uncertain per k-means cluster among the top ``candidate_factor × n`` uncertain texts.
+
+    Plain uncertainty sampling picks near-duplicates (ten rewordings of one confusing
+    question); clustering the uncertain candidates in embedding space and taking one
+    per cluster spends each label on a different confusion.
+    """
+
+    score: str = "margin"
+    candidate_factor: int = 5
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"unknown uncertainty score {self.score!r}; choose from {', '.join(SCORES)}")
+        if self.candidate_factor < 1:
+            raise ValueError("candidate_factor must be ≥ 1")
+        object.__setattr__(self, "name", self.name or f"{self.score}-kmeans")
+
+    def __call__(self, probs: np.ndarray | None, embeddings: np.ndarray, n: int,
+                 rng: np.random.Generator) -> Selection:
+        if probs is None:
+            return ColdStart()(None, embeddings, n, rng)
+        top = Uncertainty(self.score)(probs, embeddings, n * self.candidate_factor, rng)
+        if len(top) <= n:
+            return top
+        labels, _ = _kmeans(embeddings[top.indices], n, rng)
+        chosen = []
+        for c in range(n):
+            members = np.flatnonzero(labels == c)
+            if len(members):  # ``top`` is sorted, so the first member is the most uncertain
+                chosen.append(members[0])
+        # Empty clusters (duplicates) are filled with the next most uncertain candidates.
+        taken = set(chosen)
+        chosen += [i for i in range(len(top)) if i not in taken][: n - len(chosen)]
+        order = np.array(sorted(chosen, key=lambda i: -top.scores[i]))
+        return Selection(top.indices[order], top.scores[order], labels[order].astype(np.int64))
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """Seed set with no model: the text nearest each of ``n`` k-means centroids of the pool.
+
+    The seed decides how the whole loop goes: a random seed misses small intents and
+    spends labels on the big ones, centroids cover the embedding space.
+    """
+
+    name: str = "cold-start"
+
+    def __call__(self, probs: np.ndarray | None, embeddings: np.ndarray, n: int,
+                 rng: np.random.Generator) -> Selection:
+        m = len(embeddings)
+        if n >= m:
+            return Selection(np.arange(m), np.zeros(m), np.arange(m))
+        labels, centers = _kmeans(embeddings, n, rng)
+        chosen, clusters = [], []
+        for c in range(n):
+            members = np.flatnonzero(labels == c)
+            if len(members) == 0:
+                continue
+            d = ((embeddings[members] - centers[c]) ** 2).sum(axis=1)
+            chosen.append(members[int(np.argmin(d))])
+            clusters.append(c)
+        missing = n - len(chosen)
+        if missing:
+            rest = np.setdiff1d(np.arange(m), chosen)
+            extra = rng.choice(rest, size=missing, replace=False)
+            chosen += extra.tolist()
+            clusters += labels[extra].tolist()
+        return Selection(np.array(chosen), np.zeros(len(chosen)), np.array(clusters, dtype=np.int64))
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "random": RandomSampling(),
+    "least-confidence": Uncertainty("least-confidence"),
+    "entropy": Uncertainty("entropy"),
+    "margin": Uncertainty("margin"),
+    "least-confidence-kmeans": DiverseUncertainty("least-confidence"),
+    "entropy-kmeans": DiverseUncertainty("entropy"),
+    "margin-kmeans": DiverseUncertainty("margin"),
+    "cold-start": ColdStart(),
+}
+DEFAULT_STRATEGY = "margin-kmeans"
+
+
+def get_strategy(name: str) -> Strategy:
+    """Look a strategy up by its CLI name."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}") from None
