@@ -1,0 +1,218 @@
+"""``labelloop project | push | pull``: the Label Studio loop from the shell.
+
+Thin over :mod:`labelloop.labelstudio`. The server comes from ``LABEL_STUDIO_URL`` (or
+``--url``) and the key from ``LABEL_STUDIO_API_KEY`` only: a key on the command line would
+land in the shell history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn as ProgressText, TimeElapsedColumn
+
+from ..data import load_pool
+from ..errors import DataError, LabelloopError
+from ..labelstudio import ID_FIELD, AnnotationRecord, Connector, PullCursor, PushItem, model_version_for, resolve
+from ..strategies import DEFAULT_STRATEGY, STRATEGIES, get_strategy
+from . import app
+from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, SkipEmpty, TextColumn, embed_pools
+
+ProjectOpt = Annotated[str, typer.Option("--project", help="Label Studio project id, or title.")]
+UrlOpt = Annotated[Optional[str], typer.Option(
+    "--url", help="Label Studio URL (default: $LABEL_STUDIO_URL). The key is read from $LABEL_STUDIO_API_KEY only.")]
+LabelsOpt = Annotated[Optional[str], typer.Option(
+    "--labels", help="Comma-separated label set (default: the project's choices, else the data's labels).")]
+
+
+def _labels(arg: str | None) -> list[str] | None:
+    return None if arg is None else [s.strip() for s in arg.split(",") if s.strip()]
+
+
+def _bar(console: Console) -> Progress:
+    return Progress(ProgressText("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+def read_records(path: Path, *, repair: bool = False) -> list[AnnotationRecord]:
+    """Records of a pulled JSONL file. A torn last line (a crash mid-write) is dropped, and cut off if ``repair``."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        cut = raw.rfind(b"\n") + 1
+        if repair:
+            with open(path, "r+b") as fh:
+                fh.truncate(cut)
+        raw = raw[:cut]
+    out = []
+    for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(AnnotationRecord.from_dict(json.loads(line)))
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{path}:{n}: not a labelloop pull record ({exc})") from None
+    return out
+
+
+def append_records(path: Path, records: list[AnnotationRecord]) -> None:
+    """Append in one write and fsync: the file is the cursor, so a pull lands whole or (nearly) not at all."""
+    if not records:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+    with open(path, "ab") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@app.command("project")
+def project_cmd(project: ProjectOpt, labels: LabelsOpt = None, url: UrlOpt = None) -> None:
+    """Create the project (single-choice text classification) or check an existing one's label set."""
+    info = Connector(url).ensure_project(project, _labels(labels))
+    Console(stderr=True).print(f"{'Created' if info.created else 'Found'} project {info.id} {info.title!r} with "
+                               f"{len(info.labels)} labels: {', '.join(info.labels)}")
+    typer.echo(info.id)
+
+
+@app.command()
+def push(
+    data: Annotated[Path, typer.Option(help="Pool of texts (CSV, JSONL or Parquet); labels where known.")],
+    project: ProjectOpt,
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    id_column: IdColumn = None,
+    labels: LabelsOpt = None,
+    labels_file: Annotated[Optional[Path], typer.Option(
+        help="Labels pulled before (`labelloop pull --out`); they count as known labels.")] = None,
+    n: Annotated[int, typer.Option("--n", help="Texts to send.")] = 100,
+    strategy: Annotated[str, typer.Option(help=f"Query strategy: {', '.join(STRATEGIES)}.")] = DEFAULT_STRATEGY,
+    model_version: Annotated[Optional[str], typer.Option(
+        help="Model version of the predictions (default: derived from the training labels).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (k-means, ties).")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Tasks per import request.")] = 250,
+    model: ModelPath = None,
+    cache_dir: CacheDir = None,
+    skip_empty: SkipEmpty = False,
+    url: UrlOpt = None,
+) -> None:
+    """Train on the known labels, pick the N texts worth labeling, send them with the model's guess.
+
+    Texts already in the project are not sent again, except that a rerun with the same
+    labels (same model version) re-selects the same texts: a push cut short by a crash is
+    completed by running it again, never duplicated. With fewer than two labeled classes
+    it cold-starts (k-means coverage, no predictions).
+    """
+    console = Console(stderr=True)
+    if n < 1 or batch_size < 1:
+        raise LabelloopError("--n and --batch-size must be ≥ 1")
+    if strategy not in STRATEGIES:
+        raise LabelloopError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    pool = load_pool(data, text_column, label_column, id_column, skip_empty=skip_empty)
+    known = {i: lab for i, lab in zip(pool.ids, pool.labels, strict=True) if lab is not None}
+    if labels_file is not None:
+        if not labels_file.exists():
+            raise DataError(f"{labels_file}: file not found")
+        pulled = {k: r.label for k, r in resolve(read_records(labels_file)).items() if r.label is not None}
+        outside = len(set(pulled) - set(pool.ids))
+        if outside:
+            console.print(f"[yellow]{outside} pulled label(s) are for ids not in {data}; ignored[/]")
+        known.update({k: v for k, v in pulled.items() if k in set(pool.ids)})
+
+    ls = Connector(url)
+    wanted = _labels(labels)
+    if wanted is None and ls.find_project(project) is None:
+        wanted = sorted(set(known.values())) or None
+        if wanted is None:
+            raise LabelloopError(f"project {project!r} does not exist and {data} has no labels: pass --labels")
+    info = ls.ensure_project(project, wanted)
+    classes = info.labels
+    outside = sorted({lab for lab in known.values() if lab not in classes})
+    if outside:
+        raise DataError(f"labels not in project {info.id}'s label set {classes}: {outside[:10]}")
+    console.print(f"{'Created' if info.created else 'Using'} project {info.id} {info.title!r} "
+                  f"({len(classes)} labels); {len(known)} of {len(pool)} texts labeled.")
+
+    encoder, (X,) = embed_pools([pool], model, cache_dir)
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[known[i]] if i in known else -1 for i in pool.ids], dtype=np.int64)
+    labeled = np.flatnonzero(y >= 0)
+    cold = len(set(y[labeled].tolist())) < 2
+    version = model_version or model_version_for(known, encoder.identity,
+                                                 f"{strategy},{seed},{','.join(classes)}{',cold' if cold else ''}")
+    existing = ls.existing(info.id)
+    # Tasks from an earlier push of this same model version stay candidates, so a rerun picks them again.
+    candidates = np.array([r for r, i in enumerate(pool.ids) if y[r] < 0 and
+                           (i not in existing or existing[i].pushed_as == version)], dtype=np.int64)
+    if len(candidates) == 0:
+        console.print("Nothing to send: every unlabeled text is already in the project.")
+        return
+
+    from ..learner import query, train
+
+    head = None if cold else train(X, y, labeled, len(classes), seed=seed)
+    picked = query(head, X, candidates, get_strategy(strategy), n, np.random.default_rng(seed))
+    items = []
+    for k, row in enumerate(picked.indices):
+        probs = None if picked.probs is None else picked.probs[k]
+        cluster = int(picked.clusters[k])
+        items.append(PushItem(
+            id=pool.ids[row], text=pool.texts[row],
+            label=None if probs is None else classes[int(np.argmax(probs))],
+            score=None if probs is None else float(np.max(probs)), cluster=None if cluster < 0 else cluster))
+    console.print(f"{'Cold start' if cold else f'Model {version}'}: sending {len(items)} texts "
+                  f"({strategy if not cold else 'k-means coverage'}).")
+    with _bar(console) as bar:
+        task = bar.add_task("pushing", total=len(items))
+        report = ls.push(info.id, items, version, batch_size=batch_size,
+                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"Created {len(report.created)} task(s); {len(report.existing)} already there"
+                  + (f" ({len(report.predictions_added)} given this model's prediction)" if report.predictions_added
+                     else "") + f". Project: {ls.url}/projects/{info.id}")
+
+
+@app.command()
+def pull(
+    project: ProjectOpt,
+    out: Annotated[Path, typer.Option(help="JSONL of annotation records; appended to, and it is also the cursor.")],
+    url: UrlOpt = None,
+) -> None:
+    """Append the annotations that changed since the last pull to OUT, then summarise.
+
+    Each record is one created, updated or deleted annotation, with our id, the label (none
+    if skipped), annotator and time. Rerunning pulls nothing new. A choice outside the label
+    set fails the pull without writing anything.
+    """
+    console = Console(stderr=True)
+    ls = Connector(url)
+    info = ls.project(project)
+    before = read_records(out, repair=True)
+    other = {r.project for r in before} - {info.id}
+    if other:
+        raise DataError(f"{out} holds records of project(s) {sorted(other)}, not {info.id}; use another --out")
+    with _bar(console) as bar:
+        task = bar.add_task("pulling", total=None)
+        result = ls.pull(info.id, PullCursor.from_records(before),
+                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+    append_records(out, result.records)
+    events = Counter(r.event for r in result.records)
+    resolved = resolve(before + result.records)
+    labeled = sum(r.label is not None for r in resolved.values())
+    disagree = sorted(k for k, r in resolved.items() if r.disagreement)
+    skipped = sum(1 for r in resolved.values() if r.skipped and not r.votes)
+    console.print(f"{len(result.records)} new record(s) ({events['created']} created, {events['updated']} updated, "
+                  f"{events['deleted']} deleted) from {result.tasks_fetched} changed of {result.tasks_scanned} tasks.")
+    console.print(f"{out}: {labeled} text(s) labeled, {skipped} only skipped, {len(disagree)} with disagreement"
+                  + (f" ({', '.join(disagree[:5])}{', …' if len(disagree) > 5 else ''})" if disagree else "") + ".")
+    if result.foreign_tasks:
+        console.print(f"[yellow]{result.foreign_tasks} annotated task(s) have no {ID_FIELD!r}: made outside "
+                      f"labelloop, ignored[/]")

@@ -1,0 +1,33 @@
+"""Shared fixtures: the real bundled encoder and the demo data, embedded once per session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labelloop.data import Pool, demo_paths, load_pool
+from labelloop.embeddings import Encoder, embed
+
+
+@pytest.fixture(scope="session")
+def encoder() -> Encoder:
+    return Encoder()
+
+
+@pytest.fixture(scope="session")
+def demo() -> tuple[Pool, Pool]:
+    train, test = demo_paths()
+    return load_pool(train, id_column="id"), load_pool(test, id_column="id")
+
+
+@pytest.fixture(scope="session")
+def embedding_cache(tmp_path_factory):
+    """One cache directory for the session, so the demo texts are embedded once."""
+    return tmp_path_factory.mktemp("embedding-cache")
+
+
+@pytest.fixture(scope="session")
+def demo_embedded(demo, encoder, embedding_cache) -> tuple[np.ndarray, np.ndarray]:
+    cache = embedding_cache
+    train, test = demo
+    return embed(train.texts, encoder, cache), embed(test.texts, encoder, cache)

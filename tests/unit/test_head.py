@@ -1,0 +1,48 @@
+"""The logistic-regression head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labelloop.head import Head
+from labelloop.learner import train
+
+
+def two_blobs(n=20, seed=0):
+    g = np.random.default_rng(seed)
+    X = np.vstack([g.normal([2, 0], 0.3, (n, 2)), g.normal([-2, 0], 0.3, (n, 2))])
+    return X, np.repeat([0, 2], n)
+
+
+def test_probabilities_span_the_full_label_set_with_zero_for_unseen_classes():
+    X, y = two_blobs()
+    p = Head(n_classes=4).fit(X, y).predict_proba(X)
+    assert p.shape == (40, 4)
+    assert np.allclose(p.sum(axis=1), 1)
+    assert np.all(p[:, [1, 3]] == 0)
+    assert (p.argmax(axis=1) == y).all()
+
+
+def test_a_single_labeled_class_predicts_that_class():
+    X, _ = two_blobs()
+    p = Head(3).fit(X[:5], np.full(5, 1)).predict_proba(X)
+    assert np.all(p[:, 1] == 1)
+
+
+def test_refuses_out_of_range_labels_and_empty_training_sets():
+    X, _ = two_blobs()
+    with pytest.raises(ValueError):
+        Head(2).fit(X[:2], np.array([0, 5]))
+    with pytest.raises(ValueError):
+        Head(2).fit(X[:0], np.array([], dtype=int))
+
+
+def test_pseudo_labels_add_confident_unlabeled_rows():
+    X, y = two_blobs(n=50)
+    labeled = np.array([0, 50])  # one label per class
+    plain = train(X, y, labeled, 3)
+    self_trained = train(X, y, labeled, 3, pseudo_threshold=0.6)
+    assert (self_trained.predict(X) == y).mean() >= (plain.predict(X) == y).mean()
+    # Trained on many more (confident) rows, the head is surer of the unlabeled ones.
+    assert self_trained.predict_proba(X).max(axis=1).mean() > plain.predict_proba(X).max(axis=1).mean()

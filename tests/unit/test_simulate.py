@@ -1,0 +1,102 @@
+"""The simulated-oracle loop end to end on the bundled demo data with the real encoder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from labelloop.cli import app
+from labelloop.simulate import accuracy_at, area_under_curve, labels_to_reach, simulate
+
+
+@pytest.fixture(scope="module")
+def arrays(demo, demo_embedded):
+    train, test = demo
+    classes = train.label_set
+    X, Xt = demo_embedded
+    return X, train.label_array(classes), Xt, test.label_array(classes), len(classes)
+
+
+def run(arrays, **kw):
+    X, y, Xt, yt, k = arrays
+    return simulate(X, y, Xt, yt, k, **{"initial": 20, "batch_size": 20, "budget": 100, **kw})
+
+
+def test_result_follows_the_results_json_schema(arrays):
+    res = run(arrays, strategy="margin", seed=3, model="m")
+    assert {"strategy", "seed", "model", "n_pool", "n_classes", "full_pool", "rounds"} <= res.keys()
+    assert (res["strategy"], res["seed"], res["model"], res["n_pool"]) == ("margin", 3, "m", len(arrays[0]))
+    assert set(res["full_pool"]) == {"accuracy", "macro_f1"}
+    for r in res["rounds"]:
+        assert {"round", "n_labeled", "accuracy", "macro_f1", "precision", "recall", "seconds"} <= r.keys()
+        assert all(0 <= r[m] <= 1 for m in ("accuracy", "macro_f1", "precision", "recall"))
+    json.dumps(res)  # plain data only
+
+
+def test_rounds_add_one_batch_each_until_the_budget(arrays):
+    res = run(arrays, budget=90)
+    assert [r["n_labeled"] for r in res["rounds"]] == [20, 40, 60, 80, 90]
+    assert [r["round"] for r in res["rounds"]] == [0, 1, 2, 3, 4]
+
+
+def test_initial_zero_starts_cold_with_one_batch(arrays):
+    res = run(arrays, initial=0, batch_size=13, budget=39)
+    assert [r["n_labeled"] for r in res["rounds"]] == [13, 26, 39]
+
+
+def test_learning_is_real_accuracy_rises_toward_the_ceiling(arrays):
+    res = run(arrays, budget=200)
+    first, last = res["rounds"][0]["accuracy"], res["rounds"][-1]["accuracy"]
+    assert last > first
+    assert last > 0.6 * res["full_pool"]["accuracy"]
+
+
+def test_same_seed_same_curve(arrays):
+    a, b = run(arrays, seed=5), run(arrays, seed=5)
+    assert [r["accuracy"] for r in a["rounds"]] == [r["accuracy"] for r in b["rounds"]]
+
+
+def test_curve_summaries():
+    res = {"full_pool": {"accuracy": 0.8}, "rounds": [
+        {"n_labeled": 10, "accuracy": 0.5}, {"n_labeled": 20, "accuracy": 0.79}, {"n_labeled": 30, "accuracy": 0.8}]}
+    assert labels_to_reach(res, 0.98) == 20
+    assert labels_to_reach(res, 1.0) == 30
+    assert labels_to_reach(res, 1.1) is None
+    assert accuracy_at(res, 15) == pytest.approx(0.645)
+    assert area_under_curve(res) == pytest.approx((0.645 * 10 + 0.795 * 10) / 20)
+
+
+def test_cli_runs_on_the_bundled_demo_and_writes_json_and_plot(tmp_path, monkeypatch, embedding_cache,
+                                                                demo_embedded):
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("LABELLOOP_CACHE_DIR", str(embedding_cache))
+    out, png = tmp_path / "r.json", tmp_path / "c.png"
+    result = CliRunner().invoke(app, ["simulate", "--strategy", "margin-kmeans,random", "--initial", "20",
+                                      "--batch-size", "20", "--budget", "60", "--out", str(out), "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert [d["strategy"] for d in data] == ["margin-kmeans", "random"]
+    assert [r["n_labeled"] for r in data[0]["rounds"]] == [20, 40, 60]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "Label efficiency" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--strategy", "clever"], "unknown strategy clever"),
+    (["--train", "x.csv"], "give both --train and --test"),
+    (["--initial-strategy", "best"], "--initial-strategy must be one of"),
+    (["--train", "missing.csv", "--test", "missing.csv"], "file not found"),
+])
+def test_cli_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", "from labelloop.cli import main; main()", "simulate", *args],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,152 @@
+"""Query strategies on small synthetic arrays with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labelloop.strategies import (
+    STRATEGIES,
+    ColdStart,
+    DiverseUncertainty,
+    RandomSampling,
+    Uncertainty,
+    entropy,
+    get_strategy,
+    least_confidence,
+    margin,
+)
+
+
+def rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def blobs(n_clusters: int, per_cluster: int, dim: int = 8, spread: float = 0.01, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Tight, well-separated clusters of unit vectors, and each point's cluster."""
+    g = np.random.default_rng(seed)
+    centers = np.eye(dim)[:n_clusters] if n_clusters <= dim else g.normal(size=(n_clusters, dim))
+    points = np.repeat(centers, per_cluster, axis=0) + g.normal(scale=spread, size=(n_clusters * per_cluster, dim))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    return points, np.repeat(np.arange(n_clusters), per_cluster)
+
+
+PROBS = np.array([
+    [0.90, 0.05, 0.05],   # confident
+    [0.50, 0.45, 0.05],   # close top-2 pair: smallest margin
+    [0.40, 0.30, 0.30],   # flattest: highest entropy and least confidence
+    [0.70, 0.20, 0.10],
+])
+
+
+class TestScores:
+    def test_margin_is_highest_for_the_closest_top_two(self):
+        assert np.argmax(margin(PROBS)) == 1
+
+    def test_least_confidence_prefers_the_lowest_top_probability(self):
+        assert np.argmax(least_confidence(PROBS)) == 2
+
+    def test_entropy_prefers_the_flattest_distribution(self):
+        assert np.argmax(entropy(PROBS)) == 2
+
+    def test_scores_are_zero_uncertainty_for_one_hot(self):
+        one_hot = np.eye(3)
+        assert np.allclose(least_confidence(one_hot), 0)
+        assert np.allclose(entropy(one_hot), 0)
+        assert np.allclose(margin(one_hot), 0)
+
+
+class TestUncertainty:
+    def test_margin_picks_the_closest_pair_first(self):
+        sel = Uncertainty("margin")(PROBS, np.zeros((4, 2)), 2, rng())
+        assert sel.indices.tolist() == [1, 2]
+        assert np.all(np.diff(sel.scores) <= 0)
+
+    def test_batch_is_capped_by_the_pool(self):
+        sel = Uncertainty("entropy")(PROBS, np.zeros((4, 2)), 10, rng())
+        assert sorted(sel.indices.tolist()) == [0, 1, 2, 3]
+
+    def test_ties_are_broken_at_random_not_by_position(self):
+        tied = np.full((50, 2), 0.5)
+        firsts = {int(Uncertainty("margin")(tied, np.zeros((50, 2)), 1, rng(s)).indices[0]) for s in range(10)}
+        assert len(firsts) > 1
+
+    def test_unknown_score_is_refused(self):
+        with pytest.raises(ValueError, match="unknown uncertainty score"):
+            Uncertainty("confusion")
+
+
+class TestDiversity:
+    def test_batch_spans_clusters_where_plain_uncertainty_takes_near_duplicates(self):
+        X, cluster = blobs(n_clusters=5, per_cluster=20)
+        # Cluster 0 is the most uncertain everywhere: plain margin fills the batch from it alone.
+        top = np.where(cluster == 0, 0.50, 0.60)
+        probs = np.stack([top, 1 - top], axis=1) + rng(1).uniform(0, 1e-3, size=(100, 2))
+        probs /= probs.sum(axis=1, keepdims=True)
+        plain = Uncertainty("margin")(probs, X, 5, rng())
+        diverse = DiverseUncertainty("margin", candidate_factor=20)(probs, X, 5, rng())
+        assert set(cluster[plain.indices]) == {0}
+        assert set(cluster[diverse.indices]) == {0, 1, 2, 3, 4}
+        assert len(set(diverse.clusters.tolist())) == 5
+
+    def test_candidates_are_restricted_to_the_uncertain_ones(self):
+        X, cluster = blobs(n_clusters=4, per_cluster=25)
+        probs = np.tile([0.99, 0.01], (100, 1))
+        uncertain = np.flatnonzero(cluster < 2)
+        probs[uncertain] = [0.5, 0.5]
+        sel = DiverseUncertainty("margin", candidate_factor=25)(probs, X, 2, rng())
+        assert set(cluster[sel.indices]) == {0, 1}
+
+    def test_returns_exactly_n_distinct_rows_even_with_duplicate_points(self):
+        X = np.tile(np.eye(4)[0], (40, 1))  # every point identical: k-means finds one cluster
+        probs = rng().dirichlet(np.ones(3), size=40)
+        sel = DiverseUncertainty()(probs, X, 8, rng())
+        assert len(sel) == 8 and len(set(sel.indices.tolist())) == 8
+
+    def test_without_a_model_it_falls_back_to_cold_start(self):
+        X, _ = blobs(3, 10)
+        sel = DiverseUncertainty()(None, X, 3, rng())
+        assert len(sel) == 3
+
+
+class TestColdStart:
+    def test_seed_set_covers_every_cluster(self):
+        X, cluster = blobs(n_clusters=6, per_cluster=30, spread=0.05)
+        sel = ColdStart()(None, X, 6, rng())
+        assert sorted(cluster[sel.indices].tolist()) == [0, 1, 2, 3, 4, 5]
+
+    def test_random_seed_of_the_same_size_usually_misses_a_cluster(self):
+        """The reason cold start exists: the same test run on random picks fails most of the time."""
+        X, cluster = blobs(n_clusters=6, per_cluster=30, spread=0.05)
+        misses = sum(len(set(cluster[RandomSampling()(None, X, 6, rng(s)).indices])) < 6 for s in range(20))
+        assert misses > 10
+
+    def test_picks_are_the_points_nearest_each_centroid(self):
+        X = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9], [0.2, 0.8]])
+        sel = ColdStart()(None, X, 2, rng())
+        assert sorted(sel.indices.tolist()) == [1, 4]
+
+    def test_asking_for_more_than_the_pool_returns_the_pool(self):
+        X, _ = blobs(2, 3)
+        assert sorted(ColdStart()(None, X, 10, rng()).indices.tolist()) == list(range(6))
+
+
+class TestRegistry:
+    @pytest.mark.parametrize("name", sorted(STRATEGIES))
+    def test_every_strategy_has_the_one_signature(self, name):
+        X, _ = blobs(4, 10)
+        probs = rng().dirichlet(np.ones(4), size=len(X))
+        sel = get_strategy(name)(probs, X, 5, rng())
+        assert len(sel) == 5 == len(set(sel.indices.tolist())) == len(sel.scores) == len(sel.clusters)
+        assert sel.indices.min() >= 0 and sel.indices.max() < len(X)
+
+    def test_same_seed_same_batch(self):
+        X, _ = blobs(4, 25)
+        probs = rng(3).dirichlet(np.ones(4), size=len(X))
+        a = get_strategy("margin-kmeans")(probs, X, 6, rng(7)).indices
+        b = get_strategy("margin-kmeans")(probs, X, 6, rng(7)).indices
+        assert a.tolist() == b.tolist()
+
+    def test_unknown_name_lists_the_choices(self):
+        with pytest.raises(ValueError, match="margin-kmeans"):
+            get_strategy("smartest")
