@@ -19,27 +19,9 @@ __all__ = ["train", "query", "Query", "evaluate"]
 
 
 def train(X: np.ndarray, y: np.ndarray, labeled: np.ndarray, n_classes: int, *, C: float = DEFAULT_C,
-          seed: int = 0, pseudo_threshold: float | None = None, pseudo_weight: float = 1.0) -> Head:
-    """Fit a fresh head on the rows ``labeled`` of ``X`` with label indices ``y[labeled]``.
-
-    With ``pseudo_threshold``, the head is refit once with the unlabeled rows it
-    predicts with at least that confidence added as (weighted) labels: self-training,
-    cheap with a linear head, and it helps most while labels are scarce.
-    """
-    head = Head(n_classes, C=C, seed=seed).fit(X[labeled], y[labeled])
-    if pseudo_threshold is None:
-        return head
-    rest = np.setdiff1d(np.arange(len(X)), labeled)
-    if len(rest) == 0:
-        return head
-    probs = head.predict_proba(X[rest])
-    sure = probs.max(axis=1) >= pseudo_threshold
-    if not sure.any():
-        return head
-    rows = np.concatenate([labeled, rest[sure]])
-    targets = np.concatenate([y[labeled], probs[sure].argmax(axis=1)])
-    weights = np.concatenate([np.ones(len(labeled)), np.full(int(sure.sum()), pseudo_weight)])
-    return Head(n_classes, C=C, seed=seed).fit(X[rows], targets, sample_weight=weights)
+          seed: int = 0) -> Head:
+    """Fit a fresh head on the rows ``labeled`` of ``X`` with label indices ``y[labeled]``."""
+    return Head(n_classes, C=C, seed=seed).fit(X[labeled], y[labeled])
 
 
 @dataclass(frozen=True)

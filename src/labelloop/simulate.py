@@ -68,7 +68,6 @@ def simulate(
     budget: int = 2000,
     seed: int = 0,
     C: float = DEFAULT_C,
-    pseudo_threshold: float | None = None,
     model: str = "",
     ceiling: dict[str, float] | None = None,
     progress: Any = None,
@@ -100,7 +99,7 @@ def simulate(
     while True:
         t0 = time.perf_counter()
         idx = np.flatnonzero(labeled)
-        head = train(X_pool, y_pool, idx, n_classes, C=C, seed=seed, pseudo_threshold=pseudo_threshold)
+        head = train(X_pool, y_pool, idx, n_classes, C=C, seed=seed)
         t_train = time.perf_counter() - t0
         metrics = evaluate(head, X_test, y_test)
         n_labeled = int(labeled.sum())

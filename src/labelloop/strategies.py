@@ -138,15 +138,19 @@ class Uncertainty:
 
 @dataclass(frozen=True)
 class DiverseUncertainty:
-    """Most uncertain per k-means cluster among the top ``candidate_factor × n`` uncertain texts.
+    """One text per k-means cluster of the ``candidate_factor × n`` most uncertain texts.
 
     Plain uncertainty sampling picks near-duplicates (ten rewordings of one confusing
-    question); clustering the uncertain candidates in embedding space and taking one
-    per cluster spends each label on a different confusion.
+    question). Clustering the uncertain candidates in embedding space spends each
+    label on a different confusion. From each cluster we take, by default, the text
+    nearest its centroid (``pick="centroid"``): a typical example of that confusion
+    rather than its strangest outlier, which measured better on BANKING77 (98 % of
+    full-pool accuracy at 1,400 labels vs 1,500–1,800 with ``pick="uncertain"``).
     """
 
     score: str = "margin"
     candidate_factor: int = 5
+    pick: str = "centroid"
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -154,6 +158,8 @@ class DiverseUncertainty:
             raise ValueError(f"unknown uncertainty score {self.score!r}; choose from {', '.join(SCORES)}")
         if self.candidate_factor < 1:
             raise ValueError("candidate_factor must be ≥ 1")
+        if self.pick not in ("centroid", "uncertain"):
+            raise ValueError("pick must be 'centroid' or 'uncertain'")
         object.__setattr__(self, "name", self.name or f"{self.score}-kmeans")
 
     def __call__(self, probs: np.ndarray | None, embeddings: np.ndarray, n: int,
@@ -163,13 +169,18 @@ class DiverseUncertainty:
         top = Uncertainty(self.score)(probs, embeddings, n * self.candidate_factor, rng)
         if len(top) <= n:
             return top
-        labels, _ = _kmeans(embeddings[top.indices], n, rng)
+        cand = embeddings[top.indices]
+        labels, centers = _kmeans(cand, n, rng)
         chosen = []
         for c in range(n):
             members = np.flatnonzero(labels == c)
-            if len(members):  # ``top`` is sorted, so the first member is the most uncertain
+            if len(members) == 0:
+                continue
+            if self.pick == "centroid":
+                chosen.append(members[np.argmin(((cand[members] - centers[c]) ** 2).sum(axis=1))])
+            else:  # ``top`` is sorted, so the first member is the most uncertain
                 chosen.append(members[0])
-        # Empty clusters (duplicates) are filled with the next most uncertain candidates.
+        # Empty clusters (duplicate points) are filled with the next most uncertain candidates.
         taken = set(chosen)
         chosen += [i for i in range(len(top)) if i not in taken][: n - len(chosen)]
         order = np.array(sorted(chosen, key=lambda i: -top.scores[i]))

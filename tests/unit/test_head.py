@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from labelloop.head import Head
-from labelloop.learner import train
 
 
 def two_blobs(n=20, seed=0):
@@ -36,13 +35,3 @@ def test_refuses_out_of_range_labels_and_empty_training_sets():
         Head(2).fit(X[:2], np.array([0, 5]))
     with pytest.raises(ValueError):
         Head(2).fit(X[:0], np.array([], dtype=int))
-
-
-def test_pseudo_labels_add_confident_unlabeled_rows():
-    X, y = two_blobs(n=50)
-    labeled = np.array([0, 50])  # one label per class
-    plain = train(X, y, labeled, 3)
-    self_trained = train(X, y, labeled, 3, pseudo_threshold=0.6)
-    assert (self_trained.predict(X) == y).mean() >= (plain.predict(X) == y).mean()
-    # Trained on many more (confident) rows, the head is surer of the unlabeled ones.
-    assert self_trained.predict_proba(X).max(axis=1).mean() > plain.predict_proba(X).max(axis=1).mean()

@@ -97,6 +97,16 @@ class TestDiversity:
         sel = DiverseUncertainty("margin", candidate_factor=25)(probs, X, 2, rng())
         assert set(cluster[sel.indices]) == {0, 1}
 
+    def test_centroid_pick_prefers_the_typical_text_uncertain_pick_the_most_uncertain(self):
+        # One tight group of candidates plus an outlier that is the most uncertain of all.
+        X = np.array([[1.0, 0.0], [0.99, 0.14], [0.99, -0.14], [0.6, 0.8]])
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        probs = np.array([[0.7, 0.3], [0.75, 0.25], [0.75, 0.25], [0.51, 0.49]])
+        typical = DiverseUncertainty(candidate_factor=4)(probs[:3], X[:3], 1, rng())
+        assert typical.indices.tolist() == [0]  # the group's centre, not its most uncertain edge
+        most = DiverseUncertainty(candidate_factor=4, pick="uncertain")(probs, X, 1, rng())
+        assert most.indices.tolist() == [3]
+
     def test_returns_exactly_n_distinct_rows_even_with_duplicate_points(self):
         X = np.tile(np.eye(4)[0], (40, 1))  # every point identical: k-means finds one cluster
         probs = rng().dirichlet(np.ones(3), size=40)

@@ -16,18 +16,20 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn as ProgressText, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.progress import TextColumn as ProgressText
 
 from ..data import load_pool
 from ..errors import DataError, LabelloopError
-from ..labelstudio import ID_FIELD, AnnotationRecord, Connector, PullCursor, PushItem, model_version_for, resolve
+from ..labelstudio import (ID_FIELD, AnnotationRecord, Connector, PullCursor, PushItem, model_version_for,
+                           resolve)
 from ..strategies import DEFAULT_STRATEGY, STRATEGIES, get_strategy
 from . import app
 from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, SkipEmpty, TextColumn, embed_pools
 
 ProjectOpt = Annotated[str, typer.Option("--project", help="Label Studio project id, or title.")]
 UrlOpt = Annotated[Optional[str], typer.Option(
-    "--url", help="Label Studio URL (default: $LABEL_STUDIO_URL). The key is read from $LABEL_STUDIO_API_KEY only.")]
+    "--url", help="Label Studio URL (default: $LABEL_STUDIO_URL); the key comes from $LABEL_STUDIO_API_KEY.")]
 LabelsOpt = Annotated[Optional[str], typer.Option(
     "--labels", help="Comma-separated label set (default: the project's choices, else the data's labels).")]
 
@@ -37,14 +39,17 @@ def _labels(arg: str | None) -> list[str] | None:
 
 
 def _bar(console: Console) -> Progress:
-    return Progress(ProgressText("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
+    return Progress(ProgressText("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
 
 
-def read_records(path: Path, *, repair: bool = False) -> list[AnnotationRecord]:
-    """Records of a pulled JSONL file. A torn last line (a crash mid-write) is dropped, and cut off if ``repair``."""
+def read_pulled(path: Path, *, repair: bool = False) -> tuple[list[AnnotationRecord], str | None]:
+    """Records of a pulled JSONL file, and the last scan mark (``{"event": "scan", "scanned_at": ...}``).
+
+    A torn last line (a crash mid-write) is ignored, and cut off if ``repair``.
+    """
     if not path.exists():
-        return []
+        return [], None
     raw = path.read_bytes()
     if raw and not raw.endswith(b"\n"):
         cut = raw.rfind(b"\n") + 1
@@ -52,23 +57,32 @@ def read_records(path: Path, *, repair: bool = False) -> list[AnnotationRecord]:
             with open(path, "r+b") as fh:
                 fh.truncate(cut)
         raw = raw[:cut]
-    out = []
+    records, scanned_at = [], None
     for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            out.append(AnnotationRecord.from_dict(json.loads(line)))
-        except (ValueError, TypeError) as exc:
+            row = json.loads(line)
+            if row.get("event") == "scan":
+                scanned_at = row["scanned_at"]
+            else:
+                records.append(AnnotationRecord.from_dict(row))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise DataError(f"{path}:{n}: not a labelloop pull record ({exc})") from None
-    return out
+    return records, scanned_at
 
 
-def append_records(path: Path, records: list[AnnotationRecord]) -> None:
-    """Append in one write and fsync: the file is the cursor, so a pull lands whole or (nearly) not at all."""
-    if not records:
+def read_records(path: Path) -> list[AnnotationRecord]:
+    return read_pulled(path)[0]
+
+
+def append_records(path: Path, records: list[AnnotationRecord], scan: dict | None = None) -> None:
+    """Append in one write and fsync: the file is the cursor, so a pull lands whole or not at all."""
+    lines = [r.to_dict() for r in records] + ([scan] if scan else [])
+    if not lines:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+    data = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines).encode("utf-8")
     with open(path, "ab") as fh:
         fh.write(data)
         fh.flush()
@@ -79,8 +93,9 @@ def append_records(path: Path, records: list[AnnotationRecord]) -> None:
 def project_cmd(project: ProjectOpt, labels: LabelsOpt = None, url: UrlOpt = None) -> None:
     """Create the project (single-choice text classification) or check an existing one's label set."""
     info = Connector(url).ensure_project(project, _labels(labels))
-    Console(stderr=True).print(f"{'Created' if info.created else 'Found'} project {info.id} {info.title!r} with "
-                               f"{len(info.labels)} labels: {', '.join(info.labels)}")
+    Console(stderr=True, soft_wrap=True).print(
+        f"{'Created' if info.created else 'Found'} project {info.id} {info.title!r} with "
+        f"{len(info.labels)} labels: {', '.join(info.labels)}")
     typer.echo(info.id)
 
 
@@ -95,11 +110,15 @@ def push(
     labels_file: Annotated[Optional[Path], typer.Option(
         help="Labels pulled before (`labelloop pull --out`); they count as known labels.")] = None,
     n: Annotated[int, typer.Option("--n", help="Texts to send.")] = 100,
-    strategy: Annotated[str, typer.Option(help=f"Query strategy: {', '.join(STRATEGIES)}.")] = DEFAULT_STRATEGY,
+    strategy: Annotated[str, typer.Option(help=f"Query strategy: {', '.join(STRATEGIES)}.")
+                        ] = DEFAULT_STRATEGY,
     model_version: Annotated[Optional[str], typer.Option(
         help="Model version of the predictions (default: derived from the training labels).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (k-means, ties).")] = 0,
     batch_size: Annotated[int, typer.Option(help="Tasks per import request.")] = 250,
+    prediction_clusters: Annotated[bool, typer.Option(
+        help="Also write the cluster into each prediction's `cluster` field: one request per text (slow); "
+             "it is always in the task's meta.")] = False,
     model: ModelPath = None,
     cache_dir: CacheDir = None,
     skip_empty: SkipEmpty = False,
@@ -112,7 +131,7 @@ def push(
     completed by running it again, never duplicated. With fewer than two labeled classes
     it cold-starts (k-means coverage, no predictions).
     """
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     if n < 1 or batch_size < 1:
         raise LabelloopError("--n and --batch-size must be ≥ 1")
     if strategy not in STRATEGIES:
@@ -133,7 +152,7 @@ def push(
     if wanted is None and ls.find_project(project) is None:
         wanted = sorted(set(known.values())) or None
         if wanted is None:
-            raise LabelloopError(f"project {project!r} does not exist and {data} has no labels: pass --labels")
+            raise LabelloopError(f"no project {project!r} yet and {data} has no labels; pass --labels")
     info = ls.ensure_project(project, wanted)
     classes = info.labels
     outside = sorted({lab for lab in known.values() if lab not in classes})
@@ -147,8 +166,8 @@ def push(
     y = np.array([index[known[i]] if i in known else -1 for i in pool.ids], dtype=np.int64)
     labeled = np.flatnonzero(y >= 0)
     cold = len(set(y[labeled].tolist())) < 2
-    version = model_version or model_version_for(known, encoder.identity,
-                                                 f"{strategy},{seed},{','.join(classes)}{',cold' if cold else ''}")
+    recipe = f"{strategy},{seed},{','.join(classes)}{',cold' if cold else ''}"
+    version = model_version or model_version_for(known, encoder.identity, recipe)
     existing = ls.existing(info.id)
     # Tasks from an earlier push of this same model version stay candidates, so a rerun picks them again.
     candidates = np.array([r for r, i in enumerate(pool.ids) if y[r] < 0 and
@@ -174,16 +193,18 @@ def push(
     with _bar(console) as bar:
         task = bar.add_task("pushing", total=len(items))
         report = ls.push(info.id, items, version, batch_size=batch_size,
+                         prediction_clusters=prediction_clusters,
                          progress=lambda done, total: bar.update(task, completed=done, total=total))
-    console.print(f"Created {len(report.created)} task(s); {len(report.existing)} already there"
-                  + (f" ({len(report.predictions_added)} given this model's prediction)" if report.predictions_added
-                     else "") + f". Project: {ls.url}/projects/{info.id}")
+    n_added = len(report.predictions_added)
+    added = f" ({n_added} given this model's prediction)" if n_added else ""
+    console.print(f"Created {len(report.created)} task(s); {len(report.existing)} already there{added}. "
+                  f"Project: {ls.url}/projects/{info.id}")
 
 
 @app.command()
 def pull(
     project: ProjectOpt,
-    out: Annotated[Path, typer.Option(help="JSONL of annotation records; appended to, and it is also the cursor.")],
+    out: Annotated[Path, typer.Option(help="JSONL of annotation records, appended to; also the cursor.")],
     url: UrlOpt = None,
 ) -> None:
     """Append the annotations that changed since the last pull to OUT, then summarise.
@@ -192,27 +213,31 @@ def pull(
     if skipped), annotator and time. Rerunning pulls nothing new. A choice outside the label
     set fails the pull without writing anything.
     """
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     ls = Connector(url)
     info = ls.project(project)
-    before = read_records(out, repair=True)
+    before, scanned_at = read_pulled(out, repair=True)
     other = {r.project for r in before} - {info.id}
     if other:
-        raise DataError(f"{out} holds records of project(s) {sorted(other)}, not {info.id}; use another --out")
+        raise DataError(f"{out} holds records of project(s) {sorted(other)}, not {info.id}; use a new --out")
     with _bar(console) as bar:
         task = bar.add_task("pulling", total=None)
-        result = ls.pull(info.id, PullCursor.from_records(before),
+        result = ls.pull(info.id, PullCursor.from_records(before, scanned_at),
                          progress=lambda done, total: bar.update(task, completed=done, total=total))
-    append_records(out, result.records)
+    moved = result.cursor.scanned_at != scanned_at
+    append_records(out, result.records, {"event": "scan", "project": info.id,
+                                         "scanned_at": result.cursor.scanned_at} if moved else None)
     events = Counter(r.event for r in result.records)
     resolved = resolve(before + result.records)
     labeled = sum(r.label is not None for r in resolved.values())
     disagree = sorted(k for k, r in resolved.items() if r.disagreement)
     skipped = sum(1 for r in resolved.values() if r.skipped and not r.votes)
-    console.print(f"{len(result.records)} new record(s) ({events['created']} created, {events['updated']} updated, "
-                  f"{events['deleted']} deleted) from {result.tasks_fetched} changed of {result.tasks_scanned} tasks.")
-    console.print(f"{out}: {labeled} text(s) labeled, {skipped} only skipped, {len(disagree)} with disagreement"
-                  + (f" ({', '.join(disagree[:5])}{', …' if len(disagree) > 5 else ''})" if disagree else "") + ".")
+    console.print(f"{len(result.records)} new record(s) ({events['created']} created, {events['updated']} "
+                  f"updated, {events['deleted']} deleted); fetched {result.tasks_fetched} of "
+                  f"{result.tasks_scanned} tasks.")
+    which = f" ({', '.join(disagree[:5])}{', …' if len(disagree) > 5 else ''})" if disagree else ""
+    console.print(f"{out}: {labeled} text(s) labeled, {skipped} only skipped, {len(disagree)} with "
+                  f"disagreement{which}.")
     if result.foreign_tasks:
         console.print(f"[yellow]{result.foreign_tasks} annotated task(s) have no {ID_FIELD!r}: made outside "
                       f"labelloop, ignored[/]")

@@ -1,0 +1,131 @@
+"""Label efficiency on BANKING77: query strategies vs random sampling over several seeds.
+
+For each strategy: labels needed to reach 95 / 98 / 100 % of the full-pool accuracy,
+area under the learning curve, accuracy at 770 labels (10 per class), and the
+slowest round near 2,000 labels. Writes ``results/label_efficiency.{json,md,png}``.
+
+    python benchmarks/label_efficiency.py                      # default vs margin vs random, 3 seeds
+    python benchmarks/label_efficiency.py --strategies margin-kmeans,random --seeds 0,1,2,3,4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from _banking77 import RESULTS, banking77_paths
+from labelloop.data import check_test_labels, load_pool
+from labelloop.embeddings import Encoder, default_cache_dir, embed
+from labelloop.plots import learning_curves, save
+from labelloop.simulate import accuracy_at, area_under_curve, full_pool, labels_to_reach, mean_curve, simulate
+from labelloop.strategies import DEFAULT_STRATEGY
+
+
+def summarize(runs: list[dict], budget: int) -> dict:
+    def reach(frac: float) -> dict:
+        values = [labels_to_reach(r, frac) for r in runs]
+        hit = [v for v in values if v is not None]
+        return {"per_seed": values, "mean": float(np.mean(hit)) if len(hit) == len(values) else None,
+                "reached": f"{len(hit)}/{len(values)}"}
+
+    near_2000 = [max(r["seconds"] for r in run["rounds"] if 1900 <= r["n_labeled"] <= 2100) for run in runs
+                 if any(1900 <= r["n_labeled"] <= 2100 for r in run["rounds"])]
+    return {
+        "labels_to_95": reach(0.95), "labels_to_98": reach(0.98), "labels_to_100": reach(1.0),
+        "auc": float(np.mean([area_under_curve(r) for r in runs])),
+        "accuracy_at_770": float(np.mean([accuracy_at(r, 770) for r in runs])) if budget >= 770 else None,
+        "final_accuracy": float(np.mean([r["rounds"][-1]["accuracy"] for r in runs])),
+        "max_round_seconds_near_2000": max(near_2000) if near_2000 else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strategies", default=f"{DEFAULT_STRATEGY},margin,random")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--initial", type=int, default=100)
+    parser.add_argument("--initial-strategy", default="cold-start")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--budget", type=int, default=2500)
+    parser.add_argument("--name", default="label_efficiency", help="output file stem under results/")
+    args = parser.parse_args()
+    strategies = args.strategies.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    train_path, test_path = banking77_paths()
+    pool = load_pool(train_path, label_column="category", require_labels=True)
+    test = load_pool(test_path, label_column="category", require_labels=True)
+    check_test_labels(pool, test)
+    classes = pool.label_set
+    y, yt = pool.label_array(classes), test.label_array(classes)
+    encoder = Encoder()
+    X = embed(pool.texts, encoder, default_cache_dir(), progress=True)
+    Xt = embed(test.texts, encoder, default_cache_dir(), progress=True)
+    ceiling = full_pool(X, y, Xt, yt, len(classes))
+
+    results: dict[str, list[dict]] = {s: [] for s in strategies}
+    started = time.perf_counter()
+    with tqdm(total=len(strategies) * len(seeds), desc="simulations") as bar:
+        for name in strategies:
+            for seed in seeds:
+                results[name].append(simulate(
+                    X, y, Xt, yt, len(classes), strategy=name, initial=args.initial,
+                    initial_strategy=args.initial_strategy, batch_size=args.batch_size, budget=args.budget,
+                    seed=seed, model=encoder.name, ceiling=ceiling))
+                bar.update()
+
+    summary = {name: summarize(runs, args.budget) for name, runs in results.items()}
+    comparison = {}
+    if "random" in results:
+        for name in strategies:
+            if name == "random":
+                continue
+            xs, ys = mean_curve(results[name])
+            ok = xs >= 300
+            gap = ys[ok] - np.interp(xs[ok], *mean_curve(results["random"]))
+            comparison[name] = {"min_gap_vs_random_from_300": float(gap.min()),
+                                "never_below_random_from_300": bool((gap >= 0).all())}
+    report = {
+        "dataset": "BANKING77", "n_pool": len(pool), "n_test": len(test), "n_classes": len(classes),
+        "model": encoder.name, "full_pool": ceiling, "seeds": seeds, "initial": args.initial,
+        "initial_strategy": args.initial_strategy, "batch_size": args.batch_size, "budget": args.budget,
+        "summary": summary, "vs_random": comparison, "wall_seconds": time.perf_counter() - started,
+        "runs": [r for runs in results.values() for r in runs],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    save(learning_curves(report["runs"], title=f"BANKING77: {len(seeds)} seeds, batches of {args.batch_size}"),
+         RESULTS / f"{args.name}.png")
+
+    def fmt(r: dict) -> str:
+        return f"{r['mean']:.0f}" if r["mean"] is not None else f"> {args.budget} ({r['reached']} seeds)"
+
+    lines = [
+        f"BANKING77 ({len(pool)} pool / {len(test)} test texts, {len(classes)} classes), {encoder.name} + "
+        f"logistic regression (C=10). Full-pool accuracy **{ceiling['accuracy']:.3f}** (98 %: "
+        f"{0.98 * ceiling['accuracy']:.3f}). Seeds {args.seeds}; {args.initial} initial labels by "
+        f"{args.initial_strategy}, batches of {args.batch_size}, budget {args.budget}. Means over seeds.",
+        "",
+        "| strategy | labels to 95 % | labels to 98 % | labels to 100 % | AULC | acc. @ 770 | final acc. "
+        "| slowest round near 2,000 labels (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in summary.items():
+        at770 = f"{s['accuracy_at_770']:.3f}" if s["accuracy_at_770"] is not None else "—"
+        secs = f"{s['max_round_seconds_near_2000']:.2f}" if s["max_round_seconds_near_2000"] else "—"
+        lines.append(f"| {name} | {fmt(s['labels_to_95'])} | {fmt(s['labels_to_98'])} | {fmt(s['labels_to_100'])} "
+                     f"| {s['auc']:.3f} | {at770} | {s['final_accuracy']:.3f} | {secs} |")
+    for name, c in comparison.items():
+        lines.append("")
+        lines.append(f"{name} vs random, mean curves from 300 labels: smallest gap {c['min_gap_vs_random_from_300']:+.3f}"
+                     f" ({'never below random' if c['never_below_random_from_300'] else 'BELOW random somewhere'}).")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

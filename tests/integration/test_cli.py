@@ -1,0 +1,60 @@
+"""The whole loop through the `labelloop` command: push, annotate, pull, push again with the pulled labels."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from lshelpers import annotate, run_cli
+
+from labelloop.data import demo_paths
+
+pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
+
+
+def test_push_pull_push_through_the_cli(ls_server, sdk, connector, title, monkeypatch, capsys,
+                                        tmp_path) -> None:
+    frame = pd.read_csv(demo_paths()[0], dtype=str).head(60)
+    frame.loc[frame.index[25:], "label"] = None  # 25 known labels, 35 texts to choose from
+    pool = tmp_path / "pool.csv"
+    frame.to_csv(pool, index=False)
+    out = tmp_path / "labels.jsonl"
+    def cli(*args: str) -> tuple[int, str]:
+        return run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, *args)
+    push = ("push", "--data", str(pool), "--id-column", "id", "--project", title, "--n", "8",
+            "--cache-dir", str(tmp_path / "cache"))
+
+    code, err = cli(*push)
+    assert code == 0, err
+    info = connector.project(title)
+    assert info.labels == sorted(frame["label"].dropna().unique())
+    tasks = connector.existing(info.id)
+    assert len(tasks) == 8 and set(tasks) <= set(frame["id"][25:])
+    assert all(len(t.model_versions) == 1 for t in tasks.values())
+
+    code, err = cli(*push)  # same labels, same model: the same 8 texts, nothing new
+    assert code == 0 and "Created 0 task(s); 8 already there" in err
+    assert connector.existing_ids(info.id) == {k: v.task_id for k, v in tasks.items()}
+
+    truth = dict(zip(frame["id"], pd.read_csv(demo_paths()[0], dtype=str).head(60)["label"], strict=True))
+    picked = sorted(tasks)
+    for our_id in picked[:5]:
+        label = truth[our_id] if truth[our_id] in info.labels else info.labels[0]
+        annotate(sdk, tasks[our_id].task_id, label)
+    annotate(sdk, tasks[picked[5]].task_id, None)
+
+    code, err = cli("pull", "--project", title, "--out", str(out))
+    assert code == 0 and "5 text(s) labeled, 1 only skipped" in err
+    lines = out.read_text().splitlines()
+    rows = [json.loads(x) for x in lines]
+    assert [r["event"] for r in rows] == ["created"] * 6 + ["scan"]  # the scan mark is the cursor
+    assert {r["id"] for r in rows[:6]} == set(picked[:6])
+    code, err = cli("pull", "--project", str(info.id), "--out", str(out))
+    assert code == 0 and "0 new record(s)" in err and out.read_text().splitlines() == lines
+
+    code, err = cli(*push, "--labels-file", str(out))  # 30 labels now: a new model, 8 new texts
+    assert code == 0 and "Created 8 task(s); 0 already there" in err
+    after = connector.existing(info.id)
+    assert len(after) == 16 and set(tasks) < set(after)
+    assert ls_server.api_key not in out.read_text()
