@@ -1,4 +1,4 @@
-"""Label efficiency on BANKING77: query strategies vs random sampling over several seeds.
+"""Label efficiency on BANKING77 (or the demo tickets): query strategies vs random sampling over seeds.
 
 For each strategy: labels needed to reach 95 / 98 / 100 % of the full-pool accuracy,
 area under the learning curve, accuracy at 770 labels (10 per class), and the
@@ -6,6 +6,7 @@ slowest round near 2,000 labels. Writes ``results/label_efficiency.{json,md,png}
 
     python benchmarks/label_efficiency.py                      # default vs margin vs random, 3 seeds
     python benchmarks/label_efficiency.py --strategies margin-kmeans,random --seeds 0,1,2,3,4
+    python benchmarks/label_efficiency.py --dataset demo --initial 20 --batch-size 20 --budget 400
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from _banking77 import RESULTS, banking77_paths
-from labelloop.data import check_test_labels, load_pool
+from labelloop.data import check_test_labels, demo_paths, load_pool
 from labelloop.embeddings import Encoder, default_cache_dir, embed
 from labelloop.plots import learning_curves, save
 from labelloop.simulate import accuracy_at, area_under_curve, full_pool, labels_to_reach, mean_curve, simulate
@@ -51,14 +52,21 @@ def main() -> None:
     parser.add_argument("--initial-strategy", default="cold-start")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--budget", type=int, default=2500)
-    parser.add_argument("--name", default="label_efficiency", help="output file stem under results/")
+    parser.add_argument("--dataset", choices=["banking77", "demo"], default="banking77",
+                        help="banking77 (77 intents, ../shared) or the bundled demo tickets (13 intents)")
+    parser.add_argument("--name", default=None, help="output file stem under results/ (default from the dataset)")
     args = parser.parse_args()
     strategies = args.strategies.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    train_path, test_path = banking77_paths()
-    pool = load_pool(train_path, label_column="category", require_labels=True)
-    test = load_pool(test_path, label_column="category", require_labels=True)
+    if args.dataset == "banking77":
+        (train_path, test_path), label_column = banking77_paths(), "category"
+    else:
+        (train_path, test_path), label_column = demo_paths(), "label"
+    name = args.name or ("label_efficiency" if args.dataset == "banking77" else f"label_efficiency_{args.dataset}")
+    title = "BANKING77" if args.dataset == "banking77" else "Demo tickets"
+    pool = load_pool(train_path, label_column=label_column, require_labels=True)
+    test = load_pool(test_path, label_column=label_column, require_labels=True)
     check_test_labels(pool, test)
     classes = pool.label_set
     y, yt = pool.label_array(classes), test.label_array(classes)
@@ -90,22 +98,22 @@ def main() -> None:
             comparison[name] = {"min_gap_vs_random_from_300": float(gap.min()),
                                 "never_below_random_from_300": bool((gap >= 0).all())}
     report = {
-        "dataset": "BANKING77", "n_pool": len(pool), "n_test": len(test), "n_classes": len(classes),
+        "dataset": title, "n_pool": len(pool), "n_test": len(test), "n_classes": len(classes),
         "model": encoder.name, "full_pool": ceiling, "seeds": seeds, "initial": args.initial,
         "initial_strategy": args.initial_strategy, "batch_size": args.batch_size, "budget": args.budget,
         "summary": summary, "vs_random": comparison, "wall_seconds": time.perf_counter() - started,
         "runs": [r for runs in results.values() for r in runs],
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
-    save(learning_curves(report["runs"], title=f"BANKING77: {len(seeds)} seeds, batches of {args.batch_size}"),
-         RESULTS / f"{args.name}.png")
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    save(learning_curves(report["runs"], title=f"{title}: {len(seeds)} seeds, batches of {args.batch_size}"),
+         RESULTS / f"{name}.png")
 
     def fmt(r: dict) -> str:
         return f"{r['mean']:.0f}" if r["mean"] is not None else f"> {args.budget} ({r['reached']} seeds)"
 
     lines = [
-        f"BANKING77 ({len(pool)} pool / {len(test)} test texts, {len(classes)} classes), {encoder.name} + "
+        f"{title} ({len(pool)} pool / {len(test)} test texts, {len(classes)} classes), {encoder.name} + "
         f"logistic regression (C=10). Full-pool accuracy **{ceiling['accuracy']:.3f}** (98 %: "
         f"{0.98 * ceiling['accuracy']:.3f}). Seeds {args.seeds}; {args.initial} initial labels by "
         f"{args.initial_strategy}, batches of {args.batch_size}, budget {args.budget}. Means over seeds.",
@@ -123,7 +131,7 @@ def main() -> None:
         lines.append("")
         lines.append(f"{name} vs random, mean curves from 300 labels: smallest gap {c['min_gap_vs_random_from_300']:+.3f}"
                      f" ({'never below random' if c['never_below_random_from_300'] else 'BELOW random somewhere'}).")
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
