@@ -186,6 +186,7 @@ class EmbeddingCache:
     def __init__(self, root: Path | str, model_identity: str) -> None:
         self.dir = Path(root) / model_identity
         self._index: dict[bytes, np.ndarray] | None = None
+        self._read: set[Path] = set()  # shards whose vectors are in the index (ours or read)
 
     def _shards(self) -> list[Path]:
         return sorted(self.dir.glob("shard-*.npz")) if self.dir.exists() else []
@@ -201,6 +202,7 @@ class EmbeddingCache:
                     continue  # unreadable shard (disk trouble): recompute those texts
                 for k, v in zip(keys.tolist(), vectors, strict=True):
                     index[k] = v
+                self._read.add(shard)
             self._index = index
         return self._index
 
@@ -217,31 +219,36 @@ class EmbeddingCache:
         if len(keys) == 0:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._write(self.dir / f"shard-{uuid.uuid4().hex}.npz", np.array(keys, dtype="S64"), vectors)
         index = self._load()
+        self._read.add(self._write(self.dir / f"shard-{uuid.uuid4().hex}.npz", np.array(keys, dtype="S64"), vectors))
         for k, v in zip(keys, vectors, strict=True):
             index[k] = v
 
     def compact(self) -> None:
-        """Merge shards into one once there are many (a crash midway leaves duplicates, never a loss)."""
-        shards = self._shards()
-        if len(shards) <= self.MAX_SHARDS:
+        """Merge shards into one once there are many.
+
+        Only shards already in our index are removed, so shards another process wrote
+        meanwhile survive; a crash midway leaves duplicates, never a loss.
+        """
+        if len(self._shards()) <= self.MAX_SHARDS:
             return
         index = self._load()
+        merged_from = set(self._read)
         keys = np.array(list(index), dtype="S64")
         vectors = np.stack([index[k] for k in keys.tolist()])
-        self._write(self.dir / f"shard-{uuid.uuid4().hex}.npz", keys, vectors)
-        for shard in shards:
+        self._read = {self._write(self.dir / f"shard-{uuid.uuid4().hex}.npz", keys, vectors)}
+        for shard in merged_from:
             shard.unlink(missing_ok=True)
 
     @staticmethod
-    def _write(path: Path, keys: np.ndarray, vectors: np.ndarray) -> None:
+    def _write(path: Path, keys: np.ndarray, vectors: np.ndarray) -> Path:
         tmp = path.with_name(f".tmp-{path.name}")
         with tmp.open("wb") as fh:
             np.savez(fh, keys=keys, vectors=vectors.astype(np.float32, copy=False))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        return path
 
 
 def embed(

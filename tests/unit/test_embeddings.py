@@ -127,3 +127,14 @@ def test_missing_model_directory_is_a_clear_error(tmp_path):
         Encoder(tmp_path / "nope")
     with pytest.raises(ModelError, match="no config.json"):
         Encoder(tmp_path)
+
+
+def test_compaction_keeps_shards_written_meanwhile_by_another_process(tmp_path):
+    ours, theirs = EmbeddingCache(tmp_path, "m"), EmbeddingCache(tmp_path, "m")
+    vec = np.ones((1, 4), dtype=np.float32)
+    for i in range(EmbeddingCache.MAX_SHARDS + 1):
+        ours.put([text_key(f"ours {i}")], vec)
+    theirs.put([text_key("theirs")], vec)  # written after ``ours`` loaded its index
+    ours.compact()
+    assert text_key("theirs") in EmbeddingCache(tmp_path, "m").get([text_key("theirs")])
+    assert len(EmbeddingCache(tmp_path, "m")) == EmbeddingCache.MAX_SHARDS + 2
