@@ -63,7 +63,7 @@ def main() -> None:
         (train_path, test_path), label_column = banking77_paths(), "category"
     else:
         (train_path, test_path), label_column = demo_paths(), "label"
-    name = args.name or ("label_efficiency" if args.dataset == "banking77" else f"label_efficiency_{args.dataset}")
+    stem = args.name or ("label_efficiency" if args.dataset == "banking77" else f"label_efficiency_{args.dataset}")
     title = "BANKING77" if args.dataset == "banking77" else "Demo tickets"
     pool = load_pool(train_path, label_column=label_column, require_labels=True)
     test = load_pool(test_path, label_column=label_column, require_labels=True)
@@ -105,9 +105,9 @@ def main() -> None:
         "runs": [r for runs in results.values() for r in runs],
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     save(learning_curves(report["runs"], title=f"{title}: {len(seeds)} seeds, batches of {args.batch_size}"),
-         RESULTS / f"{name}.png")
+         RESULTS / f"{stem}.png")
 
     def fmt(r: dict) -> str:
         return f"{r['mean']:.0f}" if r["mean"] is not None else f"> {args.budget} ({r['reached']} seeds)"
@@ -131,7 +131,7 @@ def main() -> None:
         lines.append("")
         lines.append(f"{name} vs random, mean curves from 300 labels: smallest gap {c['min_gap_vs_random_from_300']:+.3f}"
                      f" ({'never below random' if c['never_below_random_from_300'] else 'BELOW random somewhere'}).")
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -176,9 +176,11 @@ class DiverseUncertainty:
             members = np.flatnonzero(labels == c)
             if len(members) == 0:
                 continue
+            # ``top`` is sorted, so among equals the first member is the most uncertain.
             if self.pick == "centroid":
-                chosen.append(members[np.argmin(((cand[members] - centers[c]) ** 2).sum(axis=1))])
-            else:  # ``top`` is sorted, so the first member is the most uncertain
+                d = ((cand[members] - centers[c]) ** 2).sum(axis=1)
+                chosen.append(members[np.flatnonzero(d <= d.min() + 1e-6)[0]])  # ties: 2-member clusters
+            else:
                 chosen.append(members[0])
         # Empty clusters (duplicate points) are filled with the next most uncertain candidates.
         taken = set(chosen)
