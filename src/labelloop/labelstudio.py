@@ -42,6 +42,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -257,12 +258,12 @@ class _Known:
 @dataclass
 class PullCursor:
     """What the previous pulls saw: every live annotation's task, our id, ``updated_at`` and label,
-    and ``scanned_at``, the newest task ``updated_at`` of the last scan (server clock).
+    and ``scanned_at``, the server's clock when the last scan started.
 
     New and deleted annotations are found from the annotation ids alone; only edits of an
     existing annotation need ``scanned_at``: tasks changed since then (minus a safety margin
-    for writes that were not yet committed during the scan) are fetched again. The
-    annotations can be rebuilt from the records themselves (:meth:`from_records`).
+    for writes still in flight during the scan) are fetched again. The annotations can be
+    rebuilt from the records themselves (:meth:`from_records`).
     """
 
     annotations: dict[int, _Known] = field(default_factory=dict)
@@ -545,8 +546,8 @@ class Connector:
                 return LabelStudioError(f"{where} refused the API key while {what} (401: {detail}); "
                                         f"check LABEL_STUDIO_API_KEY", status=status)
             if status == 403:
-                return LabelStudioError(f"{where} refused the request while {what} (403: {detail}); the key's "
-                                        f"user lacks the permission", status=status)
+                return LabelStudioError(f"{where} refused the request while {what} (403: {detail}); "
+                                        f"the key's user lacks the permission", status=status)
             if status == 404:
                 return LabelStudioInputError(f"{where}: not found while {what} (404: {detail})")
             if status == 400:
@@ -776,6 +777,7 @@ class Connector:
         """
         info = self.project(project_id)
         cursor = PullCursor() if cursor is None else PullCursor(dict(cursor.annotations), cursor.scanned_at)
+        started = self._server_time(project_id)
         def light() -> list[dict[str, Any]]:
             return [_as_dict(t) for t in self._ls.tasks.list(
                 project=project_id, fields="all", include="id,updated_at,annotations_ids", page_size=1000)]
@@ -803,10 +805,21 @@ class Connector:
         records += deleted_records(gone, project_id, task_deleted=True)
         for rec in records:
             cursor.apply(rec)
-        stamps = [s for s in (_iso(t.get("updated_at")) for t in scan) if s]
-        if stamps:
-            cursor.scanned_at = max([*stamps, *([cursor.scanned_at] if cursor.scanned_at else [])], key=_ts)
+        # Without a server clock, the newest change seen is the next best mark.
+        marks = [started] if started else [s for s in (_iso(t.get("updated_at")) for t in scan) if s]
+        if marks:
+            cursor.scanned_at = max([*marks, *([cursor.scanned_at] if cursor.scanned_at else [])], key=_ts)
         return PullResult(records, cursor, len(scan), len(fetch), foreign)
+
+    def _server_time(self, project_id: int) -> str | None:
+        """The server's clock (its HTTP ``Date``), the clock Label Studio stamps ``updated_at`` with."""
+        resp = self._call(f"reading project {project_id}",
+                          lambda: self._ls.projects.with_raw_response.get(project_id))
+        date = {k.lower(): v for k, v in resp.headers.items()}.get("date")
+        try:
+            return parsedate_to_datetime(date).isoformat() if date else None
+        except (TypeError, ValueError):
+            return None
 
 
 def _detail(body: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -33,18 +34,28 @@ def test_round_trip_and_nothing_new_on_rerun(connector, sdk, pushed, ls_server) 
 
     again = connector.pull(pid, first.cursor)
     assert again.records == [] and again.tasks_scanned == 12
+    # The cursor rebuilt from the records alone (what `labelloop pull --out` keeps) is as good.
+    assert connector.pull(pid, PullCursor.from_records(first.records)).records == []
 
-    # Incremental: only tasks changed since the last scan are fetched in full. (Without the
-    # safety margin for in-flight writes, which would refetch the tasks just annotated.)
+
+def test_pull_fetches_only_changed_tasks(connector, sdk, pushed, ls_server) -> None:
+    """Without the safety margin for in-flight writes, a pull fetches exactly the tasks changed since
+    the previous scan started. The scan mark is the server's clock in whole seconds, hence the pause."""
+    pid, tasks = pushed
+    ann = annotate(sdk, tasks["doc-0000"], "bug")
+    annotate(sdk, tasks["doc-0001"], "bug")
+    time.sleep(1.1)
     exact = Connector(connector.url, ls_server.api_key, scan_margin=0)
-    assert exact.pull(pid, again.cursor).tasks_fetched <= 1  # the task holding the scan mark
-    annotate(sdk, tasks[sorted(tasks)[10]], "bug")
-    third = exact.pull(pid, again.cursor)
-    assert [(r.id, r.label) for r in third.records] == [(sorted(tasks)[10], "bug")]
-    assert third.tasks_fetched <= 2
-
-    # The cursor rebuilt from the records alone (what `labelloop pull --out` does) is as good.
-    assert connector.pull(pid, PullCursor.from_records(first.records + third.records)).records == []
+    first = exact.pull(pid)
+    assert first.tasks_fetched == 2 and len(first.records) == 2
+    quiet = exact.pull(pid, first.cursor)
+    assert quiet.records == [] and quiet.tasks_fetched == 0 and quiet.tasks_scanned == 12
+    relabel(sdk, ann, "other")
+    annotate(sdk, tasks["doc-0009"], "billing")
+    third = exact.pull(pid, quiet.cursor)
+    assert third.tasks_fetched == 2
+    assert sorted((r.id, r.event, r.label) for r in third.records) == [
+        ("doc-0000", "updated", "other"), ("doc-0009", "created", "billing")]
 
 
 def test_skip_is_not_a_label(connector, sdk, pushed) -> None:

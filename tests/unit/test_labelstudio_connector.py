@@ -16,7 +16,7 @@ import httpx
 import pytest
 from label_studio_sdk.core.api_error import ApiError
 
-from labelloop.cli.labelstudio import append_records, read_pulled, read_records
+from labelloop.cli.labelstudio import append_records, read_records, read_scan_mark, write_scan_mark
 from labelloop.errors import DataError
 from labelloop.labelstudio import (AnnotationRecord, Connector, LabelStudioError, LabelStudioInputError,
                                    ProjectNotFoundError, PushItem, labeling_config)
@@ -228,13 +228,20 @@ def test_records_file_round_trip_and_torn_last_line(tmp_path: Path) -> None:
     with open(path, "a") as fh:  # a crash in the middle of writing the next pull
         fh.write(json.dumps(record(3).to_dict())[:25])
     assert read_records(path) == [record(1), record(2, None)]
-    read_pulled(path, repair=True)
+    read_records(path, repair=True)
     assert path.read_text().endswith("\n") and len(path.read_text().splitlines()) == 2
-    append_records(path, [record(3)], {"event": "scan", "project": 7,
-                                       "scanned_at": "2026-11-24T10:01:00+00:00"})
-    append_records(path, [], {"event": "scan", "project": 7, "scanned_at": "2026-11-24T10:02:00+00:00"})
-    records, scanned_at = read_pulled(path)
-    assert [r.annotation_id for r in records] == [1, 2, 3] and scanned_at == "2026-11-24T10:02:00+00:00"
+    append_records(path, [record(3)])
+    assert [r.annotation_id for r in read_records(path)] == [1, 2, 3]
     path.write_text(path.read_text() + '{"no": "record"}\n')
-    with pytest.raises(DataError, match=r"labels.jsonl:6: not a labelloop pull record"):
+    with pytest.raises(DataError, match=r"labels.jsonl:4: not a labelloop pull record"):
         read_records(path)
+
+
+def test_scan_mark_is_per_project_and_optional(tmp_path: Path) -> None:
+    out = tmp_path / "labels.jsonl"
+    assert read_scan_mark(out, 7) is None
+    write_scan_mark(out, 7, "2026-11-24T10:02:00+00:00")
+    assert read_scan_mark(out, 7) == "2026-11-24T10:02:00+00:00"
+    assert read_scan_mark(out, 8) is None  # another project's mark is no mark
+    (tmp_path / "labels.jsonl.scan.json").write_text("{torn")
+    assert read_scan_mark(out, 7) is None

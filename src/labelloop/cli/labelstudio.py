@@ -43,13 +43,10 @@ def _bar(console: Console) -> Progress:
                     TimeElapsedColumn(), console=console)
 
 
-def read_pulled(path: Path, *, repair: bool = False) -> tuple[list[AnnotationRecord], str | None]:
-    """Records of a pulled JSONL file, and the last scan mark (``{"event": "scan", "scanned_at": ...}``).
-
-    A torn last line (a crash mid-write) is ignored, and cut off if ``repair``.
-    """
+def read_records(path: Path, *, repair: bool = False) -> list[AnnotationRecord]:
+    """Records of a pulled JSONL file; a torn last line (crash mid-write) is ignored, cut if ``repair``."""
     if not path.exists():
-        return [], None
+        return []
     raw = path.read_bytes()
     if raw and not raw.endswith(b"\n"):
         cut = raw.rfind(b"\n") + 1
@@ -57,36 +54,48 @@ def read_pulled(path: Path, *, repair: bool = False) -> tuple[list[AnnotationRec
             with open(path, "r+b") as fh:
                 fh.truncate(cut)
         raw = raw[:cut]
-    records, scanned_at = [], None
+    out = []
     for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            if row.get("event") == "scan":
-                scanned_at = row["scanned_at"]
-            else:
-                records.append(AnnotationRecord.from_dict(row))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            out.append(AnnotationRecord.from_dict(json.loads(line)))
+        except (ValueError, TypeError, AttributeError) as exc:
             raise DataError(f"{path}:{n}: not a labelloop pull record ({exc})") from None
-    return records, scanned_at
+    return out
 
 
-def read_records(path: Path) -> list[AnnotationRecord]:
-    return read_pulled(path)[0]
-
-
-def append_records(path: Path, records: list[AnnotationRecord], scan: dict | None = None) -> None:
-    """Append in one write and fsync: the file is the cursor, so a pull lands whole or not at all."""
-    lines = [r.to_dict() for r in records] + ([scan] if scan else [])
-    if not lines:
+def append_records(path: Path, records: list[AnnotationRecord]) -> None:
+    """Append in one write and fsync: the records are the cursor, so a pull lands whole or not at all."""
+    if not records:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines).encode("utf-8")
+    data = "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records).encode("utf-8")
     with open(path, "ab") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def scan_mark_path(out: Path) -> Path:
+    """Beside OUT: when the last scan started. Only saves work; losing it refetches, never loses labels."""
+    return out.with_name(out.name + ".scan.json")
+
+
+def read_scan_mark(out: Path, project: int) -> str | None:
+    try:
+        mark = json.loads(scan_mark_path(out).read_text())
+    except (OSError, ValueError):
+        return None
+    return mark.get("scanned_at") if isinstance(mark, dict) and mark.get("project") == project else None
+
+
+def write_scan_mark(out: Path, project: int, scanned_at: str | None) -> None:
+    """Written after the records, atomically: a mark never runs ahead of the records it covers."""
+    path = scan_mark_path(out)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"project": project, "scanned_at": scanned_at}) + "\n")
+    os.replace(tmp, path)
 
 
 @app.command("project")
@@ -142,10 +151,11 @@ def push(
         if not labels_file.exists():
             raise DataError(f"{labels_file}: file not found")
         pulled = {k: r.label for k, r in resolve(read_records(labels_file)).items() if r.label is not None}
-        outside = len(set(pulled) - set(pool.ids))
+        in_pool = set(pool.ids)
+        outside = len(set(pulled) - in_pool)
         if outside:
             console.print(f"[yellow]{outside} pulled label(s) are for ids not in {data}; ignored[/]")
-        known.update({k: v for k, v in pulled.items() if k in set(pool.ids)})
+        known.update({k: v for k, v in pulled.items() if k in in_pool})
 
     ls = Connector(url)
     wanted = _labels(labels)
@@ -210,23 +220,23 @@ def pull(
     """Append the annotations that changed since the last pull to OUT, then summarise.
 
     Each record is one created, updated or deleted annotation, with our id, the label (none
-    if skipped), annotator and time. Rerunning pulls nothing new. A choice outside the label
-    set fails the pull without writing anything.
+    if skipped), annotator and time; OUT is its own cursor, so rerunning pulls nothing new.
+    OUT.scan.json beside it only lets the next pull skip unchanged tasks. A choice outside
+    the label set fails the pull without writing anything.
     """
     console = Console(stderr=True, soft_wrap=True)
     ls = Connector(url)
     info = ls.project(project)
-    before, scanned_at = read_pulled(out, repair=True)
+    before = read_records(out, repair=True)
     other = {r.project for r in before} - {info.id}
     if other:
         raise DataError(f"{out} holds records of project(s) {sorted(other)}, not {info.id}; use a new --out")
     with _bar(console) as bar:
         task = bar.add_task("pulling", total=None)
-        result = ls.pull(info.id, PullCursor.from_records(before, scanned_at),
+        result = ls.pull(info.id, PullCursor.from_records(before, read_scan_mark(out, info.id)),
                          progress=lambda done, total: bar.update(task, completed=done, total=total))
-    moved = result.cursor.scanned_at != scanned_at
-    append_records(out, result.records, {"event": "scan", "project": info.id,
-                                         "scanned_at": result.cursor.scanned_at} if moved else None)
+    append_records(out, result.records)
+    write_scan_mark(out, info.id, result.cursor.scanned_at)
     events = Counter(r.event for r in result.records)
     resolved = resolve(before + result.records)
     labeled = sum(r.label is not None for r in resolved.values())
