@@ -110,7 +110,10 @@ def main() -> None:
          RESULTS / f"{stem}.png")
 
     def fmt(r: dict) -> str:
-        return f"{r['mean']:.0f}" if r["mean"] is not None else f"> {args.budget} ({r['reached']} seeds)"
+        if r["mean"] is not None:
+            return f"{r['mean']:.0f}"
+        hit, total = map(int, r["reached"].split("/"))
+        return f"> {args.budget} on {total - hit}/{total} seeds"
 
     lines = [
         f"{title} ({len(pool)} pool / {len(test)} test texts, {len(classes)} classes), {encoder.name} + "

@@ -110,8 +110,10 @@ def _column(frame: pd.DataFrame, name: str, path: Path, role: str) -> pd.Series:
 
 
 def _as_text(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return None
+    if isinstance(value, float) and value.is_integer():  # JSON ints become floats beside nulls
+        return str(int(value))
     return str(value)
 
 
@@ -123,6 +125,7 @@ def load_pool(
     *,
     skip_empty: bool = False,
     require_labels: bool = False,
+    unique_ids: bool = True,
 ) -> Pool:
     """Read a pool from ``path``.
 
@@ -130,7 +133,8 @@ def load_pool(
     data rows, header excluded) unless ``skip_empty`` is set, in which case they are
     dropped with a warning. ``label_column=None`` or a file without that column
     gives an unlabeled pool, unless ``require_labels``. Ids come from ``id_column``
-    or, without it, from the text's content, so they survive re-ordering the file.
+    or, without it, from the text's content, so they survive re-ordering the file;
+    they must be unique unless ``unique_ids=False`` (a test set, whose ids are unused).
     """
     import warnings
 
@@ -189,7 +193,7 @@ def load_pool(
             dups.append(f"{i} (rows {keep[seen[i]] + 1} and {keep[j] + 1})")
         else:
             seen[i] = j
-    if dups:
+    if dups and unique_ids:
         raise DataError(f"{path}: {len(dups)} duplicate id(s) {what}: {_preview(dups, 5)}")
     return Pool(ids=ids, texts=texts, labels=labels, source=str(path))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import LabelloopError, ModelError
 
 __all__ = ["Encoder", "EmbeddingCache", "embed", "default_model_path", "default_cache_dir", "text_key"]
 
@@ -42,9 +42,9 @@ def default_model_path() -> Path:
 def default_cache_dir() -> Path:
     """``$LABELLOOP_CACHE_DIR``, else ``$XDG_CACHE_HOME/labelloop``, else ``~/.cache/labelloop``."""
     if env := os.environ.get("LABELLOOP_CACHE_DIR"):
-        return Path(env)
+        return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "labelloop"
+    return Path(base).expanduser() / "labelloop"
 
 
 def text_key(text: str) -> bytes:
@@ -88,8 +88,11 @@ class Encoder:
     def name(self) -> str:
         """A readable name: the bundled model's own name, else the directory."""
         assert isinstance(self.path, Path)
-        if self.path == default_model_path():
-            return "all-MiniLM-L6-v2"
+        try:
+            if self.path == default_model_path():
+                return "all-MiniLM-L6-v2"
+        except ModelError:  # bundled package absent: a --model directory is in use
+            pass
         return str(self.path)
 
     @cached_property
@@ -160,16 +163,18 @@ def _configured_max_length(path: Path) -> int:
     """sentence-transformers' max_seq_length if the directory has one, else the tokenizer's limit (≤ 512)."""
     import json
 
-    st = path / "sentence_bert_config.json"
-    if st.exists():
-        value = json.loads(st.read_text()).get("max_seq_length")
-        if value:
-            return int(value)
-    tc = path / "tokenizer_config.json"
-    if tc.exists():
-        value = json.loads(tc.read_text()).get("model_max_length")
-        if isinstance(value, int) and value < 100_000:
-            return min(value, 512)
+    def read(name: str) -> dict:
+        file = path / name
+        try:
+            return json.loads(file.read_text()) if file.exists() else {}
+        except (ValueError, OSError) as exc:
+            raise ModelError(f"{file}: not valid JSON ({exc})") from None
+
+    if value := read("sentence_bert_config.json").get("max_seq_length"):
+        return int(value)
+    value = read("tokenizer_config.json").get("model_max_length")
+    if isinstance(value, int) and value < 100_000:
+        return min(value, 512)
     return 512
 
 
@@ -184,7 +189,7 @@ class EmbeddingCache:
     MAX_SHARDS = 32
 
     def __init__(self, root: Path | str, model_identity: str) -> None:
-        self.dir = Path(root) / model_identity
+        self.dir = Path(root).expanduser() / model_identity
         self._index: dict[bytes, np.ndarray] | None = None
         self._read: set[Path] = set()  # shards whose vectors are in the index (ours or read)
 
@@ -218,7 +223,11 @@ class EmbeddingCache:
         """Persist one shard atomically."""
         if len(keys) == 0:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LabelloopError(f"cannot write the embedding cache at {self.dir}: {exc.strerror}; "
+                                 f"pass --cache-dir or set LABELLOOP_CACHE_DIR") from None
         index = self._load()
         self._read.add(self._write(self.dir / f"shard-{uuid.uuid4().hex}.npz", np.array(keys, dtype="S64"), vectors))
         for k, v in zip(keys, vectors, strict=True):

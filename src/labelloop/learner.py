@@ -1,6 +1,6 @@
 """One active-learning round, with no I/O: train the head, score the pool, select a batch.
 
-``simulate`` (oracle replay) and ``sync`` (Label Studio) both go through
+``simulate`` (oracle replay) and ``push`` (Label Studio) both go through
 :func:`train` and :func:`query`, so the strategy measured in simulation is the one
 that runs in production.
 """

@@ -111,7 +111,7 @@ def simulate(
             t_score, t_select = q.seconds_score, q.seconds_select
         rounds.append(RoundRecord(
             round=len(rounds), n_labeled=n_labeled, **metrics,  # type: ignore[typeddict-item]
-            seconds=t_train + t_score + t_select,
+            seconds=t_train + t_score + t_select + pending_select,
             seconds_train=t_train, seconds_score=t_score, seconds_select=t_select + pending_select,
         ))
         pending_select = 0.0

@@ -144,8 +144,9 @@ class DiverseUncertainty:
     question). Clustering the uncertain candidates in embedding space spends each
     label on a different confusion. From each cluster we take, by default, the text
     nearest its centroid (``pick="centroid"``): a typical example of that confusion
-    rather than its strangest outlier, which measured better on BANKING77 (98 % of
-    full-pool accuracy at 1,400 labels vs 1,500–1,800 with ``pick="uncertain"``).
+    rather than its strangest outlier. On BANKING77 that reached 98 % of full-pool
+    accuracy at 1,520 labels (mean of 5 seeds, 1,400–1,600) against 1,633 for
+    ``pick="uncertain"`` (3 seeds) and 1,760 for plain margin.
     """
 
     score: str = "margin"
@@ -202,6 +203,8 @@ class ColdStart:
     def __call__(self, probs: np.ndarray | None, embeddings: np.ndarray, n: int,
                  rng: np.random.Generator) -> Selection:
         m = len(embeddings)
+        if n <= 0:
+            return Selection(np.empty(0, dtype=np.int64), np.empty(0), _no_clusters(0))
         if n >= m:
             return Selection(np.arange(m), np.zeros(m), np.arange(m))
         labels, centers = _kmeans(embeddings, n, rng)

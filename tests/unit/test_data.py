@@ -135,3 +135,14 @@ def test_bundled_demo_is_a_labeled_multi_intent_dataset():
     assert 10 <= len(train.label_set) <= 20
     assert set(test.label_set) == set(train.label_set)
     assert not set(train.ids) & set(test.ids)
+
+
+def test_whole_number_labels_stay_whole_in_jsonl_with_nulls(tmp_path):
+    rows = [{"text": "a", "label": 1}, {"text": "b", "label": None}, {"text": "c", "label": 2}]
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    assert load_pool(tmp_path / "p.jsonl").labels == ["1", None, "2"]
+
+
+def test_duplicate_ids_can_be_allowed_for_test_sets(tmp_path):
+    pool = load_pool(write_csv(tmp_path / "a.csv", ["same,x", "same,x"]), unique_ids=False)
+    assert len(pool) == 2

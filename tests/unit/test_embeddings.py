@@ -138,3 +138,21 @@ def test_compaction_keeps_shards_written_meanwhile_by_another_process(tmp_path):
     ours.compact()
     assert text_key("theirs") in EmbeddingCache(tmp_path, "m").get([text_key("theirs")])
     assert len(EmbeddingCache(tmp_path, "m")) == EmbeddingCache.MAX_SHARDS + 2
+
+
+def test_home_in_cache_paths_is_expanded(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert EmbeddingCache("~/cache", "m").dir == tmp_path / "cache" / "m"
+    monkeypatch.setenv("LABELLOOP_CACHE_DIR", "~/elsewhere")
+    from labelloop.embeddings import default_cache_dir
+
+    assert default_cache_dir() == tmp_path / "elsewhere"
+
+
+def test_unwritable_cache_is_a_one_line_error(tmp_path):
+    from labelloop.errors import LabelloopError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(LabelloopError, match="cannot write the embedding cache"):
+        EmbeddingCache(blocker, "m").put([text_key("x")], np.ones((1, 2), dtype=np.float32))

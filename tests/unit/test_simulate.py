@@ -89,6 +89,9 @@ def test_cli_runs_on_the_bundled_demo_and_writes_json_and_plot(tmp_path, monkeyp
     (["--train", "x.csv"], "give both --train and --test"),
     (["--initial-strategy", "best"], "--initial-strategy must be one of"),
     (["--train", "missing.csv", "--test", "missing.csv"], "file not found"),
+    (["--budget", "10", "--initial", "20"], "smaller than --initial"),
+    (["--out", "."], "is a directory"),
+    (["--plot", "curve.docx"], "unsupported image type"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypatch):
     import subprocess
@@ -100,3 +103,18 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, monk
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_exits_130_with_a_message(monkeypatch, capsys):
+    import labelloop.cli.simulate as cli_simulate
+    from labelloop.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_simulate, "load_pool", interrupted)
+    monkeypatch.setattr("sys.argv", ["labelloop", "simulate"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 130
+    assert "interrupted" in capsys.readouterr().err

@@ -160,3 +160,8 @@ class TestRegistry:
     def test_unknown_name_lists_the_choices(self):
         with pytest.raises(ValueError, match="margin-kmeans"):
             get_strategy("smartest")
+
+
+def test_an_empty_batch_is_an_empty_selection():
+    X, _ = blobs(3, 5)
+    assert len(ColdStart()(None, X, 0, rng())) == 0

@@ -40,33 +40,21 @@ def _root(
 
 def main() -> None:
     """Console entry point: run the app, turning known errors into one line and an exit code."""
+    import click
     from rich.console import Console
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns 130 on Ctrl-C instead of raising
     except LabelloopError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except click.ClickException as exc:  # usage errors
+        exc.show()
+        sys.exit(exc.exit_code)
+    if code == 130:
         Console(stderr=True).print("interrupted; finished work is kept (caches are written atomically)")
-        sys.exit(130)
-    except (typer.Exit, SystemExit) as exc:
-        code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
-        sys.exit(code)
-    except Exception as exc:  # click's own usage errors come here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
-from . import simulate as _simulate  # noqa: E402,F401  (registers commands)
-
-try:  # the Label Studio commands live in their own module
-    from . import labelstudio as _labelstudio  # noqa: E402,F401
-except ImportError:  # pragma: no cover - module not written yet
-    pass
+from . import labelstudio as _labelstudio  # noqa: E402,F401  (registers commands)
+from . import simulate as _simulate  # noqa: E402,F401

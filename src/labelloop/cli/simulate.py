@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..data import check_test_labels, demo_paths, load_pool
 from ..errors import LabelloopError
-from ..simulate import (INITIAL_STRATEGIES, SimulationResult, accuracy_at, area_under_curve, full_pool,
+from ..simulate import (INITIAL_STRATEGIES, SimulationResult, area_under_curve, full_pool,
                         labels_to_reach, simulate as run_simulation)
 from ..strategies import DEFAULT_STRATEGY, STRATEGIES
 from . import app
@@ -49,7 +49,7 @@ def simulate(
     strategy, a list for several). With no --train/--test it runs on the bundled demo tickets.
     """
     console = Console(stderr=True)
-    strategies = [s.strip() for s in strategy.split(",") if s.strip()]
+    strategies = list(dict.fromkeys(s.strip() for s in strategy.split(",") if s.strip()))
     unknown = [s for s in strategies if s not in STRATEGIES]
     if not strategies or unknown:
         raise LabelloopError(f"unknown strategy {', '.join(unknown) or '(none)'}; choose from {', '.join(STRATEGIES)}")
@@ -57,6 +57,15 @@ def simulate(
         raise LabelloopError(f"--initial-strategy must be one of {', '.join(INITIAL_STRATEGIES)}")
     if batch_size < 1 or budget < 1 or initial < 0:
         raise LabelloopError("--batch-size and --budget must be ≥ 1 and --initial ≥ 0")
+    if 0 < budget < initial:
+        raise LabelloopError(f"--budget {budget} is smaller than --initial {initial}")
+    _check_writable(out, "--out")
+    if plot is not None:
+        _check_writable(plot, "--plot")
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        if plot.suffix.lstrip(".").lower() not in FigureCanvasBase.get_supported_filetypes():
+            raise LabelloopError(f"--plot {plot}: unsupported image type {plot.suffix!r}; use .png, .svg or .pdf")
     if (train is None) != (test is None):
         raise LabelloopError("give both --train and --test, or neither (to use the bundled demo data)")
     if train is None:
@@ -64,7 +73,8 @@ def simulate(
         console.print(f"No data given: using the bundled demo tickets ({train.parent}).")
     assert test is not None
     pool = load_pool(train, text_column, label_column, id_column, skip_empty=skip_empty, require_labels=True)
-    held = load_pool(test, text_column, label_column, id_column, skip_empty=skip_empty, require_labels=True)
+    held = load_pool(test, text_column, label_column, None, skip_empty=skip_empty, require_labels=True,
+                     unique_ids=False)
     check_test_labels(pool, held)
     classes = pool.label_set
     y_pool, y_test = pool.label_array(classes), held.label_array(classes)
@@ -96,6 +106,18 @@ def simulate(
         console.print(f"Wrote {plot}")
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """Fail before hours of simulation, not after, when an output cannot be written."""
+    import os
+
+    if path.is_dir():
+        raise LabelloopError(f"{option} {path} is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK):
+        raise LabelloopError(f"{option} {path}: {existing} is not writable")
+
+
 def curve_table(results: list[SimulationResult]) -> Table:
     """Accuracy per round, one column per strategy."""
     table = Table(title=f"Test accuracy by labels spent (full pool: {results[0]['full_pool']['accuracy']:.3f})")
@@ -121,5 +143,5 @@ def summary_table(results: list[SimulationResult]) -> Table:
         reach = [labels_to_reach(res, f) for f in (0.95, 0.98, 1.0)]
         last = res["rounds"][-1]
         table.add_row(res["strategy"], *["—" if r is None else str(r) for r in reach],
-                      f"{area_under_curve(res):.3f}", f"{accuracy_at(res, last['n_labeled']):.3f}")
+                      f"{area_under_curve(res):.3f}", f"{last['accuracy']:.3f}")
     return table
