@@ -70,3 +70,27 @@ class Head:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.predict_proba(X).argmax(axis=1)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted parameters as plain arrays (stored by ``sync`` without pickle)."""
+        if self._only_class is not None:
+            return {"n_classes": np.array(self.n_classes), "only_class": np.array(self._only_class)}
+        if self._model is None:
+            raise RuntimeError("the head is not fitted")
+        return {"n_classes": np.array(self.n_classes), "coef": self._model.coef_,
+                "intercept": self._model.intercept_, "classes": self._model.classes_}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Head:
+        """Rebuild a fitted head from :meth:`to_arrays`: same probabilities, no refit."""
+        head = cls(int(arrays["n_classes"]))
+        if "only_class" in arrays:
+            head._only_class = int(arrays["only_class"])
+            return head
+        model = LogisticRegression()
+        model.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
+        model.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
+        model.classes_ = np.asarray(arrays["classes"])
+        model.n_features_in_ = model.coef_.shape[1]
+        head._model = model
+        return head

@@ -35,3 +35,13 @@ def test_refuses_out_of_range_labels_and_empty_training_sets():
         Head(2).fit(X[:2], np.array([0, 5]))
     with pytest.raises(ValueError):
         Head(2).fit(X[:0], np.array([], dtype=int))
+
+
+def test_a_head_rebuilt_from_its_arrays_gives_the_same_probabilities():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 8))
+    y = np.arange(60) % 3
+    for labels in (y, np.zeros(60, dtype=int), y % 2):  # multinomial, one class, binary
+        head = Head(4).fit(X, labels)
+        again = Head.from_arrays(head.to_arrays())
+        np.testing.assert_allclose(again.predict_proba(X), head.predict_proba(X))

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 unexpected failure (a bug: please report it);
 2 bad input, configuration or model (message says what to fix);
-3 Label Studio unreachable or refused the request; 130 interrupted (Ctrl-C).
+3 Label Studio unreachable or refused the request; 4 another ``labelloop sync`` holds the
+campaign's lock (this run did nothing; try again later); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -58,3 +59,4 @@ def main() -> None:
 
 from . import labelstudio as _labelstudio  # noqa: E402,F401  (registers commands)
 from . import simulate as _simulate  # noqa: E402,F401
+from . import sync as _sync  # noqa: E402,F401
