@@ -1,0 +1,206 @@
+"""`labelloop sync` against a real Label Studio: a scripted multi-day campaign, kills at every step,
+two syncs at once, and a server that is down."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from lshelpers import annotate, relabel
+
+from labelloop.config import load_config
+from labelloop.data import demo_paths
+from labelloop.labelstudio import _as_dict, resolve
+from labelloop.store import Store
+from labelloop.sync import EXIT_BUSY, sync, sync_lock
+
+pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
+
+QUEUE = 12
+BUDGET = 70
+
+
+@pytest.fixture
+def campaign(tmp_path: Path, title: str, ls_server, embedding_cache, monkeypatch) -> tuple[Path, dict[str, str]]:
+    """A config over 240 demo texts (labels hidden from labelloop) and the truth the scripted annotator knows."""
+    frame = pd.read_csv(demo_paths()[0], dtype=str).head(240)
+    frame[["id", "text"]].to_csv(tmp_path / "pool.csv", index=False)
+    labels = sorted(frame["label"].unique())
+    (tmp_path / "labelloop.toml").write_text(f"""
+labels = {json.dumps(labels)}
+[data]
+path = "pool.csv"
+id_column = "id"
+[labelstudio]
+project = "{title}"
+batch_size = 5
+[loop]
+queue_target = {QUEUE}
+budget = {BUDGET}
+retrain_every = 6
+audit_fraction = 0.1
+[stop]
+on = ["budget"]
+[model]
+cache_dir = "{embedding_cache}"
+[state]
+path = "state.db"
+""")
+    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
+    return tmp_path / "labelloop.toml", dict(zip(frame["id"], frame["label"], strict=True))
+
+
+def project_tasks(sdk, project_id: int) -> list[dict]:
+    return [_as_dict(t) for t in sdk.tasks.list(project=project_id, fields="all", page_size=1000,
+                                                include="id,data,annotations_ids,total_annotations,"
+                                                        "cancelled_annotations,predictions_model_versions")]
+
+
+def waiting(tasks: list[dict]) -> list[dict]:
+    return [t for t in tasks if not t.get("total_annotations") and not t.get("cancelled_annotations")]
+
+
+def assert_store_matches_label_studio(config_path: Path, connector, sdk) -> Store:
+    """Every task is in the ledger once, every live annotation is in the store, and vice versa."""
+    config = load_config(config_path)
+    store = Store.open_existing(config.state.path)
+    project_id = int(store.get("project_id"))
+    tasks = project_tasks(sdk, project_id)
+    ids = [t["data"]["labelloop_id"] for t in tasks]
+    assert len(ids) == len(set(ids)), Counter(ids).most_common(3)  # no duplicate task
+    assert store.pushes() == {t["data"]["labelloop_id"]: t["id"] for t in tasks}
+    assert store.queries("pending") == []
+    fresh = connector.pull(project_id)  # from scratch: what Label Studio holds now
+    assert resolve(store.records()) == resolve(fresh.records)  # no label lost or invented
+    assert set(store.resolutions()) == set(resolve(fresh.records))
+    return store
+
+
+def annotate_some(sdk, project_id: int, truth: dict[str, str], n: int, *, skip_every: int = 0) -> None:
+    for k, task in enumerate(waiting(project_tasks(sdk, project_id))[:n]):
+        our_id = task["data"]["labelloop_id"]
+        annotate(sdk, task["id"], None if skip_every and k % skip_every == skip_every - 1 else truth[our_id])
+
+
+def test_a_scripted_campaign_over_several_days(campaign, connector, sdk) -> None:
+    config_path, truth = campaign
+    config = load_config(config_path)
+    suffix = config_path.parent.name[-6:]
+    other = sdk.users.create(username=f"second-{suffix}", email=f"second-{suffix}@labelloop.test").id
+
+    reports = []
+    for day in range(7):
+        reports.append(sync(config))
+        store = Store.open_existing(config.state.path)
+        project_id = int(store.get("project_id"))
+        tasks = project_tasks(sdk, project_id)
+        assert len(waiting(tasks)) <= QUEUE  # never flood the annotators
+        if day == 2:  # a relabel and a disagreement on already labeled texts
+            done = [t for t in tasks if t.get("total_annotations")]
+            first = sdk.annotations.list(id=done[0]["id"])[0]
+            wrong = next(lab for lab in config.labels if lab != truth[done[0]["data"]["labelloop_id"]])
+            relabel(sdk, first.id, wrong)
+            annotate(sdk, done[1]["id"], wrong, by=other)
+        annotate_some(sdk, project_id, truth, 9, skip_every=5)
+
+    final = sync(config)
+    store = assert_store_matches_label_studio(config_path, connector, sdk)
+    rounds = store.rounds()
+    assert len(rounds) >= 3 and rounds[0].model is None  # cold start, then models as labels came
+    assert [r.round for r in rounds] == list(range(len(rounds)))
+    assert len(store.pushes()) == BUDGET and final.pushed_active + final.pushed_audit > 0
+    after = sync(config)  # the budget is spent: the next run says so and sends nothing
+    assert after.stopped and after.stopped.startswith("budget") and after.pushed_active + after.pushed_audit == 0
+    sent_audit = set(store.pushes()) & set(store.ids_with_role("audit"))
+    assert len(sent_audit) == round(0.1 * BUDGET)
+    assert not sent_audit & set(rounds[-1].train_labels)  # the audit sample never trains the model
+    res = store.resolutions()
+    assert sum(r.disagreement for r in res.values()) == 1
+    assert sum(r.skipped > 0 and not r.votes for r in res.values()) >= 3
+    # The project serves the newest model's predictions, and every waiting non-audit task has one.
+    info = connector.project(int(store.get("project_id")))
+    assert info.model_version == rounds[-1].model_version
+    for task in waiting(project_tasks(sdk, info.id)):
+        if task["data"]["labelloop_id"] not in sent_audit:
+            assert rounds[-1].model_version in (task.get("predictions_model_versions") or [])
+    queued = {q["item_id"]: q for q in store.queries()}
+    assert set(queued) == set(store.pushes())  # every task traces back to the round that chose it
+    assert all(q["strategy"] in ("cold-start", "random-audit", config.loop.strategy) for q in queued.values())
+    runs = store.runs()
+    assert len(runs) == 9 and all(r["queue_after"] <= QUEUE for r in runs)
+
+
+KILLER = """
+import os, sys
+from labelloop.config import load_config
+from labelloop.sync import sync
+step = sys.argv[2]
+def hook(s):
+    if s == step:
+        os._exit(137)
+sync(load_config(sys.argv[1]), hook=hook)
+"""
+
+
+def run_killed(config_path: Path, step: str) -> int:
+    done = subprocess.run([sys.executable, "-c", KILLER, str(config_path), step], env=os.environ.copy(),
+                          capture_output=True, text=True, timeout=300, check=False)
+    return done.returncode
+
+
+@pytest.mark.parametrize("step", ["pulled", "selected", "mid-push", "pushed", "ledger"])
+def test_killed_at_each_step_then_rerun_converges(campaign, connector, sdk, step) -> None:
+    config_path, truth = campaign
+    config = load_config(config_path)
+    sync(config)
+    project_id = int(Store.open_existing(config.state.path).get("project_id"))
+    annotate_some(sdk, project_id, truth, 8, skip_every=4)
+
+    assert run_killed(config_path, step) == 137
+    sync(config)
+    store = assert_store_matches_label_studio(config_path, connector, sdk)
+    assert len(waiting(project_tasks(sdk, project_id))) == QUEUE
+    assert len(store.pushes()) == QUEUE + 8  # refilled exactly once, whatever the kill interrupted
+    sync(config)  # and a further run changes nothing
+    assert len(Store.open_existing(config.state.path).pushes()) == QUEUE + 8
+
+
+def test_a_second_sync_exits_with_the_busy_code_and_does_nothing(campaign) -> None:
+    config_path, _ = campaign
+    config = load_config(config_path)
+    with sync_lock(config.state.path):
+        done = subprocess.run([sys.executable, "-m", "labelloop.cli", "sync", "-q", "--config", str(config_path)],
+                              env=os.environ.copy(), capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == EXIT_BUSY, done.stderr
+    assert "another labelloop sync is running" in done.stderr
+    assert not config.state.path.exists()
+
+
+def test_two_syncs_started_together_one_runs(campaign, sdk) -> None:
+    config_path, _ = campaign
+    cmd = [sys.executable, "-m", "labelloop.cli", "sync", "-q", "--config", str(config_path)]
+    procs = [subprocess.Popen(cmd, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    codes = sorted(p.wait(timeout=300) for p in procs)
+    assert codes == [0, EXIT_BUSY], [p.stderr.read() for p in procs]
+    store = Store.open_existing(load_config(config_path).state.path)
+    assert len(store.runs()) == 1 and len(project_tasks(sdk, int(store.get("project_id")))) == QUEUE
+
+
+def test_label_studio_down_is_one_clear_line_and_writes_nothing(campaign, monkeypatch) -> None:
+    config_path, _ = campaign
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    done = subprocess.run([sys.executable, "-m", "labelloop.cli", "sync", "-q", "--config", str(config_path)],
+                          env=os.environ.copy(), capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 3
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "cannot reach Label Studio" in lines[0]
+    assert os.environ["LABEL_STUDIO_API_KEY"] not in done.stderr
+    assert not load_config(config_path).state.path.exists()
