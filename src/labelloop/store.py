@@ -118,9 +118,19 @@ class Store:
         return cls._connect(path, create=False)
 
     @classmethod
-    def _connect(cls, path: Path, create: bool) -> Store:
+    def check(cls, path: str | Path) -> str | None:
+        """Fail early, writing nothing, if ``path`` exists but is not a usable state file; its project id."""
+        path = Path(path)
+        if not path.exists():
+            return None
+        with cls._connect(path, create=False, readonly=True) as store:
+            return store.get("project_id") if store.conn.execute("PRAGMA user_version").fetchone()[0] else None
+
+    @classmethod
+    def _connect(cls, path: Path, create: bool, readonly: bool = False) -> Store:
         try:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            target = f"file:{path.resolve()}?mode=ro" if readonly else str(path)
+            conn = sqlite3.connect(target, isolation_level=None, timeout=30, uri=readonly)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA foreign_keys = ON")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -134,7 +144,7 @@ class Store:
             raise StoreError(f"{path}: an SQLite file that is not a labelloop state file; choose another "
                              f"state.path")
         store = cls(conn, path)
-        if version < SCHEMA_VERSION:
+        if version < SCHEMA_VERSION and not readonly:
             if not create:
                 raise StoreError(f"{path}: schema {version} is older than {SCHEMA_VERSION}; run "
                                  f"`labelloop sync` to migrate it")

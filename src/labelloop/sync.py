@@ -298,8 +298,14 @@ def sync(config: Config, *, campaign: Campaign | None = None, connector: Connect
     if not state.parent.is_dir():
         raise StoreError(f"state.path {state}: folder {state.parent} does not exist")
     with sync_lock(state):
+        stored_project = Store.check(state)
         campaign = campaign or load_campaign(config, progress=progress)
         ls = connector or Connector(config.labelstudio.url)
+        if stored_project is not None:  # never create a project for a campaign that has one
+            found = ls.find_project(config.labelstudio.project)
+            if found is None or found.id != int(stored_project):
+                raise StoreError(f"{state} belongs to Label Studio project {stored_project}, not "
+                                 f"{config.labelstudio.project!r}; use another state.path for another project")
         info = ls.ensure_project(config.labelstudio.project, config.labels)
         with Store.open(state) as store:
             with store.tx():

@@ -204,3 +204,81 @@ def test_label_studio_down_is_one_clear_line_and_writes_nothing(campaign, monkey
     assert len(lines) == 1 and "cannot reach Label Studio" in lines[0]
     assert os.environ["LABEL_STUDIO_API_KEY"] not in done.stderr
     assert not load_config(config_path).state.path.exists()
+
+
+# -- bad answers from the server: one line, a non-zero exit, nothing written ----------------------
+
+def cli_sync(config_path: Path, **env: str) -> tuple[int, str]:
+    done = subprocess.run([sys.executable, "-m", "labelloop.cli", "sync", "-q", "--config", str(config_path)],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300, check=False)
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == (done.returncode != 0), done.stderr
+    assert os.environ["LABEL_STUDIO_API_KEY"] not in done.stderr
+    return done.returncode, " ".join(" ".join(errors).split())
+
+
+def test_a_wrong_token_writes_nothing(campaign) -> None:
+    config_path, _ = campaign
+    code, err = cli_sync(config_path, LABEL_STUDIO_API_KEY="0123456789abcdef0123456789abcdef01234567")
+    assert code == 3 and "refused the API key" in err
+    assert not load_config(config_path).state.path.exists()
+
+
+def test_a_project_with_other_labels_is_refused(campaign, connector) -> None:
+    config_path, _ = campaign
+    config = load_config(config_path)
+    connector.ensure_project(config.labelstudio.project, ["billing", "bug", "other"])
+    code, err = cli_sync(config_path)
+    assert code == 2 and "billing" in err and "app_bug" in err
+    assert not config.state.path.exists()
+
+
+def test_a_missing_project_id_is_refused(campaign) -> None:
+    config_path, _ = campaign
+    config_path.write_text(config_path.read_text().replace(f'project = "{load_config(config_path).labelstudio.project}"',
+                                                           "project = 987654"))
+    code, err = cli_sync(config_path)
+    assert code == 2 and "no Label Studio project with id 987654" in err
+    assert not load_config(config_path).state.path.exists()
+
+
+def test_a_choice_outside_the_label_set_fails_the_pull_and_keeps_the_store(campaign, sdk) -> None:
+    config_path, truth = campaign
+    config = load_config(config_path)
+    sync(config)
+    store = Store.open_existing(config.state.path)
+    task = waiting(project_tasks(sdk, int(store.get("project_id"))))[0]
+    store.close()
+    result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["pizza"]}}]
+    sdk.annotations.create(id=task["id"], result=result)
+    before = config.state.path.read_bytes()
+    code, err = cli_sync(config_path)
+    assert code == 2 and "pizza" in err and str(task["id"]) in err
+    assert config.state.path.read_bytes() == before
+
+
+def test_a_state_file_of_another_project_is_refused(campaign, connector, tmp_path) -> None:
+    config_path, _ = campaign
+    config = load_config(config_path)
+    sync(config)
+    before = config.state.path.read_bytes()
+    other = f"other-{tmp_path.name[-6:]}"
+    config_path.write_text(config_path.read_text().replace(f'project = "{config.labelstudio.project}"',
+                                                           f'project = "{other}"'))
+    code, err = cli_sync(config_path)
+    assert code == 2 and "belongs to Label Studio project" in err
+    assert config.state.path.read_bytes() == before
+    assert connector.find_project(other) is None  # and no project was created for it
+
+
+def test_a_text_changed_under_its_id_is_refused(campaign) -> None:
+    config_path, _ = campaign
+    config = load_config(config_path)
+    sync(config)
+    before = config.state.path.read_bytes()
+    frame = pd.read_csv(config.data.path, dtype=str)
+    frame.loc[3, "text"] = "Entirely different words now."
+    frame.to_csv(config.data.path, index=False)
+    code, err = cli_sync(config_path)
+    assert code == 2 and "changed under the same id" in err and frame.loc[3, "id"] in err
+    assert config.state.path.read_bytes() == before
