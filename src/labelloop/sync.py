@@ -382,7 +382,9 @@ def _sync_steps(store: Store, ls: Connector, project_id: int, project_version: s
                      for i, p in zip(stale, probs, strict=True)]
             pushed = ls.push(project_id, items, model.model_version, batch_size=cfg.labelstudio.batch_size)
             report.predictions_updated = len(pushed.predictions_added)
-        elif project_version != model.model_version:
+        elif project_version != model.model_version and any(
+                model.model_version in t.model_versions for t in existing.values()):
+            # Label Studio refuses a version without predictions; with none waiting, the next push sets it.
             ls.set_model_version(project_id, model.model_version)
 
     # (5) the ledger.

@@ -136,6 +136,11 @@ def test_a_scripted_campaign_over_several_days(campaign, connector, sdk) -> None
     runs = store.runs()
     assert len(runs) == 9 and all(r["queue_after"] <= QUEUE for r in runs)
 
+    annotate_some(sdk, info.id, truth, QUEUE)  # the last tasks: a retrain with nothing left waiting
+    last = sync(config)
+    assert last.trained and last.queue_after == 0 and last.stopped
+    assert_store_matches_label_studio(config_path, connector, sdk)
+
 
 KILLER = """
 import os, sys
