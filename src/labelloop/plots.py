@@ -35,6 +35,8 @@ __all__ = [
     "most_uncertain",
     "uncertain_texts",
     "per_class_f1",
+    "campaign_curve",
+    "throughput",
     "save",
 ]
 
@@ -401,6 +403,58 @@ def per_class_f1(y_true: ArrayLike, predictions: Mapping[str, ArrayLike] | Array
         ax.tick_params(labeltop=True, top=True)
     fig.legend(loc="outside upper center", fontsize=8, ncols=min(3, len(scores)), frameon=False)
     ax.set_title(title or f"F1 per class ({len(order)} classes, worst first)", fontsize=10)
+    return fig
+
+
+def campaign_curve(rounds: Sequence[Mapping[str, Any]]) -> Figure:
+    """Accuracy over the rounds of a real campaign: the audit sample's estimate with its 95 % interval
+    (a band, because audit samples are small) and, when there is one, the held-out test accuracy.
+
+    ``rounds``: ``{"n_labeled": int, "audit": {...} | None, "test": {...} | None}`` as ``sync`` records them.
+    """
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    audit = [(r["n_labeled"], r["audit"]) for r in rounds if (r.get("audit") or {}).get("n")]
+    if audit:
+        xs = [x for x, _ in audit]
+        ax.fill_between(xs, [a["accuracy_ci"][0] for _, a in audit], [a["accuracy_ci"][1] for _, a in audit],
+                        alpha=0.2, label="audit 95 % interval")
+        ax.plot(xs, [a["accuracy"] for _, a in audit], marker="o", markersize=3,
+                label=f"audit accuracy (n = {audit[-1][1]['n']} at the end)")
+    test = [(r["n_labeled"], r["test"]) for r in rounds if (r.get("test") or {}).get("n")]
+    if test:
+        ax.plot([x for x, _ in test], [t["accuracy"] for _, t in test], marker="s", markersize=3,
+                label="test accuracy")
+    if not audit and not test:
+        ax.text(0.5, 0.5, "no audit or test labels yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("labels the model was trained on")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    if audit or test:
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Accuracy over the campaign's rounds", fontsize=10)
+    return fig
+
+
+def throughput(per_day: Mapping[str, Mapping[str, int]]) -> Figure:
+    """Labels per annotator per day (``{annotator: {"YYYY-MM-DD": n}}``), stacked bars."""
+    days = sorted({d for counts in per_day.values() for d in counts})
+    fig = Figure(figsize=(7.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    bottom = np.zeros(len(days))
+    for who, counts in sorted(per_day.items()):
+        vals = np.array([counts.get(d, 0) for d in days], dtype=float)
+        ax.bar(days, vals, bottom=bottom, label=who)
+        bottom += vals
+    if not days:
+        ax.text(0.5, 0.5, "no labels yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylabel("labels")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+    if per_day:
+        ax.legend(fontsize=8)
+    ax.set_title("Labels per annotator per day", fontsize=10)
     return fig
 
 
