@@ -2,32 +2,44 @@
 
 :func:`summary` reads the store only (no network, no embedding) so ``status`` is instant;
 :func:`write_report` also embeds the audit or test texts (through the cache) to show where the
-current model fails. Figures come from :mod:`labelloop.plots`, like the notebook's.
+current model fails. The report is built once as a list of blocks and rendered as Markdown or
+as a self-contained HTML page, so the two never drift apart and annotators' texts are escaped
+for each format. Figures come from :mod:`labelloop.plots`, like the notebook's.
 """
 
 from __future__ import annotations
 
 import html
-import json
+import re
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from . import plots
 from .config import Config
+from .data import load_pool
+from .errors import LabelloopError
 from .head import Head
-from .labelstudio import AnnotationRecord
-from .store import Store
-from .sync import current_advice, load_campaign
+from .labelstudio import AnnotationRecord, Resolution
+from .store import RoundRow, Store
+from .sync import Campaign, current_advice, load_campaign
 
 __all__ = ["summary", "write_report", "live_annotations"]
 
-MIN_EVAL = 10
+MIN_EVAL = 10      # below this many labels, per-class F1 is noise
+TEXT_CHARS = 80    # of each disagreed text shown
+TOP_PAIRS = 10
 
 
-def live_annotations(records: list[AnnotationRecord]) -> list[AnnotationRecord]:
+# -- the ledger -------------------------------------------------------------------------------------
+
+def live_annotations(records: Sequence[AnnotationRecord]) -> list[AnnotationRecord]:
     """The current state of every annotation: later records win, deleted ones are gone."""
     live: dict[int, AnnotationRecord] = {}
     for rec in records:
@@ -42,6 +54,13 @@ def _who(rec: AnnotationRecord) -> str:
     return rec.annotator_email or (f"user {rec.annotator}" if rec.annotator is not None else "unknown")
 
 
+def _round_info(last: RoundRow | None) -> dict[str, Any]:
+    if last is None:  # only a file whose first sync died before registering: print, do not crash
+        return {"round": None, "model_version": None, "n_labeled": 0, "created_at": None}
+    return {"round": last.round, "model_version": last.model_version, "n_labeled": last.n_labeled,
+            "created_at": last.created_at}
+
+
 def summary(config: Config) -> dict[str, Any]:
     """Status numbers from the ledger: runs, queue, labels, annotators, last round, metrics, stop advice."""
     with Store.open_existing(config.state.path) as store:
@@ -51,171 +70,342 @@ def summary(config: Config) -> dict[str, Any]:
         annotators: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for rec in live_annotations(store.records()):
             annotators[_who(rec)][1 if rec.skipped else 0] += 1
-        out = {
+        return {
             "runs": len(runs), "last_run": runs[-1]["finished_at"] if runs else None,
             "sent": len(store.pushes()), "queue": runs[-1]["queue_after"] if runs else 0,
             "labeled": sum(r.label is not None for r in res.values()),
             "skipped": sum(r.skipped > 0 and not r.votes for r in res.values()),
             "disagreements": sum(r.disagreement for r in res.values()),
-            "round": {"round": last.round, "model_version": last.model_version, "n_labeled": last.n_labeled,
-                      "created_at": last.created_at} if last else {},
+            "round": _round_info(last),
             "metrics": last.metrics if last else {},
-            "annotators": {k: tuple(v) for k, v in annotators.items()},
+            "annotators": {k: (v[0], v[1]) for k, v in annotators.items()},
             "advice": current_advice(store, config),
         }
-    return out
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    def cell(x: Any) -> str:
-        return str(x).replace("|", "\\|").replace("\n", " ")
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(cell(x) for x in row) + " |" for row in rows], ""]
+def _labels_per_day(records: Sequence[AnnotationRecord]) -> dict[str, Counter[str]]:
+    """Live labels (skips excluded) per annotator per day they were made: ``{who: {"YYYY-MM-DD": n}}``."""
+    per_day: dict[str, Counter[str]] = defaultdict(Counter)
+    for rec in live_annotations(records):
+        if not rec.skipped and rec.label is not None:
+            per_day[_who(rec)][(rec.created_at or "unknown")[:10]] += 1
+    return dict(per_day)
 
 
-def _fmt(m: dict[str, Any] | None, key: str = "accuracy") -> str:
-    if not m or not m.get("n"):
+# -- blocks, rendered as Markdown or HTML ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str  # ours, not the annotators': may use **bold**
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: list[str]  # like Para
+
+
+@dataclass(frozen=True)
+class Table:
+    header: list[str]
+    rows: list[list[Any]]  # cells are escaped: they may hold anyone's text
+
+
+@dataclass(frozen=True)
+class Image:
+    alt: str
+    src: str  # relative to the report
+
+
+Block = Heading | Para | Bullets | Table | Image
+
+_MD_SPECIAL = re.compile(r"([\\`*_<|]|\](?=\())")  # what could format, break the table or make a link
+
+
+def _md_cell(x: Any) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(x).split()))
+
+
+def to_markdown(blocks: Sequence[Block]) -> str:
+    lines: list[str] = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            lines.append("#" * b.level + " " + b.text)
+        elif isinstance(b, Para):
+            lines.append(b.text)
+        elif isinstance(b, Bullets):
+            lines += [f"- {item}" for item in b.items]
+        elif isinstance(b, Table):
+            lines += ["| " + " | ".join(map(_md_cell, b.header)) + " |", "|" + "---|" * len(b.header),
+                      *("| " + " | ".join(map(_md_cell, row)) + " |" for row in b.rows)]
+        else:
+            lines.append(f"![{b.alt}]({quote(b.src)})")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _inline(text: str) -> str:
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+
+
+def to_html(blocks: Sequence[Block], title: str) -> str:
+    body: list[str] = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            body.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            body.append(f"<p>{_inline(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            body.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in b.items) + "</ul>")
+        elif isinstance(b, Table):
+            cells = ["<tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in b.header) + "</tr>"]
+            cells += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                      for row in b.rows]
+            body.append("<table>" + "\n".join(cells) + "</table>")
+        else:
+            body.append(f'<p><img alt="{html.escape(b.alt)}" src="{html.escape(quote(b.src))}"></p>')
+    style = ("body{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+             "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem}"
+             "img{max-width:100%}")
+    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _figure(fig: Figure, figdir: Path, name: str, alt: str) -> Image:
+    """Save ``fig`` as ``figdir/name.png`` (write, then rename: no reader sees half a PNG)."""
+    figdir.mkdir(parents=True, exist_ok=True)
+    tmp = figdir / f".{name}.tmp.png"
+    plots.save(fig, tmp)
+    tmp.replace(figdir / f"{name}.png")
+    return Image(alt, f"{figdir.name}/{name}.png")
+
+
+def _fmt(m: Mapping[str, Any] | None, key: str = "accuracy") -> str:
+    """``0.812 [0.741, 0.866]``: an estimate with its 95 % interval, or – when there is none."""
+    if not m or m.get(key) is None:
         return "–"
-    lo, hi = m[f"{key}_ci"]
-    return f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+    ci = m.get(f"{key}_ci")
+    return f"{m[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
+
+def _snippet(text: str | None) -> str:
+    if text is None:
+        return "–"
+    flat = " ".join(text.split())
+    return flat[:TEXT_CHARS] + ("…" if len(flat) > TEXT_CHARS else "")
+
+
+# -- the texts ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Data:
+    campaign: Campaign | None  # embedded; only when there is a model to evaluate
+    texts: dict[str, str]
+    problem: str | None = None
+
+
+def _load_data(config: Config, embed: bool) -> _Data:
+    """The texts by id (and, with ``embed``, the embedded campaign). A data file that cannot be read
+    any more costs the sections that need it a sentence, not the whole report."""
+    try:
+        if embed:
+            campaign = load_campaign(config)
+            return _Data(campaign, dict(zip(campaign.pool.ids, campaign.pool.texts, strict=True)))
+        d = config.data
+        pool = load_pool(d.path, d.text_column, d.label_column, d.id_column, skip_empty=d.skip_empty)
+        return _Data(None, dict(zip(pool.ids, pool.texts, strict=True)))
+    except LabelloopError as exc:
+        return _Data(None, {}, str(exc))
+
+
+def _eval_set(campaign: Campaign, res: Mapping[str, Resolution],
+              audit_ids: set[str]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Labels, embeddings and a name for what the model is judged on: the test file when there is one,
+    else the audit sample's agreed labels (random and never trained on, so also unbiased)."""
+    index = {c: k for k, c in enumerate(campaign.classes)}
+    if campaign.test is not None and campaign.X_test is not None:
+        y = np.array([index[lab] for lab in campaign.test.labels], dtype=np.int64)  # type: ignore[index]
+        return y, campaign.X_test, f"the test file ({len(campaign.test)} texts)"
+    rows = {i: r for r, i in enumerate(campaign.pool.ids)}
+    ids = sorted(i for i in audit_ids if i in rows and i in res and res[i].label in index)
+    y = np.array([index[res[i].label] for i in ids], dtype=np.int64)  # type: ignore[index]
+    return y, campaign.X[[rows[i] for i in ids]], f"the audit sample ({len(ids)} labeled texts)"
+
+
+# -- the sections ------------------------------------------------------------------------------------
+
+def _summary_section(config: Config, s: Mapping[str, Any], last: RoundRow | None) -> list[Block]:
+    m = s["metrics"]
+    model = (f"{last.model_version} (round {last.round}, trained on {last.n_labeled} labels at "
+             f"{last.created_at})" if last else "none yet (it needs labels of two classes)")
+    quality = f"audit accuracy {_fmt(m.get('audit'))}, macro-F1 {_fmt(m.get('audit'), 'macro_f1')}"
+    if m.get("test"):
+        quality += f"; test accuracy {_fmt(m['test'])}, macro-F1 {_fmt(m['test'], 'macro_f1')}"
+    blocks: list[Block] = [Heading("Summary"), Bullets([
+        f"{s['runs']} sync run(s), the last finished at {s['last_run'] or 'never'}",
+        f"{s['sent']} of {config.loop.budget} texts sent; {s['queue']} waiting after the last sync "
+        f"(target {config.loop.queue_target})",
+        f"{s['labeled']} labeled, {s['skipped']} only skipped, {s['disagreements']} with disagreement",
+        f"current model: {model}",
+        quality,
+    ])]
+    if s["annotators"]:
+        blocks.append(Table(["annotator", "labels", "skips"],
+                            [[who, n, k] for who, (n, k) in sorted(s["annotators"].items())]))
+    blocks += [Para("Stop advice:"), Bullets([
+        f"**{'STOP' if a.fired else 'go'}** {a.criterion}: {a.reason}"
+        + ("" if a.criterion in config.stop.on else " (advice only: not in stop.on)") for a in s["advice"]])]
+    return blocks
+
+
+def _curve_figure(trained: Sequence[RoundRow]) -> Figure:
+    """plots.campaign_curve (audit accuracy with its Wilson band, test accuracy) plus macro-F1."""
+    curve = [{"n_labeled": r.n_labeled, "audit": r.metrics.get("audit"), "test": r.metrics.get("test")}
+             for r in trained]
+    fig = plots.campaign_curve(curve)
+    ax = fig.axes[0]
+    audit = [(c["n_labeled"], c["audit"]) for c in curve if (c["audit"] or {}).get("accuracy_ci")]
+    if len({x for x, _ in audit}) == 1:  # a band needs two x values; one gets error bars instead
+        ax.errorbar([x for x, _ in audit], [a["accuracy"] for _, a in audit],
+                    yerr=[[a["accuracy"] - a["accuracy_ci"][0] for _, a in audit],
+                          [a["accuracy_ci"][1] - a["accuracy"] for _, a in audit]], fmt="none", capsize=4)
+    for name, marker in (("audit", "^"), ("test", "v")):
+        pts = [(c["n_labeled"], c[name]["macro_f1"]) for c in curve
+               if (c[name] or {}).get("macro_f1") is not None]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker=marker, markersize=3, linestyle="--",
+                    label=f"{name} macro-F1")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylabel("accuracy, macro-F1")
+    ax.set_title("Accuracy and macro-F1 over the campaign's rounds", fontsize=10)
+    return fig
+
+
+def _curve_section(trained: Sequence[RoundRow], figdir: Path) -> list[Block]:
+    blocks: list[Block] = [Heading("Learning curve")]
+    if not trained:
+        return blocks + [Para("No model yet: the curve starts with the first trained round.")]
+    return blocks + [Para(f"One point per trained round ({len(trained)}); the band is the audit accuracy's "
+                          f"95 % Wilson interval."),
+                     _figure(_curve_figure(trained), figdir, "learning_curve", "learning curve")]
+
+
+def _failures_section(last: RoundRow | None, data: _Data, res: Mapping[str, Resolution], audit_ids: set[str],
+                      figdir: Path) -> list[Block]:
+    """Per-class F1 and the most confused pairs of the current model."""
+    blocks: list[Block] = [Heading("Where the current model fails")]
+    if last is None or last.model is None:
+        return blocks + [Para("No model yet: it needs labels of at least two classes.")]
+    if data.campaign is None:
+        return blocks + [Para(f"Could not load the texts to evaluate the model: {data.problem}")]
+    classes = data.campaign.classes
+    y, X, where = _eval_set(data.campaign, res, audit_ids)
+    if len(y) < MIN_EVAL:
+        return blocks + [Para(f"Too few labels in {where} to break accuracy down (need {MIN_EVAL}).")]
+    pred = Head.from_arrays(last.model).predict(X)
+    wrong = int((y != pred).sum())
+    f1 = plots.per_class_f1(y, {last.model_version: pred}, classes, title=f"F1 per class on {where}")
+    f1.axes[0].set_xlabel("F1")
+    confusion = plots.confusion_top(y, pred, classes, k=min(8, len(classes)),
+                                    title=f"Most-confused classes ({wrong} of {len(y)} texts wrong)")
+    blocks += [Para(f"Measured on {where} with model {last.model_version}: accuracy "
+                    f"{1 - wrong / len(y):.3f}."),
+               _figure(f1, figdir, "per_class_f1", "per-class F1"),
+               _figure(confusion, figdir, "confusion", "most confused classes")]
+    pairs = Counter((classes[t], classes[p]) for t, p in zip(y, pred, strict=True) if t != p)
+    if not pairs:
+        return blocks + [Para("No mistakes on these texts.")]
+    return blocks + [Para("Most confused pairs:"),
+                     Table(["true", "predicted", "texts"],
+                           [[t, p, n] for (t, p), n in pairs.most_common(TOP_PAIRS)])]
+
+
+def _disagreements_section(res: Mapping[str, Resolution], data: _Data) -> list[Block]:
+    blocks: list[Block] = [Heading("Disagreements")]
+    ids = sorted(k for k, r in res.items() if r.disagreement)
+    if not ids:
+        return blocks + [Para("No text has conflicting labels.")]
+    blocks.append(Para(f"{len(ids)} text(s) got different labels from different annotators. The majority "
+                       f"label is trained on; a tie is not, until someone breaks it."))
+    if data.problem:
+        blocks.append(Para(f"Texts not shown: {data.problem}"))
+    return blocks + [Table(["id", "votes", "agreed label", "text"], [
+        [k, ", ".join(f"{lab} {n}" for lab, n in sorted(res[k].votes.items())), res[k].label or "tie",
+         _snippet(data.texts.get(k))] for k in ids])]
+
+
+def _throughput_section(records: Sequence[AnnotationRecord], figdir: Path) -> list[Block]:
+    blocks: list[Block] = [Heading("Throughput")]
+    per_day = _labels_per_day(records)
+    if not per_day:
+        return blocks + [Para("No labels yet.")]
+    people = sorted(per_day)
+    days = sorted({d for counts in per_day.values() for d in counts})
+    rows: list[list[Any]] = [[d, *(per_day[p][d] for p in people), sum(per_day[p][d] for p in people)]
+                             for d in days]
+    rows.append(["all days", *(sum(per_day[p].values()) for p in people),
+                 sum(sum(c.values()) for c in per_day.values())])
+    return blocks + [Para("Labels standing now (relabels count once, deleted ones not at all) by the day "
+                          "they were made."),
+                     Table(["day", *people, "total"], rows),
+                     _figure(plots.throughput(per_day), figdir, "throughput", "labels per annotator per day")]
+
+
+def _ledger_section(rounds: Sequence[RoundRow], runs: Sequence[Mapping[str, Any]]) -> list[Block]:
+    def kappa(r: RoundRow) -> str:
+        k = r.metrics.get("stop_set_kappa")
+        return "–" if k is None else f"{k:.3f}"
+
+    return [
+        Heading("Rounds"),
+        Table(["round", "model version", "strategy", "labels", "audit accuracy", "test accuracy",
+               "κ vs previous", "created at"],
+              [[r.round, r.model_version, r.strategy, r.n_labeled, _fmt(r.metrics.get("audit")),
+                _fmt(r.metrics.get("test")), kappa(r), r.created_at] for r in rounds])
+        if rounds else Para("No rounds yet."),
+        Heading("Runs"),
+        Table(["run", "finished at", "pulled", "trained", "sent", "queue before → after", "stopped"],
+              [[r["run"], r["finished_at"], r["pulled"], r["trained"] or "–", r["pushed"],
+                f"{r['queue_before']} → {r['queue_after']}", r["stopped"] or ""] for r in runs])
+        if runs else Para("No sync has finished yet."),
+    ]
+
+
+# -- the report --------------------------------------------------------------------------------------
 
 def write_report(config: Config, out: str | Path) -> Path:
-    """Write a Markdown (or, for ``.html``, HTML) report with its figures in ``<stem>_files/``."""
+    """Write a Markdown (or, for ``.html``, HTML) report to ``out``, its figures in ``<stem>_files/``."""
     out = Path(out)
     figdir = out.with_name(out.stem + "_files")
-    figdir.mkdir(parents=True, exist_ok=True)
     s = summary(config)
     with Store.open_existing(config.state.path) as store:
-        rounds = [r for r in store.rounds() if r.model is not None]
+        rounds = store.rounds()
         runs = store.runs()
         records = store.records()
         res = store.resolutions()
         audit_ids = set(store.ids_with_role("audit"))
-    last = rounds[-1] if rounds else None
-    md: list[str] = [f"# labelloop campaign report: {config.labelstudio.project}", ""]
-
-    md += ["## Summary", "",
-           f"- {s['runs']} sync run(s), the last at {s['last_run'] or 'never'}",
-           f"- {s['sent']} of {config.loop.budget} texts sent; {s['queue']} waiting after the last sync "
-           f"(target {config.loop.queue_target})",
-           f"- {s['labeled']} labeled, {s['skipped']} only skipped, {s['disagreements']} with disagreement",
-           f"- current model: {last.model_version + f' (round {last.round}, {last.n_labeled} labels)' if last else 'none yet (it needs labels of two classes)'}",
-           f"- audit accuracy: {_fmt(s['metrics'].get('audit'))}; macro-F1 "
-           f"{_fmt(s['metrics'].get('audit'), 'macro_f1')}", ""]
-    md += ["Stop advice:", ""] + [f"- **{'STOP' if a.fired else 'go'}** {a.criterion}: {a.reason}"
-                                  for a in s["advice"]] + [""]
-
-    md += ["## Learning curve", ""]
-    curve = [{"n_labeled": r.n_labeled, "audit": r.metrics.get("audit"), "test": r.metrics.get("test")}
-             for r in rounds]
-    plots.save(plots.campaign_curve(curve), figdir / "learning_curve.png")
-    md += [f"![learning curve]({figdir.name}/learning_curve.png)", ""]
-
-    md += ["## Where the current model fails", ""]
-    md += _failures(config, last, res, audit_ids, figdir)
-
-    md += ["## Disagreements", ""]
-    disagreed = sorted(k for k, r in res.items() if r.disagreement)
-    if disagreed:
-        md += _table(["id", "votes", "agreed label"],
-                     [[k, json.dumps(res[k].votes), res[k].label or "tie"] for k in disagreed])
-    else:
-        md += ["No text has conflicting labels.", ""]
-
-    md += ["## Throughput", ""]
-    per_day: dict[str, Counter[str]] = defaultdict(Counter)
-    for rec in live_annotations(records):
-        if not rec.skipped:
-            per_day[_who(rec)][(rec.created_at or "unknown")[:10]] += 1
-    plots.save(plots.throughput(per_day), figdir / "throughput.png")
-    md += [f"![throughput]({figdir.name}/throughput.png)", ""]
-    md += _table(["annotator", "labels", "skips"],
-                 [[who, n, k] for who, (n, k) in sorted(s["annotators"].items())])
-
-    md += ["## Rounds", ""]
-    md += _table(["round", "model version", "strategy", "labels", "audit accuracy", "test accuracy",
-                  "κ vs previous", "trained at"],
-                 [[r.round, r.model_version, r.strategy, r.n_labeled, _fmt(r.metrics.get("audit")),
-                   _fmt(r.metrics.get("test")),
-                   f"{r.metrics['stop_set_kappa']:.3f}" if "stop_set_kappa" in r.metrics else "–", r.created_at]
-                  for r in rounds])
-    md += ["## Runs", ""]
-    md += _table(["run", "finished", "pulled", "trained", "sent", "queue", "stopped"],
-                 [[r["run"], r["finished_at"], r["pulled"], r["trained"] or "–", r["pushed"],
-                   f"{r['queue_before']} → {r['queue_after']}", r["stopped"] or ""] for r in runs])
-
-    text = "\n".join(md)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(_html(text) if out.suffix.lower() in (".html", ".htm") else text, encoding="utf-8")
+    trained = [r for r in rounds if r.model is not None]
+    last = trained[-1] if trained else None
+    data = _load_data(config, embed=last is not None)
+    title = f"labelloop campaign report: {config.labelstudio.project}"
+    blocks: list[Block] = [
+        Heading(title, 1),
+        *_summary_section(config, s, last),
+        *_curve_section(trained, figdir),
+        *_failures_section(last, data, res, audit_ids, figdir),
+        *_disagreements_section(res, data),
+        *_throughput_section(records, figdir),
+        *_ledger_section(rounds, runs),
+    ]
+    text = to_html(blocks, title) if out.suffix.lower() in (".html", ".htm") else to_markdown(blocks)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(out)
     return out
-
-
-def _failures(config: Config, last: Any, res: dict, audit_ids: set[str], figdir: Path) -> list[str]:
-    """Per-class F1 and the most confused classes, on the test file if there is one, else the audit labels."""
-    if last is None:
-        return ["No model yet.", ""]
-    campaign = load_campaign(config)
-    index = {c: k for k, c in enumerate(campaign.classes)}
-    head = Head.from_arrays(last.model)
-    if campaign.test is not None and campaign.X_test is not None:
-        where = f"the test file ({len(campaign.test)} texts)"
-        y = np.array([index[lab] for lab in campaign.test.labels])
-        X = campaign.X_test
-    else:
-        rows = {i: r for r, i in enumerate(campaign.pool.ids)}
-        ids = sorted(i for i in audit_ids if i in rows and i in res and res[i].label)
-        where = f"the audit sample ({len(ids)} labeled texts)"
-        y = np.array([index[res[i].label] for i in ids], dtype=np.int64)
-        X = campaign.X[[rows[i] for i in ids]] if ids else np.empty((0, campaign.X.shape[1]))
-    if len(y) < MIN_EVAL:
-        return [f"Too few labels in {where} to break accuracy down (need {MIN_EVAL}).", ""]
-    pred = head.predict(X)
-    plots.save(plots.per_class_f1(y, {last.model_version: pred}, campaign.classes), figdir / "per_class_f1.png")
-    plots.save(plots.confusion_top(y, pred, campaign.classes, k=min(8, len(campaign.classes))),
-               figdir / "confusion.png")
-    pairs = Counter((campaign.classes[t], campaign.classes[p]) for t, p in zip(y, pred, strict=True) if t != p)
-    lines = [f"Measured on {where} with model {last.model_version}.", "",
-             f"![per-class F1]({figdir.name}/per_class_f1.png)", "",
-             f"![most confused classes]({figdir.name}/confusion.png)", ""]
-    if pairs:
-        lines += ["Most confused pairs:", ""]
-        lines += _table(["true", "predicted", "count"], [[t, p, n] for (t, p), n in pairs.most_common(10)])
-    return lines
-
-
-def _html(markdown: str) -> str:
-    """The same report as a self-contained HTML page (headings, lists, tables, images; nothing else is used)."""
-    body: list[str] = []
-    table: list[list[str]] = []
-
-    def flush_table() -> None:
-        if table:
-            head, *rest = table
-            body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>" +
-                        "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rest) +
-                        "</table>")
-            table.clear()
-
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            if not line.startswith("|---"):
-                table.append([html.escape(c.strip().replace("\\|", "|")) for c in line.strip("|").split(" | ")])
-            continue
-        flush_table()
-        if line.startswith("!["):
-            alt, src = line[2:].split("](", 1)
-            body.append(f'<p><img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}"></p>')
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
-        elif line.startswith("- "):
-            body.append(f"<li>{html.escape(line[2:]).replace('**', '')}</li>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    flush_table()
-    style = ("body{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .5rem}img{max-width:100%}")
-    return f"<!doctype html><meta charset='utf-8'><title>labelloop report</title><style>{style}</style>\n" + \
-        "\n".join(body) + "\n"

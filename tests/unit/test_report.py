@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,13 +11,16 @@ from typer.testing import CliRunner
 
 from labelloop import plots, report
 from labelloop.config import load_config
-from labelloop.data import Pool
+from labelloop.data import Pool, load_pool
 from labelloop.head import Head
 from labelloop.labelstudio import AnnotationRecord
 from labelloop.store import Store
 from labelloop.sync import Campaign
 
 LABELS = ["billing", "bug", "other"]
+LONG = "text 6 | <b>six</b> *stars* " + "and on " * 20  # user text: escaped, cut at 80 characters
+SECTIONS = ("## Summary", "## Learning curve", "## Where the current model fails", "## Disagreements",
+            "## Throughput", "## Rounds", "## Runs")
 
 
 def rec(event, item, ann, label, who, day="2026-11-20", **kw) -> AnnotationRecord:
@@ -27,7 +31,9 @@ def rec(event, item, ann, label, who, day="2026-11-20", **kw) -> AnnotationRecor
 
 @pytest.fixture
 def campaign_state(tmp_path):
-    (tmp_path / "pool.csv").write_text("id,text\n" + "".join(f"t{i},text {i}\n" for i in range(40)))
+    """40 texts (t28..t39 audit), labeled over two days by two people; round 0 only, no model."""
+    texts = [LONG if i == 6 else f"text {i}" for i in range(40)]
+    (tmp_path / "pool.csv").write_text("id,text\n" + "".join(f"t{i},{t}\n" for i, t in enumerate(texts)))
     path = tmp_path / "labelloop.toml"
     path.write_text(f'labels = {json.dumps(LABELS)}\n[data]\npath = "pool.csv"\nid_column = "id"\n'
                     f'[labelstudio]\nproject = "tickets"\n[state]\npath = "state.db"\n')
@@ -41,60 +47,128 @@ def campaign_state(tmp_path):
         store.add_round(0, "labelloop-cold-start", "cold-start", {}, {}, None, None)
         store.mark_pushed({f"t{i}": 100 + i for i in range(40)})
         store.add_records(1, [
-            *[rec("created", f"t{i}", i, LABELS[i % 3], 1 + i % 2) for i in range(40) if i not in (5, 6)],
-            rec("created", "t5", 5, None, 1, skipped=True),                        # a skip
-            rec("created", "t6", 6, "bug", 1), rec("created", "t6", 46, "other", 2),  # a disagreement
-            rec("updated", "t0", 0, "other", 1, previous_label="billing"),        # a relabel
-            rec("deleted", "t1", 1, None, 2),                                      # a deletion
+            *[rec("created", f"t{i}", i, LABELS[i % 3], 1 + i % 2,
+                  day="2026-11-20" if i < 20 else "2026-11-21") for i in range(40) if i not in (5, 6)],
+            rec("created", "t5", 5, None, 1, skipped=True),                           # a skip
+            rec("created", "t6", 6, "bug", 1), rec("created", "t6", 46, "other", 2),  # a disagreement (tie)
+            rec("updated", "t0", 0, "other", 1, previous_label="billing"),            # a relabel
+            rec("updated", "t2", 2, None, 1, skipped=True, previous_label="other"),   # a label turned skip
+            rec("deleted", "t1", 1, None, 2),                                         # a deletion
         ], None)
-        store.add_run(run=1, started_at="s", finished_at="2026-11-20T10:00:00+00:00", pulled=42, trained=None,
-                      pushed=40, predictions_updated=0, queue_before=0, queue_after=3, stopped=None, message="m")
-    return config, store
+        store.add_run(run=1, started_at="s", finished_at="2026-11-21T10:00:00+00:00", pulled=43,
+                      trained=None, pushed=40, predictions_updated=0, queue_before=0, queue_after=3,
+                      stopped=None, message="m")
+    yield config, store
+    store.close()
+
+
+def _train(store: Store, X: np.ndarray) -> None:
+    """Rounds 1 and 2, with models and audit metrics, as sync records them."""
+    y = np.arange(len(X)) % 3
+    with store.tx():
+        for r in (1, 2):
+            metrics = {"audit": {"n": 12, "accuracy": 0.5 + r / 10, "accuracy_ci": [0.3, 0.9],
+                                 "macro_f1": 0.5, "macro_f1_ci": [0.3, 0.8]}, "stop_set_kappa": 0.9}
+            store.add_round(r, f"m-{r}", "margin-kmeans", {f"t{i}": LABELS[i % 3] for i in range(10 * r)}, metrics,
+                            Head(3).fit(X, y).to_arrays(), None)
+
+
+@pytest.fixture
+def trained(campaign_state, monkeypatch):
+    """Two trained rounds; load_campaign returns random unit vectors instead of running the encoder."""
+    config, store = campaign_state
+    X = np.random.default_rng(0).normal(size=(40, 8))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    _train(store, X)
+    pool = load_pool(config.data.path, label_column=None, id_column="id")
+    campaign = Campaign(config, pool, X, "enc")
+    monkeypatch.setattr(report, "load_campaign", lambda cfg: campaign)
+    return config, store, campaign
+
+
+def _figures(md: str, folder: Path) -> list[Path]:
+    return [folder / line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
 
 
 def test_summary_counts_what_is_live_now(campaign_state) -> None:
     config, _ = campaign_state
     s = report.summary(config)
-    assert s["runs"] == 1 and s["sent"] == 40 and s["queue"] == 3
-    # 40 texts: t1's only annotation deleted, t5 skipped, t6 tied → 37 labeled
-    assert s["labeled"] == 37 and s["skipped"] == 1 and s["disagreements"] == 1
-    # user1: 19 even ids + t6, one skip; user2: 19 odd ids + t6, minus the deleted t1
-    assert s["annotators"] == {"user1@x.test": (20, 1), "user2@x.test": (19, 0)}
-    assert s["round"]["round"] == 0 and s["metrics"] == {}
+    assert s["runs"] == 1 and s["last_run"] == "2026-11-21T10:00:00+00:00"
+    assert s["sent"] == 40 and s["queue"] == 3
+    # 40 texts: t1's only annotation deleted, t2 and t5 skipped, t6 tied → 36 labeled
+    assert s["labeled"] == 36 and s["skipped"] == 2 and s["disagreements"] == 1
+    # user1: 20 even ids - t6 + t6's vote - t2 (now a skip) = 19, skips t2 and t5;
+    # user2: 20 odd ids - t5 - t1 (deleted) + t6's vote = 19
+    assert s["annotators"] == {"user1@x.test": (19, 2), "user2@x.test": (19, 0)}
+    assert s["round"] == {"round": 0, "model_version": "labelloop-cold-start", "n_labeled": 0,
+                          "created_at": s["round"]["created_at"]} and s["metrics"] == {}
+    assert [a.criterion for a in s["advice"]] == ["budget", "stabilizing", "plateau"]
 
 
-def test_a_report_before_any_model_says_so(campaign_state, tmp_path) -> None:
+def test_a_report_before_any_model_says_so(campaign_state, tmp_path, monkeypatch) -> None:
     config, _ = campaign_state
-    out = report.write_report(config, tmp_path / "r.md")
-    text = out.read_text()
-    assert "none yet" in text and "No model yet." in text and "| t6 |" in text
-
-
-def test_a_report_has_every_section_and_its_figures(campaign_state, tmp_path, monkeypatch) -> None:
-    config, store = campaign_state
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(40, 8))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    y = np.arange(40) % 3
-    with store.tx():
-        for r in (1, 2):
-            metrics = {"audit": {"n": 12, "accuracy": 0.5 + r / 10, "accuracy_ci": [0.3, 0.9], "macro_f1": 0.5,
-                                 "macro_f1_ci": [0.3, 0.8]}, "stop_set_kappa": 0.9}
-            store.add_round(r, f"m-{r}", "margin-kmeans", {"t2": "other"}, metrics, Head(3).fit(X, y).to_arrays(),
-                            None)
-    pool = Pool([f"t{i}" for i in range(40)], [f"text {i}" for i in range(40)], [None] * 40, "pool.csv")
-    monkeypatch.setattr(report, "load_campaign", lambda cfg: Campaign(cfg, pool, X, "enc"))
-    md = report.write_report(config, tmp_path / "out" / "r.md").read_text()
-    for header in ("## Summary", "## Learning curve", "## Where the current model fails", "## Disagreements",
-                   "## Throughput", "## Rounds", "## Runs"):
+    monkeypatch.setattr(report, "load_campaign", lambda cfg: pytest.fail("no model: nothing to embed"))
+    md = report.write_report(config, tmp_path / "r.md").read_text()
+    for header in SECTIONS:
         assert header in md
-    figures = [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
-    assert len(figures) == 4
+    assert "none yet" in md and "No model yet" in md
+    assert md.count("No model yet") == 2  # the curve and the failures
+    assert _figures(md, tmp_path) == [tmp_path / "r_files" / "throughput.png"]
+    row = next(line for line in md.splitlines() if line.startswith("| t6 |"))
+    assert "bug 1, other 1 | tie |" in row and "text 6 \\| \\<b>six\\</b> \\*stars\\*" in row
+    assert row.endswith("… |")
+
+
+def test_a_report_has_every_section_and_its_figures(trained, tmp_path) -> None:
+    config, _, _ = trained
+    out = report.write_report(config, tmp_path / "out" / "r.md")
+    assert out == tmp_path / "out" / "r.md"
+    md = out.read_text()
+    for header in SECTIONS:
+        assert header in md
+    figures = _figures(md, out.parent)
+    assert [f.name for f in figures] == ["learning_curve.png", "per_class_f1.png", "confusion.png",
+                                         "throughput.png"]
     for fig in figures:
-        assert (tmp_path / "out" / fig).stat().st_size > 5000
-    assert "the audit sample (12 labeled texts)" in md  # t28..t39, t6-style ties excluded
-    page = report.write_report(config, tmp_path / "out" / "r.html").read_text()
-    assert page.count("<img") == 4 and "<table>" in page
+        assert fig.stat().st_size > 5000
+    assert "the audit sample (12 labeled texts)" in md  # t28..t39: all audit texts have an agreed label
+    assert "current model: m-2 (round 2, trained on 20 labels" in md
+    assert "| 2 | m-2 | margin-kmeans | 20 | 0.700 [0.300, 0.900] | – | 0.900 |" in md
+    assert "| 2026-11-20 | 9 | 9 | 18 |" in md and "| 2026-11-21 | 10 | 10 | 20 |" in md
+    assert "| all days | 19 | 19 | 38 |" in md
+    assert "| 1 | 2026-11-21T10:00:00+00:00 | 43 | – | 40 | 0 → 3 |  |" in md
+    assert not list(out.parent.glob(".*tmp*")) and not list((out.parent / "r_files").glob(".*"))
+
+
+def test_the_html_report_shows_the_same_figures(trained, tmp_path) -> None:
+    config, _, _ = trained
+    page = report.write_report(config, tmp_path / "r.html").read_text()
+    assert page.startswith("<!doctype html>") and page.count("<img") == 4 and "<table>" in page
+    for src in ("r_files/learning_curve.png", "r_files/per_class_f1.png", "r_files/confusion.png",
+                "r_files/throughput.png"):
+        assert f'src="{src}"' in page and (tmp_path / src).stat().st_size > 5000
+    assert "&lt;b&gt;six&lt;/b&gt;" in page and "<b>six" not in page  # annotators' text is escaped
+    assert "<strong>go</strong>" in page and "**" not in page
+
+
+def test_the_test_file_is_preferred_to_the_audit_sample(trained, tmp_path, monkeypatch) -> None:
+    config, _, campaign = trained
+    rng = np.random.default_rng(1)
+    test = Pool([f"x{i}" for i in range(15)], [f"test {i}" for i in range(15)],
+                [LABELS[i % 3] for i in range(15)])
+    monkeypatch.setattr(report, "load_campaign", lambda cfg: Campaign(
+        config, campaign.pool, campaign.X, "enc", test, rng.normal(size=(15, 8))))
+    md = report.write_report(config, tmp_path / "r.md").read_text()
+    assert "Measured on the test file (15 texts) with model m-2" in md
+
+
+def test_too_few_evaluation_labels_skip_the_breakdown(trained, tmp_path, monkeypatch) -> None:
+    config, _, campaign = trained
+    small = Pool(campaign.pool.ids[:30], campaign.pool.texts[:30], campaign.pool.labels[:30])
+    monkeypatch.setattr(report, "load_campaign", lambda cfg: Campaign(config, small, campaign.X[:30], "enc"))
+    md = report.write_report(config, tmp_path / "r.md").read_text()
+    assert "Too few labels in the audit sample (2 labeled texts)" in md  # only t28 and t29 are left
+    assert [f.name for f in _figures(md, tmp_path)] == ["learning_curve.png", "throughput.png"]
 
 
 def test_status_prints_the_annotators(campaign_state) -> None:
@@ -103,7 +177,7 @@ def test_status_prints_the_annotators(campaign_state) -> None:
     config, _ = campaign_state
     result = CliRunner().invoke(app, ["status", "--config", str(config.state.path.parent / "labelloop.toml")])
     assert result.exit_code == 0, result.output
-    assert "user1@x.test" in result.output and "budget" in result.output
+    assert "user1@x.test" in result.output and "user2@x.test" in result.output and "budget" in result.output
 
 
 @pytest.mark.parametrize("fig", [
