@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import quoteattr
 
 import httpx
@@ -509,7 +510,10 @@ class Connector:
             raise LabelStudioInputError("no Label Studio URL: set LABEL_STUDIO_URL (e.g. http://127.0.0.1:18080)")
         if client is None and not key:
             raise LabelStudioInputError("no API key: set LABEL_STUDIO_API_KEY (from Account & Settings)")
-        self._secrets = [s for s in (key,) if s]
+        parts = urlsplit(self.url)
+        # What messages show: the URL without any user:password@ part.
+        self.display_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if self.url else ""
+        self._secrets = [s for s in (key, parts.password) if s]
         self.retries = retries
         self.backoff = backoff
         self.scan_margin = scan_margin
@@ -538,7 +542,7 @@ class Connector:
     def _translate(self, exc: Exception, what: str) -> LabelloopError:
         from label_studio_sdk.core.api_error import ApiError
 
-        where = f"Label Studio at {self.url or 'the given client'}"
+        where = f"Label Studio at {self.display_url or 'the given client'}"
         if isinstance(exc, ApiError):
             status = exc.status_code
             detail = _detail(exc.body)
@@ -617,7 +621,7 @@ class Connector:
         """The project by id or title; :class:`ProjectNotFoundError` if there is none."""
         info = self.find_project(project)
         if info is None:
-            raise ProjectNotFoundError(f"no Label Studio project {project!r} at {self.url}; check the id or "
+            raise ProjectNotFoundError(f"no Label Studio project {project!r} at {self.display_url}; check the id or "
                                        f"title (`labelloop project` creates one)")
         return info
 
@@ -633,7 +637,7 @@ class Connector:
                 check_label_set(info.config, _check_labels(labels), f"project {info.id} {info.title!r}")
             return info
         if isinstance(project, int) or str(project).isdigit():
-            raise ProjectNotFoundError(f"no Label Studio project with id {project} at {self.url}")
+            raise ProjectNotFoundError(f"no Label Studio project with id {project} at {self.display_url}")
         if labels is None:
             raise ProjectNotFoundError(f"no project titled {project!r}; pass labels to create it")
         config = labeling_config(labels)
@@ -661,8 +665,8 @@ class Connector:
         return {k: v.task_id for k, v in self.existing(project_id).items()}
 
     def push(self, project_id: int, items: Sequence[PushItem], model_version: str | None = None, *,
-             batch_size: int = 250, progress: Progress | None = None, prediction_clusters: bool = False
-             ) -> PushReport:
+             batch_size: int = 250, progress: Progress | None = None, prediction_clusters: bool = False,
+             create: bool = True) -> PushReport:
         """Make every item a task of the project, with its prediction if it has a label. Idempotent.
 
         Items already in the project (by our id) are not imported again; if one lacks a
@@ -673,6 +677,9 @@ class Connector:
         The cluster always goes into the task's ``meta``. ``prediction_clusters`` also writes
         it into each prediction's ``cluster`` field, one request per prediction (≈ 0.1–0.2 s
         each on a local server), because the bulk import drops that field.
+
+        ``create=False`` only adds predictions: items whose task is gone (deleted in Label
+        Studio) are left out of the push and the report instead of being imported again.
         """
         info = self.project(project_id)
         ids = [it.id for it in items]
@@ -694,7 +701,11 @@ class Connector:
         before: dict[str, ExistingTask] | None = None
         for attempt in range(self.retries + 1):
             present = self.existing(project_id)
-            before = present if before is None else before
+            if before is None:
+                before = present
+                if not create:
+                    items = [it for it in items if it.id in present]
+                    ids = [it.id for it in items]
             new = [it for it in items if it.id not in present]
             unpredicted = [it for it in items if it.id in present and it.label is not None
                            and model_version not in present[it.id].model_versions]

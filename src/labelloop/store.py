@@ -53,9 +53,10 @@ MIGRATIONS: list[str] = [
         item_id TEXT PRIMARY KEY, task_id INTEGER NOT NULL, round INTEGER, model_version TEXT,
         pushed_at TEXT NOT NULL, how TEXT NOT NULL CHECK (how IN ('pushed', 'adopted')));
     CREATE TABLE runs (
-        run INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
-        pulled INTEGER NOT NULL, trained TEXT, pushed INTEGER NOT NULL, predictions_updated INTEGER NOT NULL,
-        queue_before INTEGER NOT NULL, queue_after INTEGER NOT NULL, stopped TEXT, message TEXT NOT NULL);
+        run INTEGER PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,
+        pulled INTEGER NOT NULL DEFAULT 0, trained TEXT, pushed INTEGER NOT NULL DEFAULT 0,
+        adopted INTEGER NOT NULL DEFAULT 0, predictions_updated INTEGER NOT NULL DEFAULT 0,
+        queue_before INTEGER, queue_after INTEGER, stopped TEXT, message TEXT);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -112,6 +113,7 @@ class Store:
 
     @classmethod
     def open_existing(cls, path: str | Path) -> Store:
+        """Open a state file that must exist already (``status``, ``report``, ``predict``)."""
         path = Path(path)
         if not path.exists():
             raise StoreError(f"{path}: no state yet; run `labelloop sync` first")
@@ -129,10 +131,9 @@ class Store:
     @classmethod
     def _connect(cls, path: Path, create: bool, readonly: bool = False) -> Store:
         try:
-            target = f"file:{path.resolve()}?mode=ro" if readonly else str(path)
+            target = path.resolve().as_uri() + "?mode=ro" if readonly else str(path)
             conn = sqlite3.connect(target, isolation_level=None, timeout=30, uri=readonly)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA foreign_keys = ON")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
@@ -144,6 +145,11 @@ class Store:
             raise StoreError(f"{path}: an SQLite file that is not a labelloop state file; choose another "
                              f"state.path")
         store = cls(conn, path)
+        if not readonly:
+            try:  # readers (status, report) never block a sync's commit
+                conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{path}: cannot write the state file ({exc})") from None
         if version < SCHEMA_VERSION and not readonly:
             if not create:
                 raise StoreError(f"{path}: schema {version} is older than {SCHEMA_VERSION}; run "
@@ -166,14 +172,28 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One atomic step: everything inside lands together or not at all."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One atomic step: everything inside lands together or not at all.
+
+        SQLite's own failures (disk full, file not writable, locked too long) become one
+        :class:`StoreError` line; the step is rolled back.
+        """
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot write the state file ({exc})") from None
         try:
             yield self.conn
+        except sqlite3.Error as exc:
+            self.conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: cannot write the state file ({exc})") from None
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: cannot write the state file ({exc})") from None
 
     # -- meta -----------------------------------------------------------------------------------
 
@@ -289,19 +309,29 @@ class Store:
                 (item_id, task_id, None if q is None else q[0], None if q is None else q[1], at, how))
             self.conn.execute("UPDATE queries SET status = 'pushed' WHERE item_id = ?", (item_id,))
 
+    def drop_pending(self, item_ids: Sequence[str]) -> None:
+        """Forget selections that were never sent (the queue filled up meanwhile, or the text is gone)."""
+        self.conn.executemany("DELETE FROM queries WHERE item_id = ? AND status = 'pending'",
+                              [(i,) for i in item_ids])
+
     def pushes(self) -> dict[str, int]:
         """our id -> task id, for every text ever sent (or found) in Label Studio."""
         return {r[0]: r[1] for r in self.conn.execute("SELECT item_id, task_id FROM pushes")}
 
     # -- runs -----------------------------------------------------------------------------------
 
-    def next_run(self) -> int:
-        return int(self.conn.execute("SELECT COALESCE(MAX(run), 0) + 1 FROM runs").fetchone()[0])
+    def start_run(self) -> int:
+        """Open a ledger row for this run (a run killed midway keeps it, unfinished); its number."""
+        run = int(self.conn.execute("SELECT COALESCE(MAX(run), 0) + 1 FROM runs").fetchone()[0])
+        self.conn.execute("INSERT INTO runs (run, started_at) VALUES (?, ?)", (run, now()))
+        return run
 
-    def add_run(self, **fields: Any) -> None:
-        cols = ", ".join(fields)
-        self.conn.execute(f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(fields))})",
-                          tuple(fields.values()))
+    def update_run(self, run: int, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.conn.execute(f"UPDATE runs SET {sets} WHERE run = ?", (*fields.values(), run))
+
+    def count_in_run(self, run: int, column: str, n: int) -> None:
+        self.conn.execute(f"UPDATE runs SET {column} = {column} + ? WHERE run = ?", (n, run))
 
     def runs(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute("SELECT * FROM runs ORDER BY run")]

@@ -155,6 +155,11 @@ def _register(store: Store, campaign: Campaign, project_id: int) -> None:
     if stored_project is not None and int(stored_project) != project_id:
         raise StoreError(f"{store.path} belongs to Label Studio project {stored_project}, not {project_id}; "
                          f"use another state.path for another project")
+    stored_encoder = store.get("encoder")
+    if stored_encoder is not None and stored_encoder != campaign.encoder_identity:
+        raise StoreError(f"{store.path} was embedded with encoder {stored_encoder}, the config now gives "
+                         f"{campaign.encoder_identity}; its models cannot score the new vectors, so a changed "
+                         f"encoder needs a new campaign (new state.path)")
     stored_labels = store.get("labels")
     if stored_labels is not None and json.loads(stored_labels) != campaign.classes:
         raise StoreError(f"{store.path} was made for labels {json.loads(stored_labels)}, the config now says "
@@ -175,6 +180,7 @@ def _register(store: Store, campaign: Campaign, project_id: int) -> None:
         stop_set = [pool.ids[unlabeled[k]] for k in order[n_audit : n_audit + cfg.stop.stop_set_size]]
         store.set("project_id", str(project_id))
         store.set("labels", json.dumps(campaign.classes))
+        store.set("encoder", campaign.encoder_identity)
         store.set("stop_set", json.dumps(stop_set))
         store.set("created_at", now())
         store.add_round(0, COLD_START_VERSION, "cold-start", {}, {}, None, None)
@@ -189,7 +195,7 @@ def _training_labels(store: Store, campaign: Campaign) -> dict[str, str]:
     pool = campaign.pool
     in_pool = set(pool.ids)
     audit = set(store.ids_with_role("audit"))
-    out = {i: lab for i, lab in zip(pool.ids, pool.labels, strict=True) if lab is not None}
+    out = {i: lab for i, lab in zip(pool.ids, pool.labels, strict=True) if lab is not None and i not in audit}
     for item_id, res in store.resolutions().items():
         if res.label is not None and item_id in in_pool and item_id not in audit:
             out[item_id] = res.label
@@ -216,7 +222,7 @@ def _evaluate(head: Head, campaign: Campaign, rows: dict[str, int], labels: dict
     return metrics
 
 
-def _maybe_train(store: Store, campaign: Campaign, rows: dict[str, int]) -> RoundRow | None:
+def _maybe_train(store: Store, campaign: Campaign, rows: dict[str, int], run: int) -> RoundRow | None:
     """Train a new model if enough labels changed since the last one; return its round (stored)."""
     cfg = campaign.config
     labels = _training_labels(store, campaign)
@@ -224,7 +230,7 @@ def _maybe_train(store: Store, campaign: Campaign, rows: dict[str, int]) -> Roun
     assert last is not None
     if len(set(labels.values())) < 2:
         return None
-    changed = len(set(labels.items()) ^ set(last.train_labels.items()))
+    changed = sum(labels.get(i) != last.train_labels.get(i) for i in set(labels) | set(last.train_labels))
     first_model = last.model is None
     if not changed or (changed < cfg.loop.retrain_every and not first_model):
         return None
@@ -234,8 +240,9 @@ def _maybe_train(store: Store, campaign: Campaign, rows: dict[str, int]) -> Roun
     for i in ids:
         y[rows[i]] = index[labels[i]]
     head = train(campaign.X, y, np.flatnonzero(y >= 0), len(campaign.classes), C=cfg.model.C, seed=cfg.loop.seed)
+    # The round is part of the version: labels can return to an earlier state (deleted annotations).
     version = model_version_for(labels, campaign.encoder_identity, f"{cfg.loop.strategy},{cfg.model.C},"
-                                f"{','.join(campaign.classes)}")
+                                f"{','.join(campaign.classes)},round {last.round + 1}")
     metrics = _evaluate(head, campaign, rows, _audit_labels(store, campaign), cfg.loop.seed)
     stop_ids = [i for i in json.loads(store.get("stop_set") or "[]") if i in rows]
     stop_pred = head.predict(campaign.X[[rows[i] for i in stop_ids]]) if stop_ids else np.empty(0, np.int64)
@@ -243,6 +250,7 @@ def _maybe_train(store: Store, campaign: Campaign, rows: dict[str, int]) -> Roun
         metrics["stop_set_kappa"] = agreement(last.stop_predictions, stop_pred)
     with store.tx():
         store.add_round(last.round + 1, version, cfg.loop.strategy, labels, metrics, head.to_arrays(), stop_pred)
+        store.update_run(run, trained=version)
     return store.last_round()
 
 
@@ -267,7 +275,7 @@ def _items_for(rows: list[dict], campaign: Campaign, index: dict[str, int]) -> l
 
 
 def _push_pending(store: Store, ls: Connector, project_id: int, campaign: Campaign, index: dict[str, int],
-                  hook: Hook) -> tuple[int, int]:
+                  run: int, hook: Hook) -> tuple[int, int]:
     """Send every pending selection (idempotent) and record it; returns (active, audit) counts."""
     pending = [q for q in store.queries("pending") if q["item_id"] in index]
     if not pending:
@@ -286,6 +294,7 @@ def _push_pending(store: Store, ls: Connector, project_id: int, campaign: Campai
         hook("pushed")
         with store.tx():
             store.mark_pushed(report.task_ids)
+            store.count_in_run(run, "pushed", len(report.task_ids))
     audit = sum(q["kind"] == "audit" for q in pending)
     return done - audit, audit
 
@@ -317,13 +326,14 @@ def _sync_steps(store: Store, ls: Connector, project_id: int, project_version: s
                 hook: Hook) -> SyncReport:
     cfg = campaign.config
     index = {i: r for r, i in enumerate(campaign.pool.ids)}
-    report = SyncReport(run=store.next_run())
-    started = now()
 
     # (1) pull: the cursor is the stored records themselves, so a pull lands whole or not at all.
+    # The run's ledger row is opened with it; a run killed later stays in the ledger, unfinished.
     result = ls.pull(project_id, store.cursor())
     with store.tx():
+        report = SyncReport(run=store.start_run())
         store.add_records(report.run, result.records, result.cursor.scanned_at)
+        store.update_run(report.run, pulled=len(result.records))
     report.pulled = len(result.records)
     hook("pulled")
 
@@ -336,10 +346,11 @@ def _sync_steps(store: Store, ls: Connector, project_id: int, project_version: s
             pending = {q["item_id"] for q in store.queries("pending")}
             store.mark_pushed({i: t for i, t in found.items() if i in pending}, how="pushed")
             store.mark_pushed({i: t for i, t in found.items() if i not in pending}, how="adopted")
+            store.update_run(report.run, adopted=len(found))
         report.adopted = len(found)
 
     # (2) retrain when enough labels changed.
-    trained = _maybe_train(store, campaign, index)
+    trained = _maybe_train(store, campaign, index, report.run)
     report.trained = trained.model_version if trained else None
     model = store.last_round()
     assert model is not None
@@ -352,21 +363,29 @@ def _sync_steps(store: Store, ls: Connector, project_id: int, project_version: s
         answered = store.resolutions()
         return [i for i in store.pushes() if i not in gone and i not in answered]
 
-    # (3) finish an interrupted push, then top the queue up to its target.
+    def room() -> int:
+        return max(0, min(cfg.loop.queue_target - len(queue()), cfg.loop.budget - len(store.pushes())))
+
+    # (3) finish an interrupted push (no further than the queue has room for), then top the queue up.
     waiting_before = queue()
-    report.queue_before = len(waiting_before) + len(store.queries("pending"))
-    a, b = _push_pending(store, ls, project_id, campaign, index, hook)
+    pending = [q["item_id"] for q in store.queries("pending")]
+    sendable = [i for i in pending if i in index]
+    drop = [i for i in pending if i not in index] + sendable[room():]
+    if drop:
+        with store.tx():
+            store.drop_pending(drop)
+    report.queue_before = len(waiting_before)
+    a, b = _push_pending(store, ls, project_id, campaign, index, report.run, hook)
     report.pushed_active, report.pushed_audit = a, b
     report.advice = current_advice(store, cfg)
     fired = [a for a in report.advice if a.fired and a.criterion in cfg.stop.on]
     if fired:
         report.stopped = "; ".join(f"{a.criterion} ({a.reason})" for a in fired)
     else:
-        waiting = queue()
-        n = min(cfg.loop.queue_target - len(waiting), cfg.loop.budget - len(store.pushes()))
+        n = room()
         if n > 0 and _select(store, campaign, head, model, index, n):
             hook("selected")
-            a, b = _push_pending(store, ls, project_id, campaign, index, hook)
+            a, b = _push_pending(store, ls, project_id, campaign, index, report.run, hook)
             report.pushed_active += a
             report.pushed_audit += b
             report.advice = current_advice(store, cfg)
@@ -380,7 +399,9 @@ def _sync_steps(store: Store, ls: Connector, project_id: int, project_version: s
             probs = head.predict_proba(campaign.X[[index[i] for i in stale]])
             items = [PushItem(i, campaign.pool.texts[index[i]], campaign.classes[int(p.argmax())], float(p.max()))
                      for i, p in zip(stale, probs, strict=True)]
-            pushed = ls.push(project_id, items, model.model_version, batch_size=cfg.labelstudio.batch_size)
+            # create=False: a task deleted since `existing` was read stays deleted.
+            pushed = ls.push(project_id, items, model.model_version, batch_size=cfg.labelstudio.batch_size,
+                             create=False)
             report.predictions_updated = len(pushed.predictions_added)
         elif project_version != model.model_version and any(
                 model.model_version in t.model_versions for t in existing.values()):
@@ -391,10 +412,9 @@ def _sync_steps(store: Store, ls: Connector, project_id: int, project_version: s
     report.queue_after = len(queue())
     hook("ledger")
     with store.tx():
-        store.add_run(run=report.run, started_at=started, finished_at=now(), pulled=report.pulled,
-                      trained=report.trained, pushed=report.pushed_active + report.pushed_audit,
-                      predictions_updated=report.predictions_updated, queue_before=report.queue_before,
-                      queue_after=report.queue_after, stopped=report.stopped, message=report.message)
+        store.update_run(report.run, finished_at=now(), predictions_updated=report.predictions_updated,
+                         queue_before=report.queue_before, queue_after=report.queue_after, stopped=report.stopped,
+                         message=report.message)
     return report
 
 

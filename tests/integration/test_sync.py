@@ -135,6 +135,8 @@ def test_a_scripted_campaign_over_several_days(campaign, connector, sdk) -> None
     assert all(q["strategy"] in ("cold-start", "random-audit", config.loop.strategy) for q in queued.values())
     runs = store.runs()
     assert len(runs) == 9 and all(r["queue_after"] <= QUEUE for r in runs)
+    assert sum(r["pushed"] for r in runs) == len(store.pushes()) and not any(r["adopted"] for r in runs)
+    assert sum(r["trained"] is not None for r in runs) == len(rounds) - 1
 
     annotate_some(sdk, info.id, truth, QUEUE)  # the last tasks: a retrain with nothing left waiting
     last = sync(config)
@@ -173,6 +175,9 @@ def test_killed_at_each_step_then_rerun_converges(campaign, connector, sdk, step
     store = assert_store_matches_label_studio(config_path, connector, sdk)
     assert len(waiting(project_tasks(sdk, project_id))) == QUEUE
     assert len(store.pushes()) == QUEUE + 8  # refilled exactly once, whatever the kill interrupted
+    runs = store.runs()
+    assert [r["finished_at"] is None for r in runs] == [False, True, False]  # the killed run stays visible
+    assert sum(r["pushed"] + r["adopted"] for r in runs) == len(store.pushes())  # every task accounted for
     sync(config)  # and a further run changes nothing
     assert len(Store.open_existing(config.state.path).pushes()) == QUEUE + 8
 

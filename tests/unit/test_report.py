@@ -55,9 +55,9 @@ def campaign_state(tmp_path):
             rec("updated", "t2", 2, None, 1, skipped=True, previous_label="other"),   # a label turned skip
             rec("deleted", "t1", 1, None, 2),                                         # a deletion
         ], None)
-        store.add_run(run=1, started_at="s", finished_at="2026-11-21T10:00:00+00:00", pulled=43,
-                      trained=None, pushed=40, predictions_updated=0, queue_before=0, queue_after=3,
-                      stopped=None, message="m")
+        run = store.start_run()
+        store.update_run(run, finished_at="2026-11-21T10:00:00+00:00", pulled=43, pushed=40, queue_before=0,
+                         queue_after=3, message="m")
     yield config, store
     store.close()
 

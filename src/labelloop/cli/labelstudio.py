@@ -208,7 +208,7 @@ def push(
     n_added = len(report.predictions_added)
     added = f" ({n_added} given this model's prediction)" if n_added else ""
     console.print(f"Created {len(report.created)} task(s); {len(report.existing)} already there{added}. "
-                  f"Project: {ls.url}/projects/{info.id}")
+                  f"Project: {ls.display_url}/projects/{info.id}")
 
 
 @app.command()
