@@ -53,7 +53,7 @@ from .errors import LabelloopError
 
 __all__ = [
     "Connector", "PushItem", "PushReport", "ProjectInfo", "ChoicesConfig", "ExistingTask", "AnnotationRecord",
-    "PullCursor", "PullResult", "Resolution", "resolve", "labeling_config", "parse_config", "check_label_set",
+    "PullCursor", "PullResult", "Resolution", "resolve", "live_annotations", "labeling_config", "parse_config", "check_label_set",
     "LabelStudioError", "LabelStudioInputError", "ProjectNotFoundError", "LabelSetMismatchError",
     "UnknownChoiceError", "ID_FIELD",
 ]
@@ -317,17 +317,22 @@ class Resolution:
     disagreement: bool
 
 
-def resolve(records: Iterable[AnnotationRecord]) -> dict[str, Resolution]:
-    """Replay records (later ones win, deletions remove) and vote per our id."""
+def live_annotations(records: Iterable[AnnotationRecord]) -> list[AnnotationRecord]:
+    """The current state of every annotation: later records win, deleted ones are gone."""
     live: dict[int, AnnotationRecord] = {}
     for rec in records:
         if rec.event == "deleted":
             live.pop(rec.annotation_id, None)
         else:
             live[rec.annotation_id] = rec
+    return list(live.values())
+
+
+def resolve(records: Iterable[AnnotationRecord]) -> dict[str, Resolution]:
+    """Replay records (later ones win, deletions remove) and vote per our id."""
     votes: dict[str, Counter[str]] = {}
     skips: Counter[str] = Counter()
-    for rec in live.values():
+    for rec in live_annotations(records):
         votes.setdefault(rec.id, Counter())
         if rec.skipped:
             skips[rec.id] += 1

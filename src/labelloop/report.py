@@ -26,11 +26,11 @@ from .config import Config
 from .data import load_pool
 from .errors import LabelloopError
 from .head import Head
-from .labelstudio import AnnotationRecord, Resolution
+from .labelstudio import AnnotationRecord, Resolution, live_annotations
 from .store import RoundRow, Store
 from .sync import Campaign, current_advice, load_campaign
 
-__all__ = ["summary", "write_report", "live_annotations"]
+__all__ = ["summary", "write_report"]
 
 MIN_EVAL = 10      # below this many labels, per-class F1 is noise
 TEXT_CHARS = 80    # of each disagreed text shown
@@ -38,17 +38,6 @@ TOP_PAIRS = 10
 
 
 # -- the ledger -------------------------------------------------------------------------------------
-
-def live_annotations(records: Sequence[AnnotationRecord]) -> list[AnnotationRecord]:
-    """The current state of every annotation: later records win, deleted ones are gone."""
-    live: dict[int, AnnotationRecord] = {}
-    for rec in records:
-        if rec.event == "deleted":
-            live.pop(rec.annotation_id, None)
-        else:
-            live[rec.annotation_id] = rec
-    return list(live.values())
-
 
 def _who(rec: AnnotationRecord) -> str:
     return rec.annotator_email or (f"user {rec.annotator}" if rec.annotator is not None else "unknown")
