@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import logging
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -36,8 +35,6 @@ from .store import RoundRow, Store, StoreError, now
 from .strategies import get_strategy
 
 __all__ = ["sync", "SyncReport", "SyncBusy", "Campaign", "load_campaign", "current_advice", "EXIT_BUSY"]
-
-log = logging.getLogger(__name__)
 
 EXIT_BUSY = 4
 COLD_START_VERSION = "labelloop-cold-start"
