@@ -53,6 +53,7 @@ import pandas as pd
 from labelloop import plots
 from labelloop.data import check_test_labels, demo_paths, load_pool
 from labelloop.embeddings import Encoder, default_cache_dir, embed
+from labelloop.features import DEFAULT_SMOOTHING
 from labelloop.learner import evaluate, query, train
 from labelloop.simulate import area_under_curve, full_pool, labels_to_reach, simulate
 from labelloop.strategies import get_strategy
@@ -82,6 +83,17 @@ print(f"{len(pool)} pool texts, {len(test)} test texts, {len(classes)} classes, 
       f"{X_pool.shape[1]}-d embeddings from {encoder.name}")
 
 # %% [markdown]
+# The head does not see the raw embeddings. Each one is blended with the mean of its 6 nearest
+# pool texts (`labelloop.features`), which pulls it toward its local cluster, so a few labels
+# generalise along a cluster of paraphrases instead of around single points. It uses no labels,
+# only the pool; test texts take their neighbours from the pool, never from each other.
+
+# %%
+smoothing = DEFAULT_SMOOTHING
+F_pool, F_test = smoothing(X_pool), smoothing(X_test, X_pool)
+print(f"features: {smoothing}")
+
+# %% [markdown]
 # ## The loop, by hand
 #
 # The simulation is the real loop with the known labels acting as the annotator. With no model
@@ -95,17 +107,17 @@ rng = np.random.default_rng(SEED)
 strategy = get_strategy(STRATEGY)
 labeled = np.zeros(len(pool), dtype=bool)
 
-seed_batch = query(None, X_pool, np.arange(len(pool)), strategy, INITIAL, rng)  # no model: cold start
+seed_batch = query(None, F_pool, np.arange(len(pool)), strategy, INITIAL, rng)  # no model: cold start
 labeled[seed_batch.indices] = True
 queried = [seed_batch.indices]
 for _ in range(ROUNDS):
-    head = train(X_pool, y_pool, np.flatnonzero(labeled), len(classes), seed=SEED)
-    batch = query(head, X_pool, np.flatnonzero(~labeled), strategy, BATCH, rng)
+    head = train(F_pool, y_pool, np.flatnonzero(labeled), len(classes), seed=SEED)
+    batch = query(head, F_pool, np.flatnonzero(~labeled), strategy, BATCH, rng)
     labeled[batch.indices] = True  # the "annotator" reveals y_pool[batch.indices]
     queried.append(batch.indices)
-head = train(X_pool, y_pool, np.flatnonzero(labeled), len(classes), seed=SEED)
+head = train(F_pool, y_pool, np.flatnonzero(labeled), len(classes), seed=SEED)
 print(f"{labeled.sum()} labels after the seed and {ROUNDS} rounds: "
-      f"test accuracy {evaluate(head, X_test, y_test)['accuracy']:.3f}")
+      f"test accuracy {evaluate(head, F_test, y_test)['accuracy']:.3f}")
 
 asked = pd.DataFrame([
     {"round": r, "text": pool.texts[i], "label": pool.labels[i]}
@@ -120,10 +132,10 @@ asked.groupby("round").head(3)  # the first three texts asked in each round (rou
 # ceiling: the same head trained on every pool label.
 
 # %%
-ceiling = full_pool(X_pool, y_pool, X_test, y_test, len(classes))
+ceiling = full_pool(F_pool, y_pool, F_test, y_test, len(classes))
 results = [
-    simulate(X_pool, y_pool, X_test, y_test, len(classes), strategy=name, initial=INITIAL, batch_size=BATCH,
-             budget=BUDGET, seed=SEED, model=encoder.name, ceiling=ceiling)
+    simulate(F_pool, y_pool, F_test, y_test, len(classes), strategy=name, initial=INITIAL, batch_size=BATCH,
+             budget=BUDGET, seed=SEED, model=encoder.name, features=str(smoothing), ceiling=ceiling)
     for name in (STRATEGY, BASELINE)
 ]
 plots.learning_curves(results)
@@ -155,7 +167,7 @@ plots.embedding_map(coords, y_pool, classes, queried, projection=PROJECTION)
 # row's errors toward every other class summed in *other classes*.
 
 # %%
-pred = head.predict(X_test)
+pred = head.predict(F_test)
 plots.confusion_top(y_test, pred, classes, k=8)
 
 # %% [markdown]
@@ -164,12 +176,12 @@ plots.confusion_top(y_test, pred, classes, k=8)
 
 # %%
 random_rows = np.random.default_rng(SEED).choice(len(pool), int(labeled.sum()), replace=False)
-random_head = train(X_pool, y_pool, random_rows, len(classes), seed=SEED)
-full_head = train(X_pool, y_pool, np.arange(len(pool)), len(classes), seed=SEED)
+random_head = train(F_pool, y_pool, random_rows, len(classes), seed=SEED)
+full_head = train(F_pool, y_pool, np.arange(len(pool)), len(classes), seed=SEED)
 plots.per_class_f1(y_test, {
     f"{STRATEGY}, {labeled.sum()} labels": pred,
-    f"random, {labeled.sum()} labels": random_head.predict(X_test),
-    f"full pool, {len(pool)} labels": full_head.predict(X_test),
+    f"random, {labeled.sum()} labels": random_head.predict(F_test),
+    f"full pool, {len(pool)} labels": full_head.predict(F_test),
 }, classes)
 
 # %% [markdown]
@@ -181,7 +193,7 @@ plots.per_class_f1(y_test, {
 # %%
 unlabeled = np.flatnonzero(~labeled)
 unlabeled_texts = [pool.texts[i] for i in unlabeled]
-probs = head.predict_proba(X_pool[unlabeled])
+probs = head.predict_proba(F_pool[unlabeled])
 plots.uncertain_texts(unlabeled_texts, probs, classes, n=10, y_true=y_pool[unlabeled])
 
 # %%
@@ -214,7 +226,7 @@ else:
     in_project = ls.existing_ids(project.id)
     candidates = np.array([i for i in np.flatnonzero(~labeled) if pool.ids[i] not in in_project],
                           dtype=np.int64)
-    picked = query(head, X_pool, candidates, strategy, LS_BATCH, np.random.default_rng(SEED))
+    picked = query(head, F_pool, candidates, strategy, LS_BATCH, np.random.default_rng(SEED))
     items = [
         PushItem(pool.ids[row], pool.texts[row], label=classes[int(p.argmax())], score=float(p.max()),
                  cluster=int(c) if c >= 0 else None)
@@ -234,7 +246,7 @@ if ls is not None:
     for id_, label in people.items():
         if id_ in row_of:
             y_known[row_of[id_]] = classes.index(label)
-    retrained = train(X_pool, y_known, np.flatnonzero(y_known >= 0), len(classes), seed=SEED)
+    retrained = train(F_pool, y_known, np.flatnonzero(y_known >= 0), len(classes), seed=SEED)
     print(f"Pulled {len(people)} label(s) from Label Studio. Test accuracy "
-          f"{evaluate(head, X_test, y_test)['accuracy']:.3f} with {labeled.sum()} labels, "
-          f"{evaluate(retrained, X_test, y_test)['accuracy']:.3f} with {(y_known >= 0).sum()}.")
+          f"{evaluate(head, F_test, y_test)['accuracy']:.3f} with {labeled.sum()} labels, "
+          f"{evaluate(retrained, F_test, y_test)['accuracy']:.3f} with {(y_known >= 0).sum()}.")

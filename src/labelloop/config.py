@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import LabelloopError
+from .features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from .strategies import DEFAULT_STRATEGY, STRATEGIES
 
 __all__ = ["Config", "ConfigError", "load_config", "EXAMPLE", "STOP_CRITERIA"]
@@ -43,6 +44,12 @@ class ModelSection(_Section):
     encoder: Path | None = None      # a local transformer directory; default: the bundled all-MiniLM-L6-v2
     cache_dir: Path | None = None    # embedding cache; default $LABELLOOP_CACHE_DIR or ~/.cache/labelloop
     C: Annotated[float, Field(gt=0)] = 10.0
+    neighbours: Annotated[int, Field(ge=0, le=1000)] = DEFAULT_SMOOTHING.k  # 0: train on raw embeddings
+    neighbour_weight: Annotated[float, Field(ge=0, le=10)] = DEFAULT_SMOOTHING.weight
+
+    @property
+    def smoothing(self) -> NeighbourSmoothing:
+        return NeighbourSmoothing(self.neighbours, self.neighbour_weight)
 
 
 class LoopSection(_Section):
@@ -201,6 +208,8 @@ min_audit = 30               # audit labels needed before the plateau rule may f
 # encoder = "/path/to/local/model"   # default: the bundled all-MiniLM-L6-v2
 # cache_dir = "~/.cache/labelloop"
 C = 10.0                     # inverse regularisation of the logistic-regression head
+neighbours = 6               # blend each embedding with its 6 nearest pool texts (0 = off)
+neighbour_weight = 0.5
 
 [state]
 path = "labelloop.db"        # SQLite: labels, rounds, pushes, the whole audit ledger

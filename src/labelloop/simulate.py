@@ -1,8 +1,9 @@
 """Replay known labels as a simulated annotator, to compare strategies before paying people.
 
 seed set → train → score → query → reveal → retrain, recording the test metrics of
-every round. Works on arrays (embeddings and label indices); loading files and
-embedding them is the caller's job (see :func:`labelloop.cli.simulate`).
+every round. Works on arrays (the head's features and label indices); loading files,
+embedding them and smoothing them over the pool (:mod:`labelloop.features`) is the
+caller's job, done once per pool rather than once per run (see :func:`labelloop.cli.simulate`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class SimulationResult(TypedDict):
     strategy: str
     seed: int
     model: str
+    features: str  # how embeddings became features, e.g. "knn-smooth(k=6, weight=0.5)"
     n_pool: int
     n_classes: int
     full_pool: dict[str, float]
@@ -69,11 +71,13 @@ def simulate(
     seed: int = 0,
     C: float = DEFAULT_C,
     model: str = "",
+    features: str = "",
     ceiling: dict[str, float] | None = None,
     progress: Any = None,
 ) -> SimulationResult:
     """Run one simulated campaign and return its results (the ``results.json`` schema).
 
+    ``X_pool``/``X_test`` are the head's features; ``model`` and ``features`` only label the result.
     ``initial=0`` starts cold: the first batch is chosen by the cold-start rule.
     ``progress`` may be a callable ``(n_labeled, budget)`` called after each round.
     """
@@ -121,8 +125,8 @@ def simulate(
             break
     if ceiling is None:
         ceiling = full_pool(X_pool, y_pool, X_test, y_test, n_classes, C=C)
-    return SimulationResult(strategy=strategy, seed=seed, model=model, n_pool=n_pool, n_classes=n_classes,
-                            full_pool=ceiling, rounds=rounds)
+    return SimulationResult(strategy=strategy, seed=seed, model=model, features=features, n_pool=n_pool,
+                            n_classes=n_classes, full_pool=ceiling, rounds=rounds)
 
 
 # -- summaries of a learning curve -------------------------------------------------------------

@@ -73,14 +73,24 @@ class Campaign:
 
     config: Config
     pool: Pool
-    X: np.ndarray
+    X: np.ndarray                      # the head's features of the pool (smoothed over it)
     encoder_identity: str
     test: Pool | None = None
     X_test: np.ndarray | None = None
+    vectors: np.ndarray | None = None  # the pool's raw embeddings: the neighbours of any new text
 
     @property
     def classes(self) -> list[str]:
         return list(self.config.labels)
+
+    @property
+    def features(self) -> str:
+        return str(self.config.model.smoothing)
+
+    def features_of(self, vectors: np.ndarray) -> np.ndarray:
+        """Features of texts outside the pool (test, predict), with neighbours from the pool."""
+        assert self.vectors is not None, "campaign loaded without embeddings"
+        return self.config.model.smoothing(vectors, self.vectors)
 
 
 def text_hash(text: str) -> str:
@@ -94,7 +104,7 @@ def _check_labels(pool: Pool, classes: list[str], what: str) -> None:
 
 
 def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool = True) -> Campaign:
-    """Read the data (and test file) named by the config and embed them through the cache."""
+    """Read the data (and test file) named by the config, embed them through the cache, smooth them."""
     from .embeddings import Encoder, default_cache_dir, embed
 
     d = config.data
@@ -109,8 +119,10 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
         return Campaign(config, pool, np.empty((0, 0)), encoder.identity, test)
     texts = pool.texts + (test.texts if test else [])
     vectors = embed(texts, encoder, config.model.cache_dir or default_cache_dir(), progress=progress)
-    return Campaign(config, pool, vectors[: len(pool)], encoder.identity, test,
-                    vectors[len(pool):] if test else None)
+    raw = vectors[: len(pool)]
+    smoothing = config.model.smoothing
+    return Campaign(config, pool, smoothing(raw, progress=progress), encoder.identity, test,
+                    smoothing(vectors[len(pool):], raw) if test else None, raw)
 
 
 @dataclass
@@ -157,6 +169,13 @@ def _register(store: Store, campaign: Campaign, project_id: int) -> None:
         raise StoreError(f"{store.path} was embedded with encoder {stored_encoder}, the config now gives "
                          f"{campaign.encoder_identity}; its models cannot score the new vectors, so a changed "
                          f"encoder needs a new campaign (new state.path)")
+    stored_features = store.get("features")
+    if stored_features is not None and stored_features != campaign.features:
+        raise StoreError(f"{store.path} was trained on features {stored_features}, the config now gives "
+                         f"{campaign.features} ([model] neighbours / neighbour_weight); its models cannot score "
+                         f"the new features, so set them back or start a new campaign (new state.path)")
+    if stored_features is None:
+        store.set("features", campaign.features)
     stored_labels = store.get("labels")
     if stored_labels is not None and json.loads(stored_labels) != campaign.classes:
         raise StoreError(f"{store.path} was made for labels {json.loads(stored_labels)}, the config now says "
@@ -239,7 +258,7 @@ def _maybe_train(store: Store, campaign: Campaign, rows: dict[str, int], run: in
     head = train(campaign.X, y, np.flatnonzero(y >= 0), len(campaign.classes), C=cfg.model.C, seed=cfg.loop.seed)
     # The round is part of the version: labels can return to an earlier state (deleted annotations).
     version = model_version_for(labels, campaign.encoder_identity, f"{cfg.loop.strategy},{cfg.model.C},"
-                                f"{','.join(campaign.classes)},round {last.round + 1}")
+                                f"{campaign.features},{','.join(campaign.classes)},round {last.round + 1}")
     metrics = _evaluate(head, campaign, rows, _audit_labels(store, campaign), cfg.loop.seed)
     stop_ids = [i for i in json.loads(store.get("stop_set") or "[]") if i in rows]
     stop_pred = head.predict(campaign.X[[rows[i] for i in stop_ids]]) if stop_ids else np.empty(0, np.int64)

@@ -10,15 +10,17 @@ from typer.testing import CliRunner
 
 from labelloop.cli import app
 from labelloop.data import demo_paths
+from labelloop.features import DEFAULT_SMOOTHING
 from labelloop.head import Head
 from labelloop.store import Store
 
 
 def test_predict_writes_the_current_models_labels(tmp_path, demo, demo_embedded, embedding_cache) -> None:
     train, test = demo
-    X, _ = demo_embedded
+    X, X_test = demo_embedded
     classes = train.label_set
-    head = Head(len(classes)).fit(X, train.label_array(classes))
+    # A campaign's model is trained on the pool's smoothed features.
+    head = Head(len(classes)).fit(DEFAULT_SMOOTHING(X), train.label_array(classes))
     config = tmp_path / "labelloop.toml"
     config.write_text(f'labels = {json.dumps(classes)}\n[data]\npath = "{demo_paths()[0]}"\n'
                       f'[labelstudio]\nproject = "p"\n[model]\ncache_dir = "{embedding_cache}"\n'
@@ -41,3 +43,6 @@ def test_predict_writes_the_current_models_labels(tmp_path, demo, demo_embedded,
     assert (out["model_version"] == "m-1").all()
     accuracy = float(np.mean(out["label"].to_numpy() == np.array(test.labels)))
     assert accuracy > 0.7  # the full demo head is right on most held-out tickets
+    # New texts get the campaign's features: neighbours from its pool, the same smoothing.
+    expected = [classes[k] for k in head.predict(DEFAULT_SMOOTHING(X_test, X))]
+    assert out["label"].tolist() == expected

@@ -25,8 +25,9 @@ def run(arrays, **kw):
 
 
 def test_result_follows_the_results_json_schema(arrays):
-    res = run(arrays, strategy="margin", seed=3, model="m")
-    assert {"strategy", "seed", "model", "n_pool", "n_classes", "full_pool", "rounds"} <= res.keys()
+    res = run(arrays, strategy="margin", seed=3, model="m", features="f")
+    assert res["features"] == "f"
+    assert {"strategy", "seed", "model", "features", "n_pool", "n_classes", "full_pool", "rounds"} <= res.keys()
     assert (res["strategy"], res["seed"], res["model"], res["n_pool"]) == ("margin", 3, "m", len(arrays[0]))
     assert set(res["full_pool"]) == {"accuracy", "macro_f1"}
     for r in res["rounds"]:
@@ -79,6 +80,7 @@ def test_cli_runs_on_the_bundled_demo_and_writes_json_and_plot(tmp_path, monkeyp
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert [d["strategy"] for d in data] == ["margin-kmeans", "random"]
+    assert data[0]["features"] == "knn-smooth(k=6, weight=0.5)"
     assert [r["n_labeled"] for r in data[0]["rounds"]] == [20, 40, 60]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert "Label efficiency" in result.output
@@ -92,6 +94,8 @@ def test_cli_runs_on_the_bundled_demo_and_writes_json_and_plot(tmp_path, monkeyp
     (["--budget", "10", "--initial", "20"], "smaller than --initial"),
     (["--out", "."], "is a directory"),
     (["--plot", "curve.docx"], "unsupported image type"),
+    (["--neighbours", "-1"], "Invalid value for '--neighbours'"),
+    (["--budget", "lots"], "Invalid value for '--budget'"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypatch):
     import subprocess

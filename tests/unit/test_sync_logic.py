@@ -81,6 +81,15 @@ def test_a_different_encoder_or_project_is_refused(setup) -> None:
         _register(store, campaign, project_id=8)
 
 
+def test_changed_feature_settings_are_refused_because_stored_models_score_features(setup) -> None:
+    campaign, store = setup
+    assert store.get("features") == "knn-smooth(k=6, weight=0.5)"
+    config = campaign.config.model_copy(update={"model": campaign.config.model.model_copy(update={"neighbours": 0})})
+    raw = Campaign(config, campaign.pool, campaign.X, "enc-A")
+    with pytest.raises(StoreError, match=r"features knn-smooth\(k=6, weight=0.5\).*now gives none"), store.tx():
+        _register(store, raw, project_id=7)
+
+
 def test_the_read_only_check_copes_with_odd_characters_in_the_path(tmp_path) -> None:
     folder = tmp_path / "camp#1 ?x"
     folder.mkdir()

@@ -45,14 +45,19 @@ def main() -> None:
     import click
     from rich.console import Console
 
+    # typer ≥ 0.26 raises its own vendored click's exceptions, older typer raises click's.
+    usage_errors = (click.ClickException, *([typer.TyperException] if hasattr(typer, "TyperException") else []))
     try:
         code = app(standalone_mode=False)  # returns 130 on Ctrl-C instead of raising
     except LabelloopError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:  # usage errors
-        exc.show()
-        sys.exit(exc.exit_code)
+    except usage_errors as exc:  # bad options: click's message and usage line, exit 2
+        if hasattr(exc, "show"):
+            exc.show()
+        else:
+            Console(stderr=True).print(f"error: {exc}", highlight=False)
+        sys.exit(getattr(exc, "exit_code", 2))
     if code == 130:
         Console(stderr=True).print("interrupted; finished work is kept (caches are written atomically)")
     sys.exit(code if isinstance(code, int) else 0)

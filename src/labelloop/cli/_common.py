@@ -10,6 +10,7 @@ import typer
 
 from ..data import Pool
 from ..embeddings import Encoder, default_cache_dir, embed
+from ..features import NeighbourSmoothing
 
 TextColumn = Annotated[str, typer.Option(help="Column holding the texts.")]
 LabelColumn = Annotated[str, typer.Option(help="Column holding the labels.")]
@@ -22,6 +23,9 @@ CacheDir = Annotated[
     Optional[Path],
     typer.Option(help="Embedding cache directory (default: $LABELLOOP_CACHE_DIR or ~/.cache/labelloop)."),
 ]
+Neighbours = Annotated[int, typer.Option(
+    help="Blend each embedding with its K nearest pool texts before training (labelloop.features); 0 = off.",
+    metavar="K", min=0)]
 SkipEmpty = Annotated[bool, typer.Option("--skip-empty", help="Drop empty texts with a warning instead of failing.")]
 
 
@@ -35,3 +39,9 @@ def embed_pools(pools: list[Pool], model: Path | None, cache_dir: Path | None) -
         out.append(vectors[start : start + len(p)])
         start += len(p)
     return encoder, out
+
+
+def pool_features(vectors: list[np.ndarray], neighbours: int) -> tuple[NeighbourSmoothing, list[np.ndarray]]:
+    """The head's features for a pool (``vectors[0]``) and other sets, all with neighbours from the pool."""
+    smoothing = NeighbourSmoothing(k=neighbours)
+    return smoothing, [smoothing(v, vectors[0], progress=True) for v in vectors]

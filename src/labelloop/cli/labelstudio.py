@@ -21,11 +21,13 @@ from rich.progress import TextColumn as ProgressText
 
 from ..data import load_pool
 from ..errors import DataError, LabelloopError
+from ..features import DEFAULT_SMOOTHING
 from ..labelstudio import (ID_FIELD, AnnotationRecord, Connector, PullCursor, PushItem, model_version_for,
                            resolve)
 from ..strategies import DEFAULT_STRATEGY, STRATEGIES, get_strategy
 from . import app
-from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, SkipEmpty, TextColumn, embed_pools
+from ._common import (CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, TextColumn,
+                      embed_pools, pool_features)
 
 ProjectOpt = Annotated[str, typer.Option("--project", help="Label Studio project id, or title.")]
 UrlOpt = Annotated[Optional[str], typer.Option(
@@ -130,6 +132,7 @@ def push(
              "it is always in the task's meta.")] = False,
     model: ModelPath = None,
     cache_dir: CacheDir = None,
+    neighbours: Neighbours = DEFAULT_SMOOTHING.k,
     skip_empty: SkipEmpty = False,
     url: UrlOpt = None,
 ) -> None:
@@ -171,12 +174,13 @@ def push(
     console.print(f"{'Created' if info.created else 'Using'} project {info.id} {info.title!r} "
                   f"({len(classes)} labels); {len(known)} of {len(pool)} texts labeled.")
 
-    encoder, (X,) = embed_pools([pool], model, cache_dir)
+    encoder, vectors = embed_pools([pool], model, cache_dir)
+    smoothing, (X,) = pool_features(vectors, neighbours)
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[known[i]] if i in known else -1 for i in pool.ids], dtype=np.int64)
     labeled = np.flatnonzero(y >= 0)
     cold = len(set(y[labeled].tolist())) < 2
-    recipe = f"{strategy},{seed},{','.join(classes)}{',cold' if cold else ''}"
+    recipe = f"{strategy},{seed},{smoothing},{','.join(classes)}{',cold' if cold else ''}"
     version = model_version or model_version_for(known, encoder.identity, recipe)
     existing = ls.existing(info.id)
     # Tasks from an earlier push of this same model version stay candidates, so a rerun picks them again.

@@ -13,11 +13,13 @@ from rich.table import Table
 
 from ..data import check_test_labels, demo_paths, load_pool
 from ..errors import LabelloopError
+from ..features import DEFAULT_SMOOTHING
 from ..simulate import (INITIAL_STRATEGIES, SimulationResult, area_under_curve, full_pool,
                         labels_to_reach, simulate as run_simulation)
 from ..strategies import DEFAULT_STRATEGY, STRATEGIES
 from . import app
-from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, SkipEmpty, TextColumn, embed_pools
+from ._common import (CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, TextColumn,
+                      embed_pools, pool_features)
 
 
 @app.command()
@@ -39,6 +41,7 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (k-means, ties, random sampling).")] = 0,
     model: ModelPath = None,
     cache_dir: CacheDir = None,
+    neighbours: Neighbours = DEFAULT_SMOOTHING.k,
     skip_empty: SkipEmpty = False,
     out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path("results.json"),
     plot: Annotated[Optional[Path], typer.Option(help="Write a learning-curve PNG here.")] = None,
@@ -79,7 +82,8 @@ def simulate(
     classes = pool.label_set
     y_pool, y_test = pool.label_array(classes), held.label_array(classes)
     console.print(f"Pool {len(pool)} texts, test {len(held)}, {len(classes)} classes.")
-    encoder, (X_pool, X_test) = embed_pools([pool, held], model, cache_dir)
+    encoder, vectors = embed_pools([pool, held], model, cache_dir)
+    smoothing, (X_pool, X_test) = pool_features(vectors, neighbours)
     ceiling = full_pool(X_pool, y_pool, X_test, y_test, len(classes))
 
     results: list[SimulationResult] = []
@@ -90,7 +94,7 @@ def simulate(
             results.append(run_simulation(
                 X_pool, y_pool, X_test, y_test, len(classes), strategy=name, initial=initial,
                 initial_strategy=initial_strategy, batch_size=batch_size, budget=budget, seed=seed,
-                model=encoder.name, ceiling=ceiling,
+                model=encoder.name, features=str(smoothing), ceiling=ceiling,
                 progress=lambda n, total, task=task: bar.update(task, completed=n),
             ))
 

@@ -123,6 +123,7 @@ def predict(
     from ..embeddings import Encoder, default_cache_dir, embed
     from ..head import Head
     from ..store import Store
+    from ..sync import load_campaign
 
     cfg = load_config(config)
     with Store.open_existing(cfg.state.path) as store:
@@ -131,7 +132,11 @@ def predict(
         raise LabelloopError(f"{cfg.state.path}: no model yet (it needs labels of two classes); run "
                              f"`labelloop sync` after some labeling")
     pool = load_pool(input, text_column, None, id_column, unique_ids=False)
-    X = embed(pool.texts, Encoder(cfg.model.encoder), cfg.model.cache_dir or default_cache_dir(), progress=True)
+    # The model was trained on features smoothed over the campaign's pool: new texts take their neighbours there.
+    campaign = load_campaign(cfg, progress=True)
+    vectors = embed(pool.texts, Encoder(cfg.model.encoder), cfg.model.cache_dir or default_cache_dir(),
+                    progress=True)
+    X = campaign.features_of(vectors)
     probs = Head.from_arrays(last.model).predict_proba(X)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
