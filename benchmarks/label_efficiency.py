@@ -141,7 +141,8 @@ def main() -> None:
         f"logistic regression (C=10) on features {smoothing} ({smoothing_seconds:.1f} s for pool and test). "
         f"Full-pool accuracy **{ceiling['accuracy']:.3f}** (98 %: {0.98 * ceiling['accuracy']:.3f})"
         + "".join(f"; on {k}: {v[2]['accuracy']:.3f}" for k, v in features.items() if k != str(smoothing))
-        + f". Labels-to-x % use each row's own features' full-pool accuracy. Seeds {args.seeds}; {args.initial} initial labels by "
+        + ". Labels-to-x % use each row's own features' full-pool accuracy. "
+        f"Seeds {args.seeds}; {args.initial} initial labels by "
         f"{args.initial_strategy}, batches of {args.batch_size}, budget {args.budget}. Means over seeds.",
         "",
         "| strategy | labels to 95 % | labels to 98 % | labels to 100 % | AULC | acc. @ 770 | final acc. "

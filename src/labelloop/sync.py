@@ -77,7 +77,6 @@ class Campaign:
     encoder_identity: str
     test: Pool | None = None
     X_test: np.ndarray | None = None
-    vectors: np.ndarray | None = None  # the pool's raw embeddings: the neighbours of any new text
 
     @property
     def classes(self) -> list[str]:
@@ -86,11 +85,6 @@ class Campaign:
     @property
     def features(self) -> str:
         return str(self.config.model.smoothing)
-
-    def features_of(self, vectors: np.ndarray) -> np.ndarray:
-        """Features of texts outside the pool (test, predict), with neighbours from the pool."""
-        assert self.vectors is not None, "campaign loaded without embeddings"
-        return self.config.model.smoothing(vectors, self.vectors)
 
 
 def text_hash(text: str) -> str:
@@ -122,7 +116,7 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
     raw = vectors[: len(pool)]
     smoothing = config.model.smoothing
     return Campaign(config, pool, smoothing(raw, progress=progress), encoder.identity, test,
-                    smoothing(vectors[len(pool):], raw) if test else None, raw)
+                    smoothing(vectors[len(pool):], raw) if test else None)
 
 
 @dataclass

@@ -132,11 +132,13 @@ def predict(
         raise LabelloopError(f"{cfg.state.path}: no model yet (it needs labels of two classes); run "
                              f"`labelloop sync` after some labeling")
     pool = load_pool(input, text_column, None, id_column, unique_ids=False)
-    # The model was trained on features smoothed over the campaign's pool: new texts take their neighbours there.
-    campaign = load_campaign(cfg, progress=True)
-    vectors = embed(pool.texts, Encoder(cfg.model.encoder), cfg.model.cache_dir or default_cache_dir(),
-                    progress=True)
-    X = campaign.features_of(vectors)
+    # The model was trained on features smoothed over the campaign's pool: new texts take their neighbours
+    # there. Only the pool's raw vectors are needed (from the cache), not the pool's own features.
+    campaign = load_campaign(cfg, embed_texts=False)
+    reference = campaign.pool.texts
+    encoder = Encoder(cfg.model.encoder)
+    vectors = embed(reference + pool.texts, encoder, cfg.model.cache_dir or default_cache_dir(), progress=True)
+    X = cfg.model.smoothing(vectors[len(reference):], vectors[: len(reference)])
     probs = Head.from_arrays(last.model).predict_proba(X)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
