@@ -1,8 +1,8 @@
-"""One active-learning round, with no I/O: train the head, score the pool, select a batch.
+"""One active-learning round, with no I/O: train the head, score the candidates, select a batch.
 
-``simulate`` (oracle replay) and ``push`` (Label Studio) both go through
-:func:`train` and :func:`query`, so the strategy measured in simulation is the one
-that runs in production.
+Every driver goes through :func:`train` and :func:`query`: ``simulate`` (oracle replay)
+directly, ``push``, ``sync`` and the notebook through :class:`labelloop.campaign.Campaign`.
+So the strategy measured in simulation is the one that runs in production.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .head import DEFAULT_C, Head
-from .strategies import ColdStart, Selection, Strategy
+from .strategies import ColdStart, Context, Selection, Strategy
 
 __all__ = ["train", "query", "Query", "evaluate"]
 
@@ -37,13 +37,23 @@ class Query:
 
 
 def query(head: Head | None, X: np.ndarray, unlabeled: np.ndarray, strategy: Strategy, n: int,
-          rng: np.random.Generator) -> Query:
-    """Choose ``n`` rows among ``unlabeled`` (pool row indices); ``head=None`` means cold start."""
+          rng: np.random.Generator, *, y: np.ndarray | None = None,
+          labeled: np.ndarray | None = None) -> Query:
+    """Choose ``n`` rows among ``unlabeled`` (pool row indices); ``head=None`` means cold start.
+
+    ``y``/``labeled`` (label indices of the pool, labeled rows) give the strategy the labeled
+    set too; strategies that only look at uncertainty ignore them.
+    """
     t0 = time.perf_counter()
     cand = X[unlabeled]
     probs = head.predict_proba(cand) if head is not None else None
     t1 = time.perf_counter()
-    sel: Selection = strategy(probs, cand, n, rng) if head is not None else ColdStart()(None, cand, n, rng)
+    if head is None:
+        sel: Selection = ColdStart()(Context.cold(cand), n, rng)
+    else:
+        known_X = None if labeled is None else X[labeled]
+        known_y = None if labeled is None or y is None else y[labeled]
+        sel = strategy(Context(probs, cand, known_X, known_y, head), n, rng)
     t2 = time.perf_counter()
     return Query(
         indices=unlabeled[sel.indices],

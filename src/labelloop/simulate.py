@@ -16,7 +16,7 @@ import numpy as np
 
 from .head import DEFAULT_C
 from .learner import evaluate, query, train
-from .strategies import DEFAULT_STRATEGY, ColdStart, RandomSampling, get_strategy
+from .strategies import DEFAULT_STRATEGY, ColdStart, Context, RandomSampling, get_strategy
 
 __all__ = ["simulate", "full_pool", "labels_to_reach", "area_under_curve", "accuracy_at", "RoundRecord",
            "SimulationResult", "INITIAL_STRATEGIES"]
@@ -96,7 +96,7 @@ def simulate(
     first = min(initial or batch_size, budget)
     seeder = ColdStart() if (initial == 0 or initial_strategy == "cold-start") else RandomSampling()
     t0 = time.perf_counter()
-    labeled[seeder(None, X_pool, first, rng).indices] = True
+    labeled[seeder(Context.cold(X_pool), first, rng).indices] = True
     pending_select = time.perf_counter() - t0  # charged to the round that trains on it
 
     rounds: list[RoundRecord] = []
@@ -110,7 +110,8 @@ def simulate(
         t_score = t_select = 0.0
         done = n_labeled >= budget
         if not done:
-            q = query(head, X_pool, np.flatnonzero(~labeled), strat, min(batch_size, budget - n_labeled), rng)
+            q = query(head, X_pool, np.flatnonzero(~labeled), strat, min(batch_size, budget - n_labeled), rng,
+                      y=y_pool, labeled=idx)
             labeled[q.indices] = True
             t_score, t_select = q.seconds_score, q.seconds_select
         rounds.append(RoundRecord(

@@ -2,12 +2,14 @@
 
 Every strategy has one signature::
 
-    strategy(probs, embeddings, n, rng) -> Selection
+    strategy(context, n, rng) -> Selection
 
-``probs`` is the head's ``(m, k)`` probabilities for the m unlabeled candidates
-(``None`` before any model exists), ``embeddings`` their ``(m, d)`` unit vectors,
-``n`` the batch size. The result indexes those m rows. Strategies are pure: no
-I/O, no state, all randomness from ``rng``.
+``context`` is a frozen :class:`Context`: the head's ``(m, k)`` probabilities for the m
+unlabeled candidates (``None`` before any model exists), the candidates' ``(m, d)``
+features, the labeled features and labels, and the head itself, so that strategies
+which need more than uncertainty (core-set, class-balanced, label-error-aware) need no
+change anywhere else. ``n`` is the batch size; the result indexes the m candidates.
+Strategies are pure: no I/O, no state, all randomness from ``rng``.
 """
 
 from __future__ import annotations
@@ -15,13 +17,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
+if TYPE_CHECKING:
+    from .head import Head
+
 __all__ = [
+    "Context",
     "Selection",
     "Strategy",
+    "StrategyName",
     "least_confidence",
     "entropy",
     "margin",
@@ -32,6 +40,7 @@ __all__ = [
     "STRATEGIES",
     "DEFAULT_STRATEGY",
     "get_strategy",
+    "check_strategy",
 ]
 
 
@@ -47,8 +56,36 @@ class Selection:
         return len(self.indices)
 
 
-Strategy = Callable[[np.ndarray | None, np.ndarray, int, np.random.Generator], Selection]
+@dataclass(frozen=True)
+class Context:
+    """What a strategy may look at; built by :func:`labelloop.learner.query`, never changed by a strategy.
+
+    ``probs`` and ``features`` describe the m candidates (row i of each is candidate i);
+    ``labeled_features``/``labels`` the texts already labeled (label indices); ``head`` the
+    model that produced ``probs`` (None at cold start, where ``probs`` is None too).
+    """
+
+    probs: np.ndarray | None
+    features: np.ndarray
+    labeled_features: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    head: Head | None = None
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @classmethod
+    def cold(cls, features: np.ndarray) -> Context:
+        """No model yet: only the candidates' features."""
+        return cls(None, features)
+
+
+Strategy = Callable[[Context, int, np.random.Generator], Selection]
 """The one signature every strategy has."""
+
+StrategyName = Literal["random", "least-confidence", "entropy", "margin", "least-confidence-kmeans",
+                       "entropy-kmeans", "margin-kmeans", "cold-start"]
+"""The names the CLI, the config and :func:`get_strategy` accept."""
 
 
 # -- uncertainty scores: higher means the model is less sure --------------------------------------
@@ -105,9 +142,8 @@ class RandomSampling:
 
     name: str = "random"
 
-    def __call__(self, probs: np.ndarray | None, embeddings: np.ndarray, n: int,
-                 rng: np.random.Generator) -> Selection:
-        m = len(embeddings)
+    def __call__(self, ctx: Context, n: int, rng: np.random.Generator) -> Selection:
+        m, probs = len(ctx), ctx.probs
         idx = rng.choice(m, size=min(n, m), replace=False)
         scores = np.zeros(len(idx)) if probs is None else margin(probs[idx])
         return Selection(idx, scores, _no_clusters(len(idx)))
@@ -125,10 +161,10 @@ class Uncertainty:
             raise ValueError(f"unknown uncertainty score {self.score!r}; choose from {', '.join(SCORES)}")
         object.__setattr__(self, "name", self.name or self.score)
 
-    def __call__(self, probs: np.ndarray | None, embeddings: np.ndarray, n: int,
-                 rng: np.random.Generator) -> Selection:
+    def __call__(self, ctx: Context, n: int, rng: np.random.Generator) -> Selection:
+        probs = ctx.probs
         if probs is None:
-            return ColdStart()(None, embeddings, n, rng)
+            return ColdStart()(ctx, n, rng)
         scores = SCORES[self.score](probs)
         # Shuffle before a stable sort so exact ties are broken at random, not by file order.
         perm = rng.permutation(len(scores))
@@ -164,14 +200,13 @@ class DiverseUncertainty:
             raise ValueError("pick must be 'centroid' or 'uncertain'")
         object.__setattr__(self, "name", self.name or f"{self.score}-kmeans")
 
-    def __call__(self, probs: np.ndarray | None, embeddings: np.ndarray, n: int,
-                 rng: np.random.Generator) -> Selection:
-        if probs is None:
-            return ColdStart()(None, embeddings, n, rng)
-        top = Uncertainty(self.score)(probs, embeddings, n * self.candidate_factor, rng)
+    def __call__(self, ctx: Context, n: int, rng: np.random.Generator) -> Selection:
+        if ctx.probs is None:
+            return ColdStart()(ctx, n, rng)
+        top = Uncertainty(self.score)(ctx, n * self.candidate_factor, rng)
         if len(top) <= n:
             return top
-        cand = embeddings[top.indices]
+        cand = ctx.features[top.indices]
         labels, centers = _kmeans(cand, n, rng)
         chosen = []
         for c in range(n):
@@ -201,8 +236,8 @@ class ColdStart:
 
     name: str = "cold-start"
 
-    def __call__(self, probs: np.ndarray | None, embeddings: np.ndarray, n: int,
-                 rng: np.random.Generator) -> Selection:
+    def __call__(self, ctx: Context, n: int, rng: np.random.Generator) -> Selection:
+        embeddings = ctx.features
         m = len(embeddings)
         if n <= 0:
             return Selection(np.empty(0, dtype=np.int64), np.empty(0), _no_clusters(0))
@@ -226,7 +261,7 @@ class ColdStart:
         return Selection(np.array(chosen), np.zeros(len(chosen)), np.array(clusters, dtype=np.int64))
 
 
-STRATEGIES: dict[str, Strategy] = {
+STRATEGIES: dict[StrategyName, Strategy] = {
     "random": RandomSampling(),
     "least-confidence": Uncertainty("least-confidence"),
     "entropy": Uncertainty("entropy"),
@@ -236,12 +271,17 @@ STRATEGIES: dict[str, Strategy] = {
     "margin-kmeans": DiverseUncertainty("margin"),
     "cold-start": ColdStart(),
 }
-DEFAULT_STRATEGY = "margin-kmeans"
+DEFAULT_STRATEGY: StrategyName = "margin-kmeans"
+assert set(get_args(StrategyName)) == set(STRATEGIES), "StrategyName and STRATEGIES must list the same names"
+
+
+def check_strategy(name: str) -> StrategyName:
+    """``name`` if it is a strategy, else a :class:`ValueError` listing the choices (the one check)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    return name  # type: ignore[return-value]
 
 
 def get_strategy(name: str) -> Strategy:
     """Look a strategy up by its CLI name."""
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}") from None
+    return STRATEGIES[check_strategy(name)]

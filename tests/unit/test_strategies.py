@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from labelloop.strategies import (
+    Context,
     STRATEGIES,
     ColdStart,
     DiverseUncertainty,
@@ -58,17 +59,17 @@ class TestScores:
 
 class TestUncertainty:
     def test_margin_picks_the_closest_pair_first(self):
-        sel = Uncertainty("margin")(PROBS, np.zeros((4, 2)), 2, rng())
+        sel = Uncertainty("margin")(Context(PROBS, np.zeros((4, 2))), 2, rng())
         assert sel.indices.tolist() == [1, 2]
         assert np.all(np.diff(sel.scores) <= 0)
 
     def test_batch_is_capped_by_the_pool(self):
-        sel = Uncertainty("entropy")(PROBS, np.zeros((4, 2)), 10, rng())
+        sel = Uncertainty("entropy")(Context(PROBS, np.zeros((4, 2))), 10, rng())
         assert sorted(sel.indices.tolist()) == [0, 1, 2, 3]
 
     def test_ties_are_broken_at_random_not_by_position(self):
         tied = np.full((50, 2), 0.5)
-        firsts = {int(Uncertainty("margin")(tied, np.zeros((50, 2)), 1, rng(s)).indices[0]) for s in range(10)}
+        firsts = {int(Uncertainty("margin")(Context(tied, np.zeros((50, 2))), 1, rng(s)).indices[0]) for s in range(10)}
         assert len(firsts) > 1
 
     def test_unknown_score_is_refused(self):
@@ -83,8 +84,8 @@ class TestDiversity:
         top = np.where(cluster == 0, 0.50, 0.60)
         probs = np.stack([top, 1 - top], axis=1) + rng(1).uniform(0, 1e-3, size=(100, 2))
         probs /= probs.sum(axis=1, keepdims=True)
-        plain = Uncertainty("margin")(probs, X, 5, rng())
-        diverse = DiverseUncertainty("margin", candidate_factor=20)(probs, X, 5, rng())
+        plain = Uncertainty("margin")(Context(probs, X), 5, rng())
+        diverse = DiverseUncertainty("margin", candidate_factor=20)(Context(probs, X), 5, rng())
         assert set(cluster[plain.indices]) == {0}
         assert set(cluster[diverse.indices]) == {0, 1, 2, 3, 4}
         assert len(set(diverse.clusters.tolist())) == 5
@@ -94,7 +95,7 @@ class TestDiversity:
         probs = np.tile([0.99, 0.01], (100, 1))
         uncertain = np.flatnonzero(cluster < 2)
         probs[uncertain] = [0.5, 0.5]
-        sel = DiverseUncertainty("margin", candidate_factor=25)(probs, X, 2, rng())
+        sel = DiverseUncertainty("margin", candidate_factor=25)(Context(probs, X), 2, rng())
         assert set(cluster[sel.indices]) == {0, 1}
 
     def test_centroid_pick_prefers_the_typical_text_uncertain_pick_the_most_uncertain(self):
@@ -102,43 +103,46 @@ class TestDiversity:
         X = np.array([[1.0, 0.0], [0.99, 0.14], [0.99, -0.14], [0.6, 0.8]])
         X /= np.linalg.norm(X, axis=1, keepdims=True)
         probs = np.array([[0.7, 0.3], [0.75, 0.25], [0.75, 0.25], [0.51, 0.49]])
-        typical = DiverseUncertainty(candidate_factor=4)(probs[:3], X[:3], 1, rng())
+        typical = DiverseUncertainty(candidate_factor=4)(Context(probs[:3], X[:3]), 1, rng())
         assert typical.indices.tolist() == [0]  # the group's centre, not its most uncertain edge
-        most = DiverseUncertainty(candidate_factor=4, pick="uncertain")(probs, X, 1, rng())
+        most = DiverseUncertainty(candidate_factor=4, pick="uncertain")(Context(probs, X), 1, rng())
         assert most.indices.tolist() == [3]
 
     def test_returns_exactly_n_distinct_rows_even_with_duplicate_points(self):
         X = np.tile(np.eye(4)[0], (40, 1))  # every point identical: k-means finds one cluster
         probs = rng().dirichlet(np.ones(3), size=40)
-        sel = DiverseUncertainty()(probs, X, 8, rng())
+        sel = DiverseUncertainty()(Context(probs, X), 8, rng())
         assert len(sel) == 8 and len(set(sel.indices.tolist())) == 8
 
-    def test_without_a_model_it_falls_back_to_cold_start(self):
+    @pytest.mark.parametrize("strategy", [DiverseUncertainty(), Uncertainty("entropy")], ids=lambda s: s.name)
+    def test_without_a_model_it_falls_back_to_cold_start(self, strategy):
         X, _ = blobs(3, 10)
-        sel = DiverseUncertainty()(None, X, 3, rng())
-        assert len(sel) == 3
+        sel = strategy(Context.cold(X), 3, rng(5))
+        cold = ColdStart()(Context.cold(X), 3, rng(5))
+        assert sel.indices.tolist() == cold.indices.tolist()
+        assert sel.clusters.tolist() == cold.clusters.tolist()
 
 
 class TestColdStart:
     def test_seed_set_covers_every_cluster(self):
         X, cluster = blobs(n_clusters=6, per_cluster=30, spread=0.05)
-        sel = ColdStart()(None, X, 6, rng())
+        sel = ColdStart()(Context.cold(X), 6, rng())
         assert sorted(cluster[sel.indices].tolist()) == [0, 1, 2, 3, 4, 5]
 
     def test_random_seed_of_the_same_size_usually_misses_a_cluster(self):
         """The reason cold start exists: the same test run on random picks fails most of the time."""
         X, cluster = blobs(n_clusters=6, per_cluster=30, spread=0.05)
-        misses = sum(len(set(cluster[RandomSampling()(None, X, 6, rng(s)).indices])) < 6 for s in range(20))
+        misses = sum(len(set(cluster[RandomSampling()(Context.cold(X), 6, rng(s)).indices])) < 6 for s in range(20))
         assert misses > 10
 
     def test_picks_are_the_points_nearest_each_centroid(self):
         X = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9], [0.2, 0.8]])
-        sel = ColdStart()(None, X, 2, rng())
+        sel = ColdStart()(Context.cold(X), 2, rng())
         assert sorted(sel.indices.tolist()) == [1, 4]
 
     def test_asking_for_more_than_the_pool_returns_the_pool(self):
         X, _ = blobs(2, 3)
-        assert sorted(ColdStart()(None, X, 10, rng()).indices.tolist()) == list(range(6))
+        assert sorted(ColdStart()(Context.cold(X), 10, rng()).indices.tolist()) == list(range(6))
 
 
 class TestRegistry:
@@ -146,15 +150,15 @@ class TestRegistry:
     def test_every_strategy_has_the_one_signature(self, name):
         X, _ = blobs(4, 10)
         probs = rng().dirichlet(np.ones(4), size=len(X))
-        sel = get_strategy(name)(probs, X, 5, rng())
+        sel = get_strategy(name)(Context(probs, X), 5, rng())
         assert len(sel) == 5 == len(set(sel.indices.tolist())) == len(sel.scores) == len(sel.clusters)
         assert sel.indices.min() >= 0 and sel.indices.max() < len(X)
 
     def test_same_seed_same_batch(self):
         X, _ = blobs(4, 25)
         probs = rng(3).dirichlet(np.ones(4), size=len(X))
-        a = get_strategy("margin-kmeans")(probs, X, 6, rng(7)).indices
-        b = get_strategy("margin-kmeans")(probs, X, 6, rng(7)).indices
+        a = get_strategy("margin-kmeans")(Context(probs, X), 6, rng(7)).indices
+        b = get_strategy("margin-kmeans")(Context(probs, X), 6, rng(7)).indices
         assert a.tolist() == b.tolist()
 
     def test_unknown_name_lists_the_choices(self):
@@ -164,4 +168,4 @@ class TestRegistry:
 
 def test_an_empty_batch_is_an_empty_selection():
     X, _ = blobs(3, 5)
-    assert len(ColdStart()(None, X, 0, rng())) == 0
+    assert len(ColdStart()(Context.cold(X), 0, rng())) == 0

@@ -1,0 +1,64 @@
+"""The strategies' selections on a BANKING77 slice, pinned before the strategy context existed.
+
+``tests/fixtures/banking77_selections.json`` was written by the old ``strategy(probs, embeddings,
+n, rng)`` signature; the same inputs through :class:`labelloop.strategies.Context` must choose
+the same rows in the same order, and short simulations must reproduce the same curve.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labelloop.data import load_pool
+from labelloop.embeddings import embed
+from labelloop.features import DEFAULT_SMOOTHING
+from labelloop.head import Head
+from labelloop.simulate import simulate
+from labelloop.strategies import STRATEGIES, Context
+
+ROOT = Path(__file__).resolve().parents[2]
+BANKING77 = ROOT.parent / "shared" / "data" / "banking77"
+PIN = json.loads((ROOT / "tests" / "fixtures" / "banking77_selections.json").read_text())
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (BANKING77 / "train.csv").exists(), reason="BANKING77 not at ../shared/data/banking77"),
+]
+
+
+@pytest.fixture(scope="module")
+def sliced(encoder, embedding_cache):
+    train = load_pool(BANKING77 / "train.csv", label_column="category", require_labels=True)
+    test = load_pool(BANKING77 / "test.csv", label_column="category", require_labels=True)
+    rows = np.random.default_rng(0).permutation(len(train))[:2500]
+    pool, held = train.subset(rows), test.subset(np.arange(0, len(test), 4))
+    classes = train.label_set
+    X, Xt = embed(pool.texts, encoder, embedding_cache), embed(held.texts, encoder, embedding_cache)
+    return (DEFAULT_SMOOTHING(X), DEFAULT_SMOOTHING(Xt, X), pool.label_array(classes), held.label_array(classes),
+            len(classes))
+
+
+def test_every_strategy_selects_the_pinned_rows(sliced):
+    F, _, y, _, k = sliced
+    head = Head(k, seed=0).fit(F[:300], y[:300])
+    cand = F[300:]
+    probs = head.predict_proba(cand)
+    for name, strategy in STRATEGIES.items():
+        ctx = Context.cold(cand) if name == "cold-start" else Context(probs, cand, F[:300], y[:300], head)
+        sel = strategy(ctx, 60, np.random.default_rng(7))
+        pinned = PIN["selections"][name]
+        assert sel.indices.tolist() == pinned["indices"], name
+        assert sel.clusters.tolist() == pinned["clusters"], name
+        np.testing.assert_allclose(sel.scores, pinned["scores"], atol=1e-9, err_msg=name)
+
+
+@pytest.mark.parametrize("strategy", ["margin-kmeans", "random", "entropy"])
+def test_simulated_curves_are_unchanged(sliced, strategy):
+    F, Ft, y, yt, k = sliced
+    result = simulate(F, y, Ft, yt, k, strategy=strategy, seed=3, initial=100, batch_size=100, budget=500)
+    np.testing.assert_allclose([r["accuracy"] for r in result["rounds"]], PIN["simulate_accuracy"][strategy],
+                               atol=1e-9)
