@@ -117,7 +117,7 @@ path = "state.db"
     with Store.open_existing(config.state.path) as store:
         rounds = [{"round": r.round, "n_labeled": r.n_labeled, "audit": r.metrics.get("audit"),
                    "test_accuracy": r.metrics.get("test", {}).get("accuracy"),
-                   "stop_set_kappa": r.metrics.get("stop_set_kappa")} for r in store.rounds() if r.model is not None]
+                   "stop_set_kappa": r.metrics.get("stop_set_kappa")} for r in store.rounds() if r.has_model]
     steady = [r["seconds"] for r in runs[1:]]
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "pool": len(frame),
               "queue_target": args.queue, "retrain_every": args.retrain_every, "budget": budget, "runs": runs,

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import LabelloopError
 from .features import DEFAULT_SMOOTHING, NeighbourSmoothing
-from .strategies import DEFAULT_STRATEGY, STRATEGIES
+from .labels import LabelSet, LabelSetError
+from .strategies import DEFAULT_STRATEGY, STRATEGIES, StrategyName, check_strategy
 
 __all__ = ["Config", "ConfigError", "load_config", "EXAMPLE", "STOP_CRITERIA"]
 
@@ -53,19 +54,17 @@ class ModelSection(_Section):
 
 
 class LoopSection(_Section):
-    strategy: str = DEFAULT_STRATEGY
+    strategy: StrategyName = DEFAULT_STRATEGY
     queue_target: Annotated[int, Field(ge=1, le=100_000)] = 50
     budget: Annotated[int, Field(ge=1)] = 2000
     retrain_every: Annotated[int, Field(ge=1)] = 20
     audit_fraction: Annotated[float, Field(ge=0.0, le=0.5)] = 0.05
     seed: int = 0
 
-    @field_validator("strategy")
+    @field_validator("strategy", mode="before")
     @classmethod
-    def _known_strategy(cls, v: str) -> str:
-        if v not in STRATEGIES:
-            raise ValueError(f"unknown strategy {v!r}; choose from {', '.join(STRATEGIES)}")
-        return v
+    def _known_strategy(cls, v: object) -> object:
+        return check_strategy(v) if isinstance(v, str) else v
 
 
 class StopSection(_Section):
@@ -112,15 +111,10 @@ class Config(_Section):
     @field_validator("labels")
     @classmethod
     def _label_set(cls, v: list[str]) -> list[str]:
-        cleaned = [s.strip() for s in v]
-        if len(cleaned) < 2:
-            raise ValueError("needs at least two labels")
-        if any(not s for s in cleaned):
-            raise ValueError("labels must not be empty strings")
-        dups = sorted({s for s in cleaned if cleaned.count(s) > 1})
-        if dups:
-            raise ValueError(f"duplicate labels {dups}")
-        return cleaned
+        try:
+            return list(LabelSet(v))
+        except LabelSetError as exc:
+            raise ValueError(str(exc)) from None
 
     def resolved(self, base: Path) -> Config:
         """The same config with every relative path made absolute against ``base``."""

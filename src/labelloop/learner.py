@@ -7,15 +7,19 @@ So the strategy measured in simulation is the one that runs in production.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from .head import DEFAULT_C, Head
-from .strategies import ColdStart, Context, Selection, Strategy
+from .labels import LabelSet
+from .strategies import DEFAULT_STRATEGY, ColdStart, Context, Selection, Strategy, StrategyName, get_strategy
 
-__all__ = ["train", "query", "Query", "evaluate"]
+__all__ = ["train", "query", "Query", "evaluate", "ActiveLearner", "Pick", "model_version"]
 
 
 def train(X: np.ndarray, y: np.ndarray, labeled: np.ndarray, n_classes: int, *, C: float = DEFAULT_C,
@@ -74,3 +78,97 @@ def evaluate(head: Head, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     p, r, f, _ = precision_recall_fscore_support(y, pred, labels=labels, average="macro", zero_division=0)
     return {"accuracy": float(accuracy_score(y, pred)), "macro_f1": float(f), "precision": float(p),
             "recall": float(r)}
+
+
+def model_version(labels: Mapping[str, str], encoder_identity: str, recipe: str = "") -> str:
+    """A model version derived from what the model is trained on: same labels and recipe, same version."""
+    h = hashlib.sha256(f"{encoder_identity}\n{recipe}\n".encode())
+    for our_id in sorted(labels):
+        h.update(f"{our_id}\t{labels[our_id]}\n".encode())
+    return f"labelloop-{len(labels)}-{h.hexdigest()[:10]}"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A text chosen for labeling, with the model's guess (None at cold start) and why it was chosen."""
+
+    row: int
+    id: str
+    text: str
+    predicted: str | None
+    confidence: float | None
+    score: float
+    cluster: int | None
+
+
+@dataclass(frozen=True, eq=False)
+class ActiveLearner:
+    """The one place that decides what the head learns from and which texts people see next.
+
+    It holds the pool's features and the recipe (label set, strategy, C, seed) and does no I/O:
+    ``push``, ``sync`` and the notebook train and select through it, and ``simulate`` runs the
+    same :func:`train` and :func:`query`, so simulation and production cannot drift.
+    Labels are given by our ids (``{id: label}``); ids outside the pool are ignored.
+    """
+
+    ids: Sequence[str]
+    texts: Sequence[str]
+    X: np.ndarray
+    classes: LabelSet
+    strategy: StrategyName = DEFAULT_STRATEGY
+    C: float = DEFAULT_C
+    seed: int = 0
+    encoder_identity: str = ""
+    features: str = ""
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Our id -> pool row."""
+        return {i: r for r, i in enumerate(self.ids)}
+
+    def _targets(self, labels: Mapping[str, str]) -> np.ndarray:
+        y = np.full(len(self.ids), -1, dtype=np.int64)
+        for i, lab in labels.items():
+            row = self.index.get(i)
+            if row is not None:
+                y[row] = self.classes.index(lab)
+        return y
+
+    def fit(self, labels: Mapping[str, str]) -> Head | None:
+        """A fresh head on ``labels``; None while fewer than two classes are labeled (cold start)."""
+        y = self._targets(labels)
+        labeled = np.flatnonzero(y >= 0)
+        if len(np.unique(y[labeled])) < 2:
+            return None
+        return train(self.X, y, labeled, len(self.classes), C=self.C, seed=self.seed)
+
+    def version(self, labels: Mapping[str, str], tag: str = "") -> str:
+        """The model version of a head fitted on ``labels`` with this recipe (``tag`` tells rounds apart)."""
+        recipe = f"{self.strategy},{self.C},{self.features},{','.join(self.classes)}" + (f",{tag}" if tag else "")
+        return model_version(labels, self.encoder_identity, recipe)
+
+    def select(self, head: Head | None, exclude: Collection[str], n: int, *, labels: Mapping[str, str],
+               n_sent: int) -> list[Pick]:
+        """The ``n`` texts worth labeling next among those not in ``exclude``, most uncertain first.
+
+        The random generator is seeded from the recipe's seed, the number of labels and the number of
+        texts already sent, so the same campaign state always gives the same batch (a rerun after a
+        crash re-selects what the crashed run chose).
+        """
+        exclude = set(exclude)
+        candidates = np.array([r for r, i in enumerate(self.ids) if i not in exclude], dtype=np.int64)
+        n = min(n, len(candidates))
+        if n <= 0:
+            return []
+        rng = np.random.default_rng([self.seed, len(labels), n_sent])
+        y = self._targets(labels)
+        q = query(head, self.X, candidates, get_strategy(self.strategy), n, rng, y=y, labeled=np.flatnonzero(y >= 0))
+        picks = []
+        for k, row in enumerate(q.indices):
+            p = None if q.probs is None else q.probs[k]
+            cluster = int(q.clusters[k])
+            picks.append(Pick(int(row), self.ids[row], self.texts[row],
+                              None if p is None else self.classes[int(p.argmax())],
+                              None if p is None else float(p.max()), float(q.scores[k]),
+                              None if cluster < 0 else cluster))
+        return picks

@@ -27,8 +27,8 @@ from .data import load_pool
 from .errors import LabelloopError
 from .head import Head
 from .labelstudio import AnnotationRecord, Resolution, live_annotations
-from .store import RoundRow, Store
-from .sync import Campaign, current_advice, load_campaign
+from .campaign import Campaign, current_advice, load_campaign
+from .store import RoundRow, RunRow, Store
 
 __all__ = ["summary", "write_report"]
 
@@ -60,8 +60,8 @@ def summary(config: Config) -> dict[str, Any]:
         for rec in live_annotations(store.records()):
             annotators[_who(rec)][1 if rec.skipped else 0] += 1
         return {
-            "runs": len(runs), "last_run": runs[-1]["finished_at"] if runs else None,
-            "sent": len(store.pushes()), "queue": runs[-1]["queue_after"] if runs else 0,
+            "runs": len(runs), "last_run": runs[-1].finished_at if runs else None,
+            "sent": len(store.pushes()), "queue": runs[-1].queue_after if runs else 0,
             "labeled": sum(r.label is not None for r in res.values()),
             "skipped": sum(r.skipped > 0 and not r.votes for r in res.values()),
             "disagreements": sum(r.disagreement for r in res.values()),
@@ -285,11 +285,11 @@ def _curve_section(trained: Sequence[RoundRow], figdir: Path) -> list[Block]:
                      _figure(_curve_figure(trained), figdir, "learning_curve", "learning curve")]
 
 
-def _failures_section(last: RoundRow | None, data: _Data, res: Mapping[str, Resolution], audit_ids: set[str],
-                      figdir: Path) -> list[Block]:
+def _failures_section(last: RoundRow | None, head: Head | None, data: _Data, res: Mapping[str, Resolution],
+                      audit_ids: set[str], figdir: Path) -> list[Block]:
     """Per-class F1 and the most confused pairs of the current model."""
     blocks: list[Block] = [Heading("Where the current model fails")]
-    if last is None or last.model is None:
+    if last is None or head is None:
         return blocks + [Para("No model yet: it needs labels of at least two classes.")]
     if data.campaign is None:
         return blocks + [Para(f"Could not load the texts to evaluate the model: {data.problem}")]
@@ -297,7 +297,7 @@ def _failures_section(last: RoundRow | None, data: _Data, res: Mapping[str, Reso
     y, X, where = _eval_set(data.campaign, res, audit_ids)
     if len(y) < MIN_EVAL:
         return blocks + [Para(f"Too few labels in {where} to break accuracy down (need {MIN_EVAL}).")]
-    pred = Head.from_arrays(last.model).predict(X)
+    pred = head.predict(X)
     wrong = int((y != pred).sum())
     f1 = plots.per_class_f1(y, {last.model_version: pred}, classes, title=f"F1 per class on {where}")
     f1.axes[0].set_xlabel("F1")
@@ -346,7 +346,7 @@ def _throughput_section(records: Sequence[AnnotationRecord], figdir: Path) -> li
                      _figure(plots.throughput(per_day), figdir, "throughput", "labels per annotator per day")]
 
 
-def _ledger_section(rounds: Sequence[RoundRow], runs: Sequence[Mapping[str, Any]]) -> list[Block]:
+def _ledger_section(rounds: Sequence[RoundRow], runs: Sequence[RunRow]) -> list[Block]:
     def kappa(r: RoundRow) -> str:
         k = r.metrics.get("stop_set_kappa")
         return "–" if k is None else f"{k:.3f}"
@@ -360,8 +360,8 @@ def _ledger_section(rounds: Sequence[RoundRow], runs: Sequence[Mapping[str, Any]
         if rounds else Para("No rounds yet."),
         Heading("Runs"),
         Table(["run", "finished at", "pulled", "trained", "sent", "queue before → after", "stopped"],
-              [[r["run"], r["finished_at"], r["pulled"], r["trained"] or "–", r["pushed"],
-                f"{r['queue_before']} → {r['queue_after']}", r["stopped"] or ""] for r in runs])
+              [[r.run, r.finished_at, r.pulled, r.trained or "–", r.pushed,
+                f"{r.queue_before} → {r.queue_after}", r.stopped or ""] for r in runs])
         if runs else Para("No sync has finished yet."),
     ]
 
@@ -379,15 +379,17 @@ def write_report(config: Config, out: str | Path) -> Path:
         records = store.records()
         res = store.resolutions()
         audit_ids = set(store.ids_with_role("audit"))
-    trained = [r for r in rounds if r.model is not None]
-    last = trained[-1] if trained else None
+        trained = [r for r in rounds if r.has_model]
+        last = trained[-1] if trained else None
+        arrays = store.model(last.round) if last is not None else None
+    head = None if arrays is None else Head.from_arrays(arrays)
     data = _load_data(config, embed=last is not None)
     title = f"labelloop campaign report: {config.labelstudio.project}"
     blocks: list[Block] = [
         Heading(title, 1),
         *_summary_section(config, s, last),
         *_curve_section(trained, figdir),
-        *_failures_section(last, data, res, audit_ids, figdir),
+        *_failures_section(last, head, data, res, audit_ids, figdir),
         *_disagreements_section(res, data),
         *_throughput_section(records, figdir),
         *_ledger_section(rounds, runs),

@@ -23,7 +23,7 @@ import numpy as np
 from .errors import LabelloopError
 from .labelstudio import AnnotationRecord, PullCursor, Resolution, resolve
 
-__all__ = ["Store", "StoreError", "RoundRow", "SCHEMA_VERSION", "now"]
+__all__ = ["Store", "StoreError", "RoundRow", "QueryRow", "RunRow", "SCHEMA_VERSION", "now"]
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -58,6 +58,10 @@ MIGRATIONS: list[str] = [
         adopted INTEGER NOT NULL DEFAULT 0, predictions_updated INTEGER NOT NULL DEFAULT 0,
         queue_before INTEGER, queue_after INTEGER, stopped TEXT, message TEXT);
     """,
+    # 2: the pull cursor (each annotation's latest event) by index, not by replaying every event
+    """
+    CREATE INDEX annotation_events_annotation ON annotation_events (annotation_id, seq);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -83,6 +87,8 @@ def _unpack(blob: bytes) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class RoundRow:
+    """A trained (or cold-start) round; its weights are read only on request (:meth:`Store.model`)."""
+
     round: int
     model_version: str
     strategy: str
@@ -90,8 +96,45 @@ class RoundRow:
     created_at: str
     train_labels: dict[str, str]
     metrics: dict[str, Any]
-    model: dict[str, np.ndarray] | None
-    stop_predictions: np.ndarray | None
+    has_model: bool
+
+
+@dataclass(frozen=True)
+class QueryRow:
+    """A text chosen to be labeled: pending until it is a task in Label Studio, then pushed."""
+
+    item_id: str
+    round: int
+    kind: str                      # "active" or "audit"
+    strategy: str
+    model_version: str | None      # of the prediction sent with it (None: sent without one)
+    score: float | None = None
+    cluster: int | None = None
+    predicted: str | None = None
+    confidence: float | None = None
+    status: str = "pending"
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One sync run in the ledger (unfinished when the run was killed)."""
+
+    run: int
+    started_at: str
+    finished_at: str | None
+    pulled: int
+    trained: str | None
+    pushed: int
+    adopted: int
+    predictions_updated: int
+    queue_before: int | None
+    queue_after: int | None
+    stopped: str | None
+    message: str | None
+
+
+_ROUND_COLUMNS = ("round, model_version, strategy, n_labeled, created_at, train_labels, metrics, "
+                  "model IS NOT NULL AS has_model")
 
 
 class Store:
@@ -100,6 +143,7 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
+        self.blobs_loaded = 0  # model and stop-prediction blobs read: a sync reads only what it uses
 
     # -- opening --------------------------------------------------------------------------------
 
@@ -223,19 +267,36 @@ class Store:
 
     # -- annotations ----------------------------------------------------------------------------
 
-    def records(self) -> list[AnnotationRecord]:
-        rows = self.conn.execute("SELECT * FROM annotation_events ORDER BY seq").fetchall()
-        return [AnnotationRecord(
+    @staticmethod
+    def _record(r: sqlite3.Row) -> AnnotationRecord:
+        return AnnotationRecord(
             event=r["event"], id=r["item_id"], project=0, task_id=r["task_id"], annotation_id=r["annotation_id"],
             label=r["label"], skipped=bool(r["skipped"]), annotator=r["annotator"],
             annotator_email=r["annotator_email"], created_at=r["created_at"], updated_at=r["updated_at"],
-            previous_label=r["previous_label"], task_deleted=bool(r["task_deleted"])) for r in rows]
+            previous_label=r["previous_label"], task_deleted=bool(r["task_deleted"]))
+
+    def records(self, item_ids: Sequence[str] | None = None) -> list[AnnotationRecord]:
+        """Every pulled record in order, or only those of ``item_ids``."""
+        if item_ids is None:
+            rows = self.conn.execute("SELECT * FROM annotation_events ORDER BY seq").fetchall()
+        else:
+            rows = []
+            for chunk in _chunks(list(item_ids), 500):
+                rows += self.conn.execute(
+                    f"SELECT * FROM annotation_events WHERE item_id IN ({','.join('?' * len(chunk))})",
+                    chunk).fetchall()
+            rows.sort(key=lambda r: r["seq"])
+        return [self._record(r) for r in rows]
 
     def cursor(self) -> PullCursor:
-        return PullCursor.from_records(self.records(), self.get("scanned_at"))
+        """The pull cursor: each live annotation's latest record (by index, not by replaying history)."""
+        rows = self.conn.execute(
+            "SELECT e.* FROM annotation_events e JOIN (SELECT annotation_id, MAX(seq) AS seq FROM annotation_events "
+            "GROUP BY annotation_id) last ON e.seq = last.seq WHERE e.event != 'deleted' ORDER BY e.seq").fetchall()
+        return PullCursor.from_records([self._record(r) for r in rows], self.get("scanned_at"))
 
     def add_records(self, run: int, records: Sequence[AnnotationRecord], scanned_at: str | None) -> None:
-        """Append a pull and refresh the resolved labels (call inside :meth:`tx`)."""
+        """Append a pull and refresh the resolved labels of the texts it touched (call inside :meth:`tx`)."""
         at = now()
         self.conn.executemany(
             "INSERT INTO annotation_events (run, event, item_id, task_id, annotation_id, label, skipped, annotator, "
@@ -246,13 +307,14 @@ class Store:
              for r in records])
         if scanned_at:
             self.set("scanned_at", scanned_at)
-        if records:
-            self.conn.execute("DELETE FROM labels")
-            self.conn.executemany(
-                "INSERT INTO labels (item_id, label, votes, skipped, disagreement, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(k, r.label, json.dumps(r.votes, sort_keys=True), r.skipped, int(r.disagreement), at)
-                 for k, r in resolve(self.records()).items()])
+        touched = sorted({r.id for r in records})
+        if not touched:
+            return
+        self.conn.executemany("DELETE FROM labels WHERE item_id = ?", [(i,) for i in touched])
+        self.conn.executemany(
+            "INSERT INTO labels (item_id, label, votes, skipped, disagreement, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(k, r.label, json.dumps(r.votes, sort_keys=True), r.skipped, int(r.disagreement), at)
+             for k, r in resolve(self.records(touched)).items()])
 
     def resolutions(self) -> dict[str, Resolution]:
         """Every text with at least one live annotation (a label, a skip, or a tied vote)."""
@@ -272,31 +334,51 @@ class Store:
              json.dumps(metrics, sort_keys=True), None if model is None else _pack(model),
              None if stop_predictions is None else _pack({"p": stop_predictions})))
 
-    def rounds(self) -> list[RoundRow]:
-        return [RoundRow(
-            r["round"], r["model_version"], r["strategy"], r["n_labeled"], r["created_at"],
-            json.loads(r["train_labels"]), json.loads(r["metrics"]),
-            None if r["model"] is None else _unpack(r["model"]),
-            None if r["stop_predictions"] is None else _unpack(r["stop_predictions"])["p"])
-            for r in self.conn.execute("SELECT * FROM rounds ORDER BY round")]
+    @staticmethod
+    def _round(r: sqlite3.Row) -> RoundRow:
+        return RoundRow(r["round"], r["model_version"], r["strategy"], r["n_labeled"], r["created_at"],
+                        json.loads(r["train_labels"]), json.loads(r["metrics"]), bool(r["has_model"]))
 
-    def last_round(self) -> RoundRow | None:
-        rows = self.rounds()
-        return rows[-1] if rows else None
+    def rounds(self) -> list[RoundRow]:
+        """Every round, oldest first, without weights."""
+        return [self._round(r) for r in self.conn.execute(f"SELECT {_ROUND_COLUMNS} FROM rounds ORDER BY round")]
+
+    def last_round(self, *, trained: bool = False) -> RoundRow | None:
+        """The latest round (``trained``: the latest with a model), without weights."""
+        where = "WHERE model IS NOT NULL " if trained else ""
+        row = self.conn.execute(f"SELECT {_ROUND_COLUMNS} FROM rounds {where}ORDER BY round DESC LIMIT 1").fetchone()
+        return None if row is None else self._round(row)
+
+    def _blob(self, column: str, round_: int) -> dict[str, np.ndarray] | None:
+        row = self.conn.execute(f"SELECT {column} FROM rounds WHERE round = ?", (round_,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        self.blobs_loaded += 1
+        return _unpack(row[0])
+
+    def model(self, round_: int) -> dict[str, np.ndarray] | None:
+        """The head's arrays of ``round_`` (None: a round without a model)."""
+        return self._blob("model", round_)
+
+    def stop_predictions(self, round_: int) -> np.ndarray | None:
+        """The stop set's predicted classes of ``round_``."""
+        blob = self._blob("stop_predictions", round_)
+        return None if blob is None else blob["p"]
 
     # -- queries and pushes ---------------------------------------------------------------------
 
-    def add_queries(self, rows: Sequence[dict[str, Any]]) -> None:
+    def add_queries(self, rows: Sequence[QueryRow]) -> None:
         at = now()
         self.conn.executemany(
             "INSERT INTO queries (item_id, round, kind, strategy, model_version, score, cluster, predicted, "
-            "confidence, queried_at, status) VALUES (:item_id, :round, :kind, :strategy, :model_version, :score, "
-            ":cluster, :predicted, :confidence, :queried_at, 'pending')",
-            [{**r, "queried_at": at} for r in rows])
+            "confidence, queried_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+            [(q.item_id, q.round, q.kind, q.strategy, q.model_version, q.score, q.cluster, q.predicted,
+              q.confidence, at) for q in rows])
 
-    def queries(self, status: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM queries" + (" WHERE status = ?" if status else "") + " ORDER BY rowid"
-        return [dict(r) for r in self.conn.execute(sql, (status,) if status else ())]
+    def queries(self, status: str | None = None) -> list[QueryRow]:
+        sql = ("SELECT item_id, round, kind, strategy, model_version, score, cluster, predicted, confidence, status "
+               "FROM queries" + (" WHERE status = ?" if status else "") + " ORDER BY rowid")
+        return [QueryRow(*r) for r in self.conn.execute(sql, (status,) if status else ())]
 
     def mark_pushed(self, task_ids: dict[str, int], how: str = "pushed") -> None:
         """Record tasks that exist in Label Studio; their queries stop being pending."""
@@ -333,5 +415,18 @@ class Store:
     def count_in_run(self, run: int, column: str, n: int) -> None:
         self.conn.execute(f"UPDATE runs SET {column} = {column} + ? WHERE run = ?", (n, run))
 
-    def runs(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute("SELECT * FROM runs ORDER BY run")]
+    def runs(self) -> list[RunRow]:
+        return [RunRow(*r) for r in self.conn.execute(
+            "SELECT run, started_at, finished_at, pulled, trained, pushed, adopted, predictions_updated, "
+            "queue_before, queue_after, stopped, message FROM runs ORDER BY run")]
+
+    def last_run(self) -> RunRow | None:
+        rows = self.conn.execute(
+            "SELECT run, started_at, finished_at, pulled, trained, pushed, adopted, predictions_updated, "
+            "queue_before, queue_after, stopped, message FROM runs ORDER BY run DESC LIMIT 1").fetchall()
+        return RunRow(*rows[0]) if rows else None
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

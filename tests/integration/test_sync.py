@@ -113,7 +113,7 @@ def test_a_scripted_campaign_over_several_days(campaign, connector, sdk) -> None
     final = sync(config)
     store = assert_store_matches_label_studio(config_path, connector, sdk)
     rounds = store.rounds()
-    assert len(rounds) >= 3 and rounds[0].model is None  # cold start, then models as labels came
+    assert len(rounds) >= 3 and not rounds[0].has_model  # cold start, then models as labels came
     assert [r.round for r in rounds] == list(range(len(rounds)))
     assert len(store.pushes()) == BUDGET and final.pushed_active + final.pushed_audit > 0
     after = sync(config)  # the budget is spent: the next run says so and sends nothing
@@ -130,13 +130,13 @@ def test_a_scripted_campaign_over_several_days(campaign, connector, sdk) -> None
     for task in waiting(project_tasks(sdk, info.id)):
         if task["data"]["labelloop_id"] not in sent_audit:
             assert rounds[-1].model_version in (task.get("predictions_model_versions") or [])
-    queued = {q["item_id"]: q for q in store.queries()}
+    queued = {q.item_id: q for q in store.queries()}
     assert set(queued) == set(store.pushes())  # every task traces back to the round that chose it
-    assert all(q["strategy"] in ("cold-start", "random-audit", config.loop.strategy) for q in queued.values())
+    assert all(q.strategy in ("cold-start", "random-audit", config.loop.strategy) for q in queued.values())
     runs = store.runs()
-    assert len(runs) == 9 and all(r["queue_after"] <= QUEUE for r in runs)
-    assert sum(r["pushed"] for r in runs) == len(store.pushes()) and not any(r["adopted"] for r in runs)
-    assert sum(r["trained"] is not None for r in runs) == len(rounds) - 1
+    assert len(runs) == 9 and all(r.queue_after <= QUEUE for r in runs)
+    assert sum(r.pushed for r in runs) == len(store.pushes()) and not any(r.adopted for r in runs)
+    assert sum(r.trained is not None for r in runs) == len(rounds) - 1
 
     annotate_some(sdk, info.id, truth, QUEUE)  # the last tasks: a retrain with nothing left waiting
     last = sync(config)
@@ -176,8 +176,8 @@ def test_killed_at_each_step_then_rerun_converges(campaign, connector, sdk, step
     assert len(waiting(project_tasks(sdk, project_id))) == QUEUE
     assert len(store.pushes()) == QUEUE + 8  # refilled exactly once, whatever the kill interrupted
     runs = store.runs()
-    assert [r["finished_at"] is None for r in runs] == [False, True, False]  # the killed run stays visible
-    assert sum(r["pushed"] + r["adopted"] for r in runs) == len(store.pushes())  # every task accounted for
+    assert [r.finished_at is None for r in runs] == [False, True, False]  # the killed run stays visible
+    assert sum(r.pushed + r.adopted for r in runs) == len(store.pushes())  # every task accounted for
     sync(config)  # and a further run changes nothing
     assert len(Store.open_existing(config.state.path).pushes()) == QUEUE + 8
 

@@ -87,7 +87,7 @@ def test_cli_runs_on_the_bundled_demo_and_writes_json_and_plot(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--strategy", "clever"], "unknown strategy clever"),
+    (["--strategy", "clever"], "unknown strategy 'clever'"),
     (["--train", "x.csv"], "give both --train and --test"),
     (["--initial-strategy", "best"], "--initial-strategy must be one of"),
     (["--train", "missing.csv", "--test", "missing.csv"], "file not found"),

@@ -9,7 +9,7 @@ import pytest
 
 from labelloop.head import Head
 from labelloop.labelstudio import AnnotationRecord
-from labelloop.store import SCHEMA_VERSION, Store, StoreError
+from labelloop.store import QueryRow, SCHEMA_VERSION, Store, StoreError
 
 
 def rec(event: str, item: str, ann: int, label: str | None, **kw) -> AnnotationRecord:
@@ -59,19 +59,18 @@ def test_a_model_round_trips_as_arrays(tmp_path) -> None:
             store.add_round(1, "m-1", "margin-kmeans", {"a": "bug"}, {"audit": {"n": 0}}, head.to_arrays(),
                             np.array([1, 2, 3]))
         row = store.last_round()
-    assert row is not None and row.train_labels == {"a": "bug"} and row.stop_predictions.tolist() == [1, 2, 3]
-    np.testing.assert_allclose(Head.from_arrays(row.model).predict_proba(X), head.predict_proba(X))
+        assert row is not None and row.train_labels == {"a": "bug"} and row.has_model
+        assert store.stop_predictions(row.round).tolist() == [1, 2, 3]
+        np.testing.assert_allclose(Head.from_arrays(store.model(row.round)).predict_proba(X), head.predict_proba(X))
 
 
 def test_pending_queries_become_pushes_once(tmp_path) -> None:
     store = Store.open(tmp_path / "s.db")
-    row = {"round": 0, "kind": "active", "strategy": "cold-start", "model_version": None, "score": 0.5,
-           "cluster": 2, "predicted": None, "confidence": None}
     with store.tx():
-        store.add_queries([{**row, "item_id": "a"}, {**row, "item_id": "b"}])
+        store.add_queries([QueryRow(i, 0, "active", "cold-start", None, 0.5, 2) for i in "ab"])
     with store.tx():
         store.mark_pushed({"a": 11})
-    assert [q["item_id"] for q in store.queries("pending")] == ["b"]
+    assert [q.item_id for q in store.queries("pending")] == ["b"]
     with store.tx():
         store.mark_pushed({"a": 11, "b": 12})
     assert store.pushes() == {"a": 11, "b": 12} and store.queries("pending") == []

@@ -11,7 +11,7 @@ from labelloop.config import load_config
 from labelloop.data import Pool
 from labelloop.labelstudio import AnnotationRecord, Connector, LabelStudioError
 from labelloop.store import Store, StoreError
-from labelloop.sync import Campaign, _maybe_train, _register, _training_labels
+from labelloop.campaign import Campaign, register, train_if_due, training_labels
 
 LABELS = ["billing", "bug", "other"]
 
@@ -30,7 +30,7 @@ def setup(tmp_path):
     campaign = Campaign(config, Pool(ids, [f"text {i}" for i in ids], data_labels, "pool.csv"), X, "enc-A")
     store = Store.open(config.state.path)
     with store.tx():
-        _register(store, campaign, project_id=7)
+        register(store, campaign, project_id=7)
     yield campaign, store
     store.close()
 
@@ -48,26 +48,25 @@ def test_the_audit_sample_never_trains_even_with_labels_in_the_data(setup) -> No
     relabeled = Pool(pool.ids, pool.texts, [lab or ("bug" if i in audit else None)
                                             for i, lab in zip(pool.ids, pool.labels, strict=True)], pool.source)
     label(store, audit[0], 1, "other")
-    training = _training_labels(store, Campaign(campaign.config, relabeled, campaign.X, "enc-A"))
+    training = training_labels(store, Campaign(campaign.config, relabeled, campaign.X, "enc-A"))
     assert not set(audit) & set(training) and set(training) == {f"t{i}" for i in range(6)}
 
 
 def test_a_relabel_counts_once_and_labels_that_return_to_an_earlier_state_still_train(setup) -> None:
     campaign, store = setup
-    rows = {i: r for r, i in enumerate(campaign.pool.ids)}
-    first = _maybe_train(store, campaign, rows, run=1)  # the data's 6 labels: the first model
+    first = train_if_due(store, campaign, run=1)  # the data's 6 labels: the first model
     assert first is not None and first.round == 1
     free = [i for i in campaign.pool.ids[6:] if i not in store.ids_with_role("audit")]
     label(store, free[0], 1, "bug")
-    assert _maybe_train(store, campaign, rows, run=2) is None  # 1 change < retrain_every = 2
+    assert train_if_due(store, campaign, run=2) is None  # 1 change < retrain_every = 2
     label(store, free[0], 1, "other", event="updated")
-    assert _maybe_train(store, campaign, rows, run=2) is None  # a relabel is still one changed text
+    assert train_if_due(store, campaign, run=2) is None  # a relabel is still one changed text
     label(store, free[1], 2, "bug")
-    second = _maybe_train(store, campaign, rows, run=2)
+    second = train_if_due(store, campaign, run=2)
     assert second is not None and second.round == 2
     label(store, free[0], 1, None, event="deleted")
     label(store, free[1], 2, None, event="deleted")  # back to exactly the first model's labels
-    third = _maybe_train(store, campaign, rows, run=3)
+    third = train_if_due(store, campaign, run=3)
     assert third is not None and third.train_labels == first.train_labels
     assert third.model_version != first.model_version
 
@@ -76,9 +75,9 @@ def test_a_different_encoder_or_project_is_refused(setup) -> None:
     campaign, store = setup
     other = Campaign(campaign.config, campaign.pool, campaign.X, "enc-B")
     with pytest.raises(StoreError, match="encoder"), store.tx():
-        _register(store, other, project_id=7)
+        register(store, other, project_id=7)
     with pytest.raises(StoreError, match="belongs to Label Studio project 7"), store.tx():
-        _register(store, campaign, project_id=8)
+        register(store, campaign, project_id=8)
 
 
 def test_changed_feature_settings_are_refused_because_stored_models_score_features(setup) -> None:
@@ -87,7 +86,7 @@ def test_changed_feature_settings_are_refused_because_stored_models_score_featur
     config = campaign.config.model_copy(update={"model": campaign.config.model.model_copy(update={"neighbours": 0})})
     raw = Campaign(config, campaign.pool, campaign.X, "enc-A")
     with pytest.raises(StoreError, match=r"features knn-smooth\(k=6, weight=0.5\).*now gives none"), store.tx():
-        _register(store, raw, project_id=7)
+        register(store, raw, project_id=7)
 
 
 def test_the_read_only_check_copes_with_odd_characters_in_the_path(tmp_path) -> None:

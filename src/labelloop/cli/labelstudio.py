@@ -13,21 +13,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.progress import TextColumn as ProgressText
 
-from ..data import load_pool
+from ..data import Pool, load_pool
 from ..errors import DataError, LabelloopError
-from ..features import DEFAULT_SMOOTHING
-from ..labelstudio import (ID_FIELD, AnnotationRecord, Connector, PullCursor, PushItem, model_version_for,
-                           resolve)
-from ..strategies import DEFAULT_STRATEGY, STRATEGIES, get_strategy
+from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
+from ..featurize import featurize
+from ..labels import LabelSet
+from ..labelstudio import ID_FIELD, AnnotationRecord, Connector, PullCursor, PushItem, resolve
+from ..learner import ActiveLearner
+from ..strategies import DEFAULT_STRATEGY
 from . import app
-from ._common import (CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, TextColumn,
-                      embed_pools, pool_features)
+from ._common import (CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, StrategyOpt,
+                      TextColumn)
 
 ProjectOpt = Annotated[str, typer.Option("--project", help="Label Studio project id, or title.")]
 UrlOpt = Annotated[Optional[str], typer.Option(
@@ -121,8 +122,7 @@ def push(
     labels_file: Annotated[Optional[Path], typer.Option(
         help="Labels pulled before (`labelloop pull --out`); they count as known labels.")] = None,
     n: Annotated[int, typer.Option("--n", help="Texts to send.")] = 100,
-    strategy: Annotated[str, typer.Option(help=f"Query strategy: {', '.join(STRATEGIES)}.")
-                        ] = DEFAULT_STRATEGY,
+    strategy: StrategyOpt = DEFAULT_STRATEGY,
     model_version: Annotated[Optional[str], typer.Option(
         help="Model version of the predictions (default: derived from the training labels).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (k-means, ties).")] = 0,
@@ -146,64 +146,32 @@ def push(
     console = Console(stderr=True, soft_wrap=True)
     if n < 1 or batch_size < 1:
         raise LabelloopError("--n and --batch-size must be ≥ 1")
-    if strategy not in STRATEGIES:
-        raise LabelloopError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     pool = load_pool(data, text_column, label_column, id_column, skip_empty=skip_empty)
-    known = {i: lab for i, lab in zip(pool.ids, pool.labels, strict=True) if lab is not None}
-    if labels_file is not None:
-        if not labels_file.exists():
-            raise DataError(f"{labels_file}: file not found")
-        pulled = {k: r.label for k, r in resolve(read_records(labels_file)).items() if r.label is not None}
-        in_pool = set(pool.ids)
-        outside = len(set(pulled) - in_pool)
-        if outside:
-            console.print(f"[yellow]{outside} pulled label(s) are for ids not in {data}; ignored[/]")
-        known.update({k: v for k, v in pulled.items() if k in in_pool})
-
+    known = _known_labels(pool, labels_file, console)
     ls = Connector(url)
-    wanted = _labels(labels)
-    if wanted is None and ls.find_project(project) is None:
-        wanted = sorted(set(known.values())) or None
-        if wanted is None:
-            raise LabelloopError(f"no project {project!r} yet and {data} has no labels; pass --labels")
-    info = ls.ensure_project(project, wanted)
-    classes = info.labels
-    outside = sorted({lab for lab in known.values() if lab not in classes})
+    info = _project_for(ls, project, labels, known, data)
+    classes = LabelSet(info.labels)
+    outside = classes.unknown(known.values())
     if outside:
-        raise DataError(f"labels not in project {info.id}'s label set {classes}: {outside[:10]}")
+        raise DataError(f"labels not in project {info.id}'s label set {list(classes)}: {outside[:10]}")
     console.print(f"{'Created' if info.created else 'Using'} project {info.id} {info.title!r} "
                   f"({len(classes)} labels); {len(known)} of {len(pool)} texts labeled.")
-
-    encoder, vectors = embed_pools([pool], model, cache_dir)
-    smoothing, (X,) = pool_features(vectors, neighbours)
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[known[i]] if i in known else -1 for i in pool.ids], dtype=np.int64)
-    labeled = np.flatnonzero(y >= 0)
-    cold = len(set(y[labeled].tolist())) < 2
-    recipe = f"{strategy},{seed},{smoothing},{','.join(classes)}{',cold' if cold else ''}"
-    version = model_version or model_version_for(known, encoder.identity, recipe)
+    f = featurize(pool.texts, model=model, cache_dir=cache_dir, smoothing=NeighbourSmoothing(k=neighbours),
+                  progress=True)
+    learner = ActiveLearner(pool.ids, pool.texts, f.pool, classes, strategy=strategy, seed=seed,
+                            encoder_identity=f.encoder_identity, features=str(f.smoothing))
+    head = learner.fit(known)
+    version = model_version or learner.version(known, f"push,{seed}" + ("" if head else ",cold"))
     existing = ls.existing(info.id)
     # Tasks from an earlier push of this same model version stay candidates, so a rerun picks them again.
-    candidates = np.array([r for r, i in enumerate(pool.ids) if y[r] < 0 and
-                           (i not in existing or existing[i].pushed_as == version)], dtype=np.int64)
-    if len(candidates) == 0:
+    earlier = {i for i, t in existing.items() if t.pushed_as != version}
+    picks = learner.select(head, set(known) | earlier, n, labels=known, n_sent=len(earlier))
+    if not picks:
         console.print("Nothing to send: every unlabeled text is already in the project.")
         return
-
-    from ..learner import query, train
-
-    head = None if cold else train(X, y, labeled, len(classes), seed=seed)
-    picked = query(head, X, candidates, get_strategy(strategy), n, np.random.default_rng(seed))
-    items = []
-    for k, row in enumerate(picked.indices):
-        probs = None if picked.probs is None else picked.probs[k]
-        cluster = int(picked.clusters[k])
-        items.append(PushItem(
-            id=pool.ids[row], text=pool.texts[row],
-            label=None if probs is None else classes[int(np.argmax(probs))],
-            score=None if probs is None else float(np.max(probs)), cluster=None if cluster < 0 else cluster))
-    console.print(f"{'Cold start' if cold else f'Model {version}'}: sending {len(items)} texts "
-                  f"({strategy if not cold else 'k-means coverage'}).")
+    items = [PushItem(p.id, p.text, p.predicted, p.confidence, p.cluster) for p in picks]
+    console.print(f"{f'Model {version}' if head else 'Cold start'}: sending {len(items)} texts "
+                  f"({strategy if head else 'k-means coverage'}).")
     with _bar(console) as bar:
         task = bar.add_task("pushing", total=len(items))
         report = ls.push(info.id, items, version, batch_size=batch_size,
@@ -213,6 +181,32 @@ def push(
     added = f" ({n_added} given this model's prediction)" if n_added else ""
     console.print(f"Created {len(report.created)} task(s); {len(report.existing)} already there{added}. "
                   f"Project: {ls.display_url}/projects/{info.id}")
+
+
+def _known_labels(pool: Pool, labels_file: Path | None, console: Console) -> dict[str, str]:
+    """Labels in the data, updated by those pulled before (``--labels-file``) for ids in the pool."""
+    known = {i: lab for i, lab in zip(pool.ids, pool.labels, strict=True) if lab is not None}
+    if labels_file is None:
+        return known
+    if not labels_file.exists():
+        raise DataError(f"{labels_file}: file not found")
+    pulled = {k: r.label for k, r in resolve(read_records(labels_file)).items() if r.label is not None}
+    in_pool = set(pool.ids)
+    outside = len(set(pulled) - in_pool)
+    if outside:
+        console.print(f"[yellow]{outside} pulled label(s) are for ids not in {pool.source}; ignored[/]")
+    known.update({k: v for k, v in pulled.items() if k in in_pool})
+    return known
+
+
+def _project_for(ls: Connector, project: str, labels: str | None, known: dict[str, str], data: Path):
+    """The project, created with ``--labels`` (or the data's labels) when it does not exist yet."""
+    wanted = _labels(labels)
+    if wanted is None and ls.find_project(project) is None:
+        wanted = sorted(set(known.values())) or None
+        if wanted is None:
+            raise LabelloopError(f"no project {project!r} yet and {data} has no labels; pass --labels")
+    return ls.ensure_project(project, wanted)
 
 
 @app.command()

@@ -12,14 +12,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn as
 from rich.table import Table
 
 from ..data import check_test_labels, demo_paths, load_pool
+from ..embeddings import Encoder
 from ..errors import LabelloopError
-from ..features import DEFAULT_SMOOTHING
+from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
+from ..featurize import featurize
 from ..simulate import (INITIAL_STRATEGIES, SimulationResult, area_under_curve, full_pool,
                         labels_to_reach, simulate as run_simulation)
-from ..strategies import DEFAULT_STRATEGY, STRATEGIES
+from ..strategies import DEFAULT_STRATEGY, STRATEGIES, check_strategy
 from . import app
-from ._common import (CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, TextColumn,
-                      embed_pools, pool_features)
+from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, TextColumn
 
 
 @app.command()
@@ -53,9 +54,13 @@ def simulate(
     """
     console = Console(stderr=True)
     strategies = list(dict.fromkeys(s.strip() for s in strategy.split(",") if s.strip()))
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if not strategies or unknown:
-        raise LabelloopError(f"unknown strategy {', '.join(unknown) or '(none)'}; choose from {', '.join(STRATEGIES)}")
+    if not strategies:
+        raise LabelloopError(f"--strategy is empty; choose from {', '.join(STRATEGIES)}")
+    for name in strategies:
+        try:
+            check_strategy(name)
+        except ValueError as exc:
+            raise LabelloopError(str(exc)) from None
     if initial_strategy not in INITIAL_STRATEGIES:
         raise LabelloopError(f"--initial-strategy must be one of {', '.join(INITIAL_STRATEGIES)}")
     if batch_size < 1 or budget < 1 or initial < 0:
@@ -82,8 +87,10 @@ def simulate(
     classes = pool.label_set
     y_pool, y_test = pool.label_array(classes), held.label_array(classes)
     console.print(f"Pool {len(pool)} texts, test {len(held)}, {len(classes)} classes.")
-    encoder, vectors = embed_pools([pool, held], model, cache_dir)
-    smoothing, (X_pool, X_test) = pool_features(vectors, neighbours)
+    encoder = Encoder(model)
+    f = featurize(pool.texts, held.texts, encoder=encoder, cache_dir=cache_dir,
+                  smoothing=NeighbourSmoothing(k=neighbours), progress=True)
+    smoothing, X_pool, X_test = f.smoothing, f.pool, f.others[0]
     ceiling = full_pool(X_pool, y_pool, X_test, y_test, len(classes))
 
     results: list[SimulationResult] = []

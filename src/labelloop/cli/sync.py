@@ -119,27 +119,24 @@ def predict(
                          ] = None,
 ) -> None:
     """Apply the campaign's current model to a file of texts, for use downstream."""
+    from ..campaign import latest_head, load_campaign
     from ..data import load_pool
-    from ..embeddings import Encoder, default_cache_dir, embed
-    from ..head import Head
+    from ..featurize import featurize
     from ..store import Store
-    from ..sync import load_campaign
 
     cfg = load_config(config)
     with Store.open_existing(cfg.state.path) as store:
-        last = store.last_round()
-    if last is None or last.model is None:
+        last, head = latest_head(store)
+    if head is None:
         raise LabelloopError(f"{cfg.state.path}: no model yet (it needs labels of two classes); run "
                              f"`labelloop sync` after some labeling")
     pool = load_pool(input, text_column, None, id_column, unique_ids=False)
     # The model was trained on features smoothed over the campaign's pool: new texts take their neighbours
     # there. Only the pool's raw vectors are needed (from the cache), not the pool's own features.
     campaign = load_campaign(cfg, embed_texts=False)
-    reference = campaign.pool.texts
-    encoder = Encoder(cfg.model.encoder)
-    vectors = embed(reference + pool.texts, encoder, cfg.model.cache_dir or default_cache_dir(), progress=True)
-    X = cfg.model.smoothing(vectors[len(reference):], vectors[: len(reference)])
-    probs = Head.from_arrays(last.model).predict_proba(X)
+    f = featurize(campaign.pool.texts, pool.texts, model=cfg.model.encoder, cache_dir=cfg.model.cache_dir,
+                  smoothing=cfg.model.smoothing, smooth_pool=False, progress=True)
+    probs = head.predict_proba(f.others[0])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:

@@ -1,0 +1,53 @@
+"""Texts to the head's features, the one way every caller does it: embed through the cache, then smooth.
+
+``simulate``, ``push``, ``sync``, ``predict``, the report, the benchmarks and the notebook all
+call :func:`featurize`, so a pool and the texts scored against it always get features the
+same way: each set is smoothed with neighbours taken from the pool, never from itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .embeddings import Encoder, default_cache_dir, embed
+from .features import DEFAULT_SMOOTHING, NeighbourSmoothing
+
+__all__ = ["Featurized", "featurize"]
+
+
+@dataclass(frozen=True)
+class Featurized:
+    """The pool's features, the other sets' features (neighbours from the pool), and how they were made."""
+
+    pool: np.ndarray
+    others: list[np.ndarray]
+    raw_pool: np.ndarray          # the pool's embeddings before smoothing (the reference set)
+    encoder_identity: str
+    smoothing: NeighbourSmoothing
+
+
+def featurize(pool_texts: Sequence[str], *others: Sequence[str], encoder: Encoder | None = None,
+              model: Path | str | None = None, cache_dir: Path | str | None = None,
+              smoothing: NeighbourSmoothing = DEFAULT_SMOOTHING, smooth_pool: bool = True,
+              progress: bool = False) -> Featurized:
+    """Embed the pool and ``others`` in one pass through the cache, then smooth each over the pool.
+
+    ``encoder`` (or a ``model`` directory; default the bundled encoder) decides the vectors;
+    ``cache_dir`` defaults to ``$LABELLOOP_CACHE_DIR`` or ``~/.cache/labelloop``.
+    ``smooth_pool=False`` skips the pool's own smoothing when only ``others`` are needed
+    (``predict``): the pool then serves only as the neighbours' reference.
+    """
+    encoder = encoder or Encoder(model)
+    texts = [*pool_texts, *(t for o in others for t in o)]
+    vectors = embed(texts, encoder, cache_dir or default_cache_dir(), progress=progress)
+    raw = vectors[: len(pool_texts)]
+    out, start = [], len(pool_texts)
+    for o in others:
+        out.append(smoothing(vectors[start : start + len(o)], raw, progress=progress))
+        start += len(o)
+    pool = smoothing(raw, progress=progress) if smooth_pool else np.empty((0, raw.shape[1]), dtype=np.float32)
+    return Featurized(pool, out, raw, encoder.identity, smoothing)
