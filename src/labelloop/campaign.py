@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -29,7 +29,7 @@ from .stopping import Advice, agreement, audit_metrics, stop_advice
 from .store import QueryRow, RoundRow, Store, StoreError, now
 
 __all__ = ["Campaign", "load_campaign", "register", "ingest", "training_labels", "train_if_due", "select",
-           "current_advice", "latest_head", "COLD_START_VERSION", "text_hash"]
+           "current_advice", "latest_head", "push_picks", "COLD_START_VERSION", "text_hash"]
 
 COLD_START_VERSION = "labelloop-cold-start"
 
@@ -252,6 +252,15 @@ def _audit_picks(store: Store, campaign: Campaign, round_: int, n: int, sent: di
 def _query_row(p: Pick, round_: int, strategy: str, version: str | None) -> QueryRow:
     return QueryRow(p.id, round_, "active", strategy, version if p.predicted is not None else None, p.score,
                     p.cluster, p.predicted, p.confidence)
+
+
+def push_picks(learner: ActiveLearner, head: Head | None, known: Mapping[str, str],
+               pushed_as: Mapping[str, str | None], n: int, version: str) -> list[Pick]:
+    """``labelloop push``'s batch: the same :meth:`ActiveLearner.select` as :func:`select`, over the texts
+    neither labeled nor in the project. Tasks an earlier push of this same ``version`` created stay
+    candidates, so a push cut short by a crash re-selects the same texts when run again."""
+    earlier = {i for i, v in pushed_as.items() if v != version}
+    return learner.select(head, set(known) | earlier, n, labels=known, n_sent=len(earlier))
 
 
 def select(store: Store, campaign: Campaign, head: Head | None, model: RoundRow, n: int) -> list[QueryRow]:

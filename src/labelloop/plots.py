@@ -5,6 +5,9 @@ results) and returns a matplotlib :class:`~matplotlib.figure.Figure`; nothing is
 and nothing is written except by :func:`save`. Figures are built without pyplot, so
 importing this module never switches the caller's backend (a notebook keeps its inline
 display, a headless CI needs no display) and no figure lingers in pyplot's registry.
+
+(Over 400 lines on purpose: one figure per function, each small, kept together so they
+share one look — colours, sizes, titles — and one way of being saved.)
 """
 
 from __future__ import annotations

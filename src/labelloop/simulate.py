@@ -16,7 +16,7 @@ import numpy as np
 
 from .head import DEFAULT_C
 from .learner import evaluate, query, train
-from .strategies import DEFAULT_STRATEGY, ColdStart, Context, RandomSampling, get_strategy
+from .strategies import DEFAULT_STRATEGY, ColdStart, Context, RandomSampling, Strategy, get_strategy
 
 __all__ = ["simulate", "full_pool", "labels_to_reach", "area_under_curve", "accuracy_at", "RoundRecord",
            "SimulationResult", "INITIAL_STRATEGIES"]
@@ -81,12 +81,7 @@ def simulate(
     ``initial=0`` starts cold: the first batch is chosen by the cold-start rule.
     ``progress`` may be a callable ``(n_labeled, budget)`` called after each round.
     """
-    if batch_size < 1:
-        raise ValueError("batch size must be ≥ 1")
-    if initial < 0 or budget < 1:
-        raise ValueError("initial must be ≥ 0 and budget ≥ 1")
-    if initial_strategy not in INITIAL_STRATEGIES:
-        raise ValueError(f"initial strategy must be one of {', '.join(INITIAL_STRATEGIES)}")
+    _check_plan(initial, initial_strategy, batch_size, budget)
     strat = get_strategy(strategy)
     rng = np.random.default_rng(seed)
     n_pool = len(y_pool)
@@ -101,33 +96,50 @@ def simulate(
 
     rounds: list[RoundRecord] = []
     while True:
-        t0 = time.perf_counter()
-        idx = np.flatnonzero(labeled)
-        head = train(X_pool, y_pool, idx, n_classes, C=C, seed=seed)
-        t_train = time.perf_counter() - t0
-        metrics = evaluate(head, X_test, y_test)
-        n_labeled = int(labeled.sum())
-        t_score = t_select = 0.0
-        done = n_labeled >= budget
-        if not done:
-            q = query(head, X_pool, np.flatnonzero(~labeled), strat, min(batch_size, budget - n_labeled), rng,
-                      y=y_pool, labeled=idx)
-            labeled[q.indices] = True
-            t_score, t_select = q.seconds_score, q.seconds_select
-        rounds.append(RoundRecord(
-            round=len(rounds), n_labeled=n_labeled, **metrics,  # type: ignore[typeddict-item]
-            seconds=t_train + t_score + t_select + pending_select,
-            seconds_train=t_train, seconds_score=t_score, seconds_select=t_select + pending_select,
-        ))
+        record = _round(len(rounds), X_pool, y_pool, X_test, y_test, n_classes, labeled, strat,
+                        min(batch_size, budget - int(labeled.sum())), rng, C=C, seed=seed)
+        record["seconds"] += pending_select
+        record["seconds_select"] += pending_select
         pending_select = 0.0
+        rounds.append(record)
         if progress is not None:
-            progress(n_labeled, budget)
-        if done:
+            progress(record["n_labeled"], budget)
+        if record["n_labeled"] >= budget:
             break
     if ceiling is None:
         ceiling = full_pool(X_pool, y_pool, X_test, y_test, n_classes, C=C)
     return SimulationResult(strategy=strategy, seed=seed, model=model, features=features, n_pool=n_pool,
                             n_classes=n_classes, full_pool=ceiling, rounds=rounds)
+
+
+def _check_plan(initial: int, initial_strategy: str, batch_size: int, budget: int) -> None:
+    if batch_size < 1:
+        raise ValueError("batch size must be ≥ 1")
+    if initial < 0 or budget < 1:
+        raise ValueError("initial must be ≥ 0 and budget ≥ 1")
+    if initial_strategy not in INITIAL_STRATEGIES:
+        raise ValueError(f"initial strategy must be one of {', '.join(INITIAL_STRATEGIES)}")
+
+
+def _round(number: int, X_pool: np.ndarray, y_pool: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
+           n_classes: int, labeled: np.ndarray, strategy: Strategy, n: int, rng: np.random.Generator, *,
+           C: float, seed: int) -> RoundRecord:
+    """Train on the labeled rows, score the test set, then reveal the next ``n`` chosen rows (``labeled``
+    is updated in place); ``n = 0`` ends the campaign."""
+    t0 = time.perf_counter()
+    idx = np.flatnonzero(labeled)
+    head = train(X_pool, y_pool, idx, n_classes, C=C, seed=seed)
+    t_train = time.perf_counter() - t0
+    metrics = evaluate(head, X_test, y_test)
+    t_score = t_select = 0.0
+    if n > 0:
+        q = query(head, X_pool, np.flatnonzero(~labeled), strategy, n, rng, y=y_pool, labeled=idx)
+        labeled[q.indices] = True
+        t_score, t_select = q.seconds_score, q.seconds_select
+    return RoundRecord(round=number, n_labeled=len(idx), accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
+                       precision=metrics["precision"], recall=metrics["recall"],
+                       seconds=t_train + t_score + t_select, seconds_train=t_train, seconds_score=t_score,
+                       seconds_select=t_select)
 
 
 # -- summaries of a learning curve -------------------------------------------------------------

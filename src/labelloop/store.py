@@ -4,6 +4,9 @@ Every write happens inside one transaction (``with store.tx():``), so a process 
 any instant leaves the file as it was before that step or after it, never in between.
 Models are stored as plain arrays (``numpy.save`` without pickle). The schema carries its
 version in ``PRAGMA user_version``; :data:`MIGRATIONS` brings an older file forward.
+
+(Over 400 lines on purpose: every SQL statement of the state file lives here and nowhere
+else, so the schema and the queries that rely on it are read and migrated together.)
 """
 
 from __future__ import annotations

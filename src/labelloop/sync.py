@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from .campaign import (Campaign, current_advice, ingest, latest_head, load_campaign, register, select,
@@ -133,13 +134,19 @@ class SyncStep:
         self.adopt()
         trained = train_if_due(self.store, self.campaign, self.report.run)
         self.report.trained = trained.model_version if trained else None
-        model, head = latest_head(self.store)
+        model = self.store.last_round()
+        assert model is not None, "register() first"
         waiting_before = self.queue()
         self.report.queue_before = len(waiting_before)
-        self.top_up(model, head)
-        self.refresh_predictions(model, head, waiting_before, project_version)
+        self.top_up(model)
+        self.refresh_predictions(model, waiting_before, project_version)
         self.finish()
         return self.report
+
+    @cached_property
+    def head(self) -> Head | None:
+        """The latest model, read from the store only when a step needs it (a no-op sync reads none)."""
+        return latest_head(self.store)[1]
 
     def pull(self) -> None:
         """(1) The cursor is the stored records, so a pull lands whole or not at all; the run's ledger row
@@ -173,7 +180,7 @@ class SyncStep:
         loop = self.campaign.config.loop
         return max(0, min(loop.queue_target - len(self.queue()), loop.budget - len(self.store.pushes())))
 
-    def top_up(self, model: RoundRow, head: Head | None) -> None:
+    def top_up(self, model: RoundRow) -> None:
         """(3) Finish an interrupted push (no further than the queue has room for), then fill the queue."""
         cfg, index = self.campaign.config, self.campaign.index
         pending = [q.item_id for q in self.store.queries("pending")]
@@ -189,7 +196,7 @@ class SyncStep:
             self.report.stopped = "; ".join(f"{a.criterion} ({a.reason})" for a in fired)
             return
         n = self.room()
-        if n > 0 and select(self.store, self.campaign, head, model, n):
+        if n > 0 and select(self.store, self.campaign, self.head, model, n):
             self.hook("selected")
             self.push_pending()
             self.report.advice = current_advice(self.store, cfg)
@@ -216,17 +223,16 @@ class SyncStep:
         self.report.pushed_active += len(pending) - audit
         self.report.pushed_audit += audit
 
-    def refresh_predictions(self, model: RoundRow, head: Head | None, waiting: list[str],
-                            project_version: str | None) -> None:
+    def refresh_predictions(self, model: RoundRow, waiting: list[str], project_version: str | None) -> None:
         """(4) The new model's guesses for tasks still waiting, and the project's model version."""
-        if head is None:
+        if not model.has_model:
             return
         index, classes = self.campaign.index, self.campaign.classes
         audit = set(self.store.ids_with_role("audit"))
         stale = [i for i in waiting if i in self.existing and i not in audit and i in index
                  and model.model_version not in self.existing[i].model_versions]
-        if stale:
-            probs = head.predict_proba(self.campaign.X[[index[i] for i in stale]])
+        if stale and self.head is not None:
+            probs = self.head.predict_proba(self.campaign.X[[index[i] for i in stale]])
             items = [PushItem(i, self.campaign.pool.texts[index[i]], classes[int(p.argmax())], float(p.max()))
                      for i, p in zip(stale, probs, strict=True)]
             # create=False: a task deleted since `existing` was read stays deleted.

@@ -24,6 +24,7 @@ from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import featurize
 from ..labels import LabelSet
 from ..labelstudio import ID_FIELD, AnnotationRecord, Connector, PullCursor, PushItem, resolve
+from ..campaign import push_picks
 from ..learner import ActiveLearner
 from ..strategies import DEFAULT_STRATEGY
 from . import app
@@ -163,9 +164,7 @@ def push(
     head = learner.fit(known)
     version = model_version or learner.version(known, f"push,{seed}" + ("" if head else ",cold"))
     existing = ls.existing(info.id)
-    # Tasks from an earlier push of this same model version stay candidates, so a rerun picks them again.
-    earlier = {i for i, t in existing.items() if t.pushed_as != version}
-    picks = learner.select(head, set(known) | earlier, n, labels=known, n_sent=len(earlier))
+    picks = push_picks(learner, head, known, {i: t.pushed_as for i, t in existing.items()}, n, version)
     if not picks:
         console.print("Nothing to send: every unlabeled text is already in the project.")
         return

@@ -1,0 +1,109 @@
+"""The campaign service: push and sync choose through one function, and a sync's store work follows changes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from labelloop.campaign import (Campaign, push_picks, register, select, train_if_due, training_labels)
+from labelloop.config import load_config
+from labelloop.data import Pool
+from labelloop.labelstudio import AnnotationRecord, ExistingTask, PullCursor, PullResult, PushReport
+from labelloop.store import Store
+from labelloop.sync import SyncStep
+
+LABELS = ["billing", "bug", "other"]
+
+
+def make_campaign(tmp_path, n: int = 90, **loop: object) -> Campaign:
+    path = tmp_path / "labelloop.toml"
+    (tmp_path / "pool.csv").write_text("id,text\nx,y\n")
+    settings = {"audit_fraction": 0.0, "retrain_every": 1, "queue_target": 10, "budget": 500, **loop}
+    path.write_text(f'labels = {json.dumps(LABELS)}\n[data]\npath = "pool.csv"\n[labelstudio]\nproject = "p"\n'
+                    "[loop]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()) +
+                    '[stop]\non = ["budget"]\nstop_set_size = 10\n[state]\npath = "s.db"\n')
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16))
+    X = centres[np.arange(n) % 3] + 0.6 * rng.normal(size=(n, 16))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    ids = [f"t{i:03d}" for i in range(n)]
+    return Campaign(load_config(path), Pool(ids, [f"text {i}" for i in ids], [None] * n, "pool.csv"),
+                    X.astype(np.float32), "enc-A")
+
+
+def annotate(store: Store, run: int, labels: dict[str, str], start: int) -> None:
+    with store.tx():
+        store.add_records(run, [AnnotationRecord("created", i, 7, 100 + k, start + k, lab)
+                                for k, (i, lab) in enumerate(labels.items())], None)
+
+
+def test_push_and_sync_choose_the_same_texts_in_the_same_order_from_the_same_state(tmp_path) -> None:
+    campaign = make_campaign(tmp_path)
+    truth = {i: LABELS[r % 3] for r, i in enumerate(campaign.pool.ids)}
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        cold = select(store, campaign, None, store.last_round(), 12)  # the cold-start batch, then labeled
+        with store.tx():
+            store.mark_pushed({q.item_id: k for k, q in enumerate(cold)})
+        annotate(store, 1, {q.item_id: truth[q.item_id] for q in cold}, start=0)
+        model = train_if_due(store, campaign, run=1)
+        assert model is not None and model.has_model
+        head = campaign.learner.fit(model.train_labels)
+        known = training_labels(store, campaign)
+        in_project = {i: "labelloop-cold-start" for i in store.pushes()}
+
+        by_sync = [q.item_id for q in select(store, campaign, head, model, 10)]
+        by_push = [p.id for p in push_picks(campaign.learner, head, known, in_project, 10, "a-push-version")]
+    assert len(by_sync) == 10 and len(set(by_sync)) == 10
+    assert by_push == by_sync
+    assert not set(by_sync) & set(in_project)
+
+
+class QuietLabelStudio:
+    """Label Studio with nothing new: the project holds exactly the tasks the store sent."""
+
+    def __init__(self, tasks: dict[str, int], version: str) -> None:
+        self.tasks = {i: ExistingTask(t, frozenset({version}), version) for i, t in tasks.items()}
+        self.pushed: list[list[str]] = []
+
+    def pull(self, project_id: int, cursor: PullCursor | None = None) -> PullResult:
+        return PullResult([], cursor or PullCursor(), len(self.tasks), 0, 0)
+
+    def existing(self, project_id: int) -> dict[str, ExistingTask]:
+        return dict(self.tasks)
+
+    def push(self, project_id: int, items, model_version=None, **kw) -> PushReport:  # noqa: ANN001
+        self.pushed.append([it.id for it in items])
+        return PushReport([], [], [], {}, model_version)
+
+    def set_model_version(self, project_id: int, version: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize("rounds", [50])
+def test_a_sync_with_nothing_new_reads_no_stored_model(tmp_path, rounds: int) -> None:
+    campaign = make_campaign(tmp_path, queue_target=10)
+    ids = campaign.pool.ids
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        arrays = campaign.learner.fit({ids[0]: "billing", ids[1]: "bug"}).to_arrays()  # type: ignore[union-attr]
+        with store.tx():
+            for r in range(1, rounds + 1):
+                store.add_round(r, f"m-{r}", "margin-kmeans", {ids[0]: "billing", ids[1]: "bug"}, {}, arrays,
+                                np.zeros(10, dtype=np.int64))
+            store.mark_pushed({i: k for k, i in enumerate(ids[2:12])})  # a full queue, nobody labeled yet
+        ls = QuietLabelStudio(store.pushes(), f"m-{rounds}")
+        report = SyncStep(store, ls, 7, campaign, lambda step: None).run(f"m-{rounds}")
+        assert report.pulled == 0 and report.trained is None and report.queue_after == 10
+        assert ls.pushed == []
+        assert store.blobs_loaded == 0
+
+        # With room in the queue the latest model (and only it) is read, to choose the next texts.
+        (tmp_path / "wider").mkdir()
+        campaign2 = make_campaign(tmp_path / "wider", queue_target=12)
+        report = SyncStep(store, ls, 7, campaign2, lambda step: None).run(f"m-{rounds}")
+        assert report.pushed_active == 2 and store.blobs_loaded == 1
