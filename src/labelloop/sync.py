@@ -103,8 +103,8 @@ def sync(config: Config, *, campaign: Campaign | None = None, connector: Connect
         raise StoreError(f"state.path {state}: folder {state.parent} does not exist")
     with sync_lock(state):
         stored_project = Store.check(state)
+        ls = connector or Connector(config.labelstudio.url)  # a missing key fails before minutes of embedding
         campaign = campaign or load_campaign(config, progress=progress)
-        ls = connector or Connector(config.labelstudio.url)
         if stored_project is not None:  # never create a project for a campaign that has one
             found = ls.find_project(config.labelstudio.project)
             if found is None or found.id != int(stored_project):

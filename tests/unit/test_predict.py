@@ -12,6 +12,7 @@ from labelloop.cli import app
 from labelloop.data import demo_paths
 from labelloop.features import DEFAULT_SMOOTHING
 from labelloop.head import Head
+from labelloop.errors import LabelloopError
 from labelloop.store import Store
 
 
@@ -31,7 +32,9 @@ def test_predict_writes_the_current_models_labels(tmp_path, demo, demo_embedded,
     with Store.open(tmp_path / "state.db") as store, store.tx():
         store.add_round(0, "labelloop-cold-start", "cold-start", {}, {}, None, None)
     no_model = runner.invoke(app, args)
-    assert no_model.exit_code != 0 and not (tmp_path / "pred.csv").exists()
+    assert isinstance(no_model.exception, LabelloopError) and no_model.exception.exit_code == 2
+    assert "no model yet" in str(no_model.exception) and "labelloop sync" in str(no_model.exception)
+    assert not (tmp_path / "pred.csv").exists() and not list(tmp_path.glob("*.tmp"))
 
     with Store.open(tmp_path / "state.db") as store, store.tx():
         store.add_round(1, "m-1", "margin-kmeans", {}, {}, head.to_arrays(), None)

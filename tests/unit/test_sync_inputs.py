@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from labelloop.errors import LabelloopError
 from labelloop.config import load_config
 
 LABELS = '["billing", "bug", "other"]'
@@ -142,11 +143,12 @@ def test_a_missing_encoder_directory_is_named(tmp_path, monkeypatch, capsys) -> 
     assert not (tmp_path / "state.db").exists()
 
 
-def test_without_an_api_key_it_says_which_variable(tmp_path, monkeypatch, capsys, embedding_cache) -> None:
-    config = write_campaign(tmp_path, edit=lambda s: s + f'[model]\ncache_dir = "{embedding_cache}"\n')
+def test_without_an_api_key_it_says_which_variable(tmp_path, monkeypatch, capsys) -> None:
+    config = write_campaign(tmp_path, edit=lambda s: s + f'[model]\ncache_dir = "{tmp_path / "cache"}"\n')
     code, err = run_sync(monkeypatch, capsys, config, key=None)
     assert code == 2 and "LABEL_STUDIO_API_KEY" in err
     assert not (tmp_path / "state.db").exists()
+    assert not (tmp_path / "cache").exists()  # refused before any embedding work
 
 
 def test_init_writes_an_example_that_validates(tmp_path, monkeypatch) -> None:
@@ -160,5 +162,7 @@ def test_init_writes_an_example_that_validates(tmp_path, monkeypatch) -> None:
     config = load_config(path)
     assert config.labels == ["a", "b", "c"] and config.labelstudio.project == "tickets"
     assert config.state.path == tmp_path / "labelloop.db"  # relative to the file, not the working directory
+    before = path.read_bytes()
     again = CliRunner().invoke(app, ["init", str(path)])
-    assert again.exit_code != 0  # never overwrites without --force
+    assert isinstance(again.exception, LabelloopError) and "exists; pass --force" in str(again.exception)
+    assert path.read_bytes() == before  # never overwrites without --force
