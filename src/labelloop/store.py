@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -109,6 +110,13 @@ def _open(path: Path, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+def _disk_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < 256 * 1024
+    except OSError:
+        return False
+
+
 def _damaged(path: Path, detail: str) -> str:
     return (f"{path}: damaged state file ({detail}); restore a backup of it, or start a new campaign state "
             f"with another state.path")
@@ -127,7 +135,7 @@ def _store_error(path: Path, exc: sqlite3.Error, doing: str) -> StoreError:
         return StoreError(_damaged(path, said))
     if code == _SQLITE_NOTADB:
         return StoreError(f"{path}: not a labelloop state file ({said})")
-    if code == _SQLITE_FULL:
+    if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _disk_full(path)):
         return StoreError(f"{path}: cannot write the state file: the disk is full ({said}); free some space, "
                           f"then run again (the last step was not recorded)")
     if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
@@ -252,12 +260,17 @@ class Store:
         anywhere in it is reported here, before a sync writes on top of it, not as a traceback later.
         """
         existed = path.exists()
-        if not readonly and existed and not create and not _writable(path):
+        if not readonly and existed and not _writable(path):
+            if create:  # a sync: say so before SQLite's "unable to open database file"
+                why = "read-only file system" if _read_only_mount(path) else "permission denied"
+                raise StoreError(f"{path}: cannot write the state file ({why}); check the permissions of the "
+                                 f"file and its folder")
             readonly = True  # status, report, predict only read: a read-only file or folder is fine for them
+        raw = sqlite3.Connection.execute  # unwrapped: errors here are about opening, named below
         try:
             conn = _open(path, readonly)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = raw(conn, "PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in raw(conn, "SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
             raise _store_error(path, exc, "open") from None
         if version > SCHEMA_VERSION:
@@ -270,7 +283,7 @@ class Store:
                              f"state.path")
         if existed and version > 0:
             try:
-                problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+                problems = [r[0] for r in raw(conn, "PRAGMA quick_check(3)")]
             except sqlite3.DatabaseError as exc:
                 conn.close()
                 raise _store_error(path, exc, "check") from None
@@ -280,7 +293,7 @@ class Store:
         store = cls(conn, path)
         if not readonly:
             try:  # readers (status, report) never block a sync's commit
-                conn.execute("PRAGMA journal_mode = WAL")
+                raw(conn, "PRAGMA journal_mode = WAL")
             except sqlite3.DatabaseError as exc:
                 conn.close()
                 raise _store_error(path, exc, "write") from None
