@@ -226,7 +226,7 @@ class EmbeddingCache:
         self.dir = Path(root).expanduser() / model_identity
         self._index: dict[bytes, np.ndarray] | None = None
         self._read: set[Path] = set()  # shards whose vectors are in the index (ours or read)
-        self.dim: int | None = None
+        self.dim: int | None = None  # the vectors' dimension; None: the one most cached vectors have
 
     def _shards(self) -> list[Path]:
         try:
@@ -374,6 +374,8 @@ def embed(
     encoder = encoder or Encoder()
     if cache is not None and not isinstance(cache, EmbeddingCache):
         cache = EmbeddingCache(cache, encoder.identity)
+    if cache is not None and cache.dim is None:
+        cache.dim = encoder.dim  # shards of another dimension are damage, whatever their number
     keys = [text_key(t) for t in texts]
     found = cache.get(keys) if cache is not None else {}
     if found:  # vectors cached under this identity must have the encoder's dimension
