@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from faulthelpers import one_line_error, run_cli
 
 from labelloop.data import load_pool
 from labelloop.errors import DataError
-
-from faulthelpers import one_line_error, run_cli
 
 pytestmark = pytest.mark.faults
 

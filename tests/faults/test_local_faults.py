@@ -9,11 +9,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from faulthelpers import POOL, listing, one_line_error, run_cli, write_config
 
 from labelloop.config import load_config
 from labelloop.store import Store, StoreError
-
-from faulthelpers import POOL, listing, one_line_error, run_cli, write_config
 
 pytestmark = pytest.mark.faults
 
