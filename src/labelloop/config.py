@@ -7,18 +7,23 @@ never read from the file: the API key comes from ``LABEL_STUDIO_API_KEY`` only.
 
 from __future__ import annotations
 
+import errno
+import os
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from .errors import LabelloopError
 from .features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from .labels import LabelSet, LabelSetError
 from .strategies import DEFAULT_STRATEGY, STRATEGIES, StrategyName, check_strategy
 
-__all__ = ["Config", "ConfigError", "load_config", "EXAMPLE", "STOP_CRITERIA"]
+__all__ = ["Config", "ConfigError", "load_config", "parse_config", "example_config", "EXAMPLE",
+           "STOP_CRITERIA"]
 
 STOP_CRITERIA = ("budget", "stabilizing", "plateau")
 
@@ -28,25 +33,50 @@ class ConfigError(LabelloopError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a TOML ``true`` is not the number 1, ``"10"`` is not 10, ``1`` is not a path. A value coerced
+    # into another type could point the campaign somewhere else (issue 12: ``project = true`` became project 1).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _path_text(value: object) -> object:
+    """Paths come from TOML strings only, never empty (``Path("")`` would silently mean the current folder)."""
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a path as a string, got {type(value).__name__} {value!r}")
+    if not value.strip():
+        raise ValueError("an empty path")
+    if "\x00" in value:
+        raise ValueError("a path with a NUL character")
+    return Path(value)
+
+
+def _column_name(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("an empty column name")
+    return value
+
+
+FilePath = Annotated[Path, BeforeValidator(_path_text), Field(strict=False)]
+Column = Annotated[str, BeforeValidator(_column_name)]
 
 
 class DataSection(_Section):
-    path: Path
-    text_column: str = "text"
-    id_column: str | None = None
-    label_column: str | None = None  # labels already known (they train the model, never go to Label Studio)
-    test: Path | None = None         # an optional labeled test file, for metrics beside the audit sample
-    test_label_column: str = "label"
+    path: FilePath
+    text_column: Column = "text"
+    id_column: Column | None = None
+    label_column: Column | None = None  # labels already known (they train the model, never go to Label Studio)
+    test: FilePath | None = None        # an optional labeled test file, for metrics beside the audit sample
+    test_label_column: Column = "label"
     skip_empty: bool = False
 
 
 class ModelSection(_Section):
-    encoder: Path | None = None      # a local transformer directory; default: the bundled all-MiniLM-L6-v2
-    cache_dir: Path | None = None    # embedding cache; default $LABELLOOP_CACHE_DIR or ~/.cache/labelloop
-    C: Annotated[float, Field(gt=0)] = 10.0
+    encoder: FilePath | None = None      # a local transformer directory; default: the bundled all-MiniLM-L6-v2
+    cache_dir: FilePath | None = None    # embedding cache; default $LABELLOOP_CACHE_DIR or ~/.cache/labelloop
+    C: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
     neighbours: Annotated[int, Field(ge=0, le=1000)] = DEFAULT_SMOOTHING.k  # 0: train on raw embeddings
-    neighbour_weight: Annotated[float, Field(ge=0, le=10)] = DEFAULT_SMOOTHING.weight
+    neighbour_weight: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = DEFAULT_SMOOTHING.weight
 
     @property
     def smoothing(self) -> NeighbourSmoothing:
@@ -78,9 +108,37 @@ class StopSection(_Section):
 
 
 class LabelStudioSection(_Section):
-    project: str | int
+    project: str | int  # a title, or an id: a positive integer or a string of ASCII digits
     url: str | None = None  # default: $LABEL_STUDIO_URL
     batch_size: Annotated[int, Field(ge=1, le=5000)] = 250
+
+    @field_validator("project", mode="before")
+    @classmethod
+    def _project(cls, v: object) -> object:
+        # bool is an int in Python: checked first, or ``project = true`` would mean project 1.
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            raise ValueError(f"expected a project title (a string) or id (a positive integer), got "
+                             f"{type(v).__name__} {v!r}")
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError(f"a project id is a positive integer, got {v}")
+            return v
+        if not v.strip():
+            raise ValueError("an empty project title")
+        if v != v.strip():
+            raise ValueError(f"the project title {v!r} has leading or trailing spaces")
+        if any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValueError("the project title contains a control character (a newline?)")
+        if v.isdigit() and not (v.isascii() and int(v) > 0):  # "²" or "０" are digits to str, not ids
+            raise ValueError(f"{v!r} is neither a project id (ASCII digits, > 0) nor a usable title")
+        return v
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url(cls, v: object) -> object:
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("an empty URL; remove the line to use $LABEL_STUDIO_URL")
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -94,7 +152,7 @@ class LabelStudioSection(_Section):
 
 
 class StateSection(_Section):
-    path: Path = Path("labelloop.db")
+    path: FilePath = Path("labelloop.db")
 
 
 class Config(_Section):
@@ -128,6 +186,11 @@ class Config(_Section):
         })
 
 
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _one_line(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
@@ -137,26 +200,65 @@ def _one_line(err: ValidationError) -> str:
             msg = "unknown setting (misspelt?)"
         elif e["type"] == "missing":
             msg = "required setting is missing"
+        elif e["type"].endswith(("_type", "_parsing")):  # say what was given: `true` is not a number
+            msg += f" (got {type(e['input']).__name__} {_short(e['input'])})"
         parts.append(f"{where}: {msg}")
     return "; ".join(parts)
+
+
+def parse_config(text: str, source: str | Path) -> Config:
+    """Validate TOML ``text`` (paths left relative); every problem is one :class:`ConfigError` line."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_one_line(exc)}") from None
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate ``path``; every problem is one :class:`ConfigError` line naming the setting."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found; `labelloop init` writes an example")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise ConfigError(f"{path}: a broken or looping symbolic link") from None
+        raise ConfigError(f"{path}: config file not found; `labelloop init` writes an example") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"{path}: a symbolic link loop") from None
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {_one_line(exc)}") from None
-    return config.resolved(path.resolve().parent)
+    return parse_config(text.removeprefix("\ufeff"), path).resolved(path.resolve().parent)
+
+
+def example_config(*, labels: Sequence[str], data: str, project: str | int, text_column: str = "text",
+                   id_column: str | None = None, label_column: str | None = None) -> str:
+    """The commented example ``labelloop.toml`` with these values, each rendered by tomlkit (quotes,
+    backslashes and newlines escaped: a value can never add a setting). Not validated here."""
+    import tomlkit
+
+    def val(v: object) -> str:
+        return tomlkit.item(v).as_string()
+
+    def opt(key: str, v: str | None, default: str, comment: str) -> str:
+        line = f"{key} = {val(v if v is not None else default)}"
+        return f"{'' if v is not None else '# '}{line:<26} # {comment}"
+
+    return EXAMPLE.format(
+        labels=val(list(labels)), data=val(data), project=val(project), text_column=val(text_column),
+        id_line=opt("id_column", id_column, "id", "stable ids; without it ids are derived from the text"),
+        label_line=opt("label_column", label_column, "label",
+                       "labels you already have: they train the model, nobody labels them again"),
+        strategy=val(DEFAULT_STRATEGY), strategies=", ".join(STRATEGIES))
 
 
 EXAMPLE = """\
@@ -168,21 +270,21 @@ EXAMPLE = """\
 labels = {labels}
 
 [data]
-path = "{data}"              # CSV, TSV, JSONL or Parquet: the texts to label
-text_column = "text"
-# id_column = "id"           # stable ids; without it ids are derived from the text
-# label_column = "label"     # labels you already have: they train the model, nobody labels them again
+path = {data}              # CSV, TSV, JSONL or Parquet: the texts to label
+text_column = {text_column}
+{id_line}
+{label_line}
 # test = "test.csv"          # optional labeled test file, reported beside the audit sample
 # test_label_column = "label"
 # skip_empty = false         # true: drop empty texts with a warning instead of failing
 
 [labelstudio]
-project = "{project}"        # project title (created with the label set if missing) or numeric id
+project = {project}        # project title (created with the label set if missing) or numeric id
 # url = "http://127.0.0.1:18080"   # default: $LABEL_STUDIO_URL
 # batch_size = 250           # tasks per import request
 
 [loop]
-strategy = "{strategy}"      # {strategies}
+strategy = {strategy}      # {strategies}
 queue_target = 50            # tasks waiting for annotators after each sync: what they label between runs
 budget = 2000                # texts sent for labeling, in all (audit sample included)
 retrain_every = 20           # new labels needed before the model is retrained

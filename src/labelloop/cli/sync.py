@@ -7,18 +7,16 @@ nothing; cron may simply try again at the next tick.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..config import EXAMPLE, load_config
+from ..config import load_config
 from ..errors import LabelloopError
-from ..strategies import DEFAULT_STRATEGY, STRATEGIES
 from . import app
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The campaign's labelloop.toml.")]
@@ -28,19 +26,53 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The campaign's 
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the example config.")] = Path("labelloop.toml"),
     data: Annotated[str, typer.Option(help="The texts to label (CSV, JSONL or Parquet).")] = "texts.csv",
-    labels: Annotated[str, typer.Option(help="Comma-separated label set.")] = "billing,bug,other",
+    labels: Annotated[Optional[str], typer.Option(
+        help="Comma-separated label set (default: the data's labels when it has a label column, else "
+             "billing,bug,other).")] = None,
     project: Annotated[str, typer.Option(help="Label Studio project title or id.")] = "labelloop",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented labelloop.toml to start a campaign from."""
-    if path.exists() and not force:
+    """Write a commented labelloop.toml to start a campaign from.
+
+    When the data file exists, its id, text and label columns are detected and written. The
+    file is validated before it is written, and written atomically: a refused init leaves nothing.
+    """
+    from ..config import example_config, parse_config
+    from ..data import inspect_data
+    from ..outputs import atomic_write, check_output
+
+    console = Console(stderr=True, soft_wrap=True)
+    path = path.expanduser()
+    if not path.parent.is_dir():
+        raise LabelloopError(f"{path}: folder {path.parent} does not exist; create it first")
+    if path.exists() and not path.is_dir() and not force:
         raise LabelloopError(f"{path} exists; pass --force to overwrite it")
-    names = [s.strip() for s in labels.split(",") if s.strip()]
-    path.write_text(EXAMPLE.format(labels=json.dumps(names), data=data, project=project,
-                                   strategy=DEFAULT_STRATEGY, strategies=", ".join(STRATEGIES)), encoding="utf-8")
-    load_config(path)  # the example must itself be valid
-    Console(stderr=True).print(f"Wrote {path}. Set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY, then run "
-                               f"`labelloop sync --config {path}` (e.g. every 5 minutes from cron).")
+    check_output(path, "PATH")
+    data_path = Path(data).expanduser()
+    found = inspect_data(data_path if data_path.is_absolute() else path.parent / data_path) if data else None
+    if found is not None and found.problem:
+        console.print(f"[yellow]warning:[/] {found.problem}", highlight=False)
+    names = [s.strip() for s in labels.split(",") if s.strip()] if labels is not None else []
+    if labels is None:
+        names = found.labels if found is not None and 2 <= len(found.labels) <= 100 else ["billing", "bug", "other"]
+    columns = found.columns if found is not None else {}
+    text = example_config(labels=names, data=data, project=project, text_column=columns.get("text", "text"),
+                          id_column=columns.get("id"), label_column=columns.get("label"))
+    config = parse_config(text, path)  # validated before anything is written
+    if found is not None and found.rows is not None and config.loop.budget > found.rows:
+        console.print(f"[yellow]warning:[/] loop.budget {config.loop.budget} exceeds the {found.rows} text(s) in "
+                      f"{data}; lower it in {path}", highlight=False)
+    if found is not None and found.labels and labels is not None:
+        extra = sorted(set(found.labels) - set(config.labels))
+        if extra:
+            console.print(f"[yellow]warning:[/] {data} has label(s) not in --labels: {', '.join(extra[:10])}"
+                          f"{' …' if len(extra) > 10 else ''}", highlight=False)
+    with atomic_write(path, option="PATH") as fh:
+        fh.write(text)
+    detected = ", ".join(f"{role} column {name!r}" for role, name in columns.items())
+    console.print(f"Wrote {path}{f' (detected {detected})' if detected else ''}. Set LABEL_STUDIO_URL and "
+                  f"LABEL_STUDIO_API_KEY, then run `labelloop sync --config {path}` (e.g. every 5 minutes "
+                  f"from cron).", highlight=False)
 
 
 @app.command("sync")
@@ -102,9 +134,11 @@ def report(
                    ] = Path("labelloop-report.md"),
 ) -> None:
     """Write a report: learning curve over rounds, per-class F1, most confused pairs, disagreements, throughput."""
+    from ..outputs import check_output
     from ..report import write_report
 
     cfg = load_config(config)
+    check_output(out, "--out")  # write_report checks again; here it fails before the state is even read
     path = write_report(cfg, out)
     Console(stderr=True).print(f"Wrote {path}")
 
@@ -122,9 +156,11 @@ def predict(
     from ..campaign import latest_head, load_campaign
     from ..data import load_pool
     from ..featurize import featurize
+    from ..outputs import atomic_write, check_output
     from ..store import Store
 
     cfg = load_config(config)
+    out = check_output(out, "--out")  # before the embedding work, not after
     with Store.open_existing(cfg.state.path) as store:
         last, head = latest_head(store)
     if head is None:
@@ -137,12 +173,9 @@ def predict(
     f = featurize(campaign.pool.texts, pool.texts, model=cfg.model.encoder, cache_dir=cfg.model.cache_dir,
                   smoothing=cfg.model.smoothing, smooth_pool=False, progress=True)
     probs = head.predict_proba(f.others[0])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_write(out, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "label", "confidence", "model_version"])
         for i, p in zip(pool.ids, probs, strict=True):
             w.writerow([i, cfg.labels[int(np.argmax(p))], f"{float(np.max(p)):.4f}", last.model_version])
-    tmp.replace(out)
     Console(stderr=True).print(f"Wrote {len(pool)} predictions of model {last.model_version} to {out}")

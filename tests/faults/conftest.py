@@ -1,0 +1,3 @@
+"""Fixtures of the fault suite (helpers live in faulthelpers.py)."""
+
+from faulthelpers import tmpfs  # noqa: F401  (a fixture)
