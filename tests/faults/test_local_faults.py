@@ -87,7 +87,7 @@ def test_init_refuses_a_newline_that_would_add_a_setting_and_leaves_no_file(tmp_
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--labels", "only-one"], "labels: needs at least two labels"),
+    (["--labels", "only-one"], "labels: a label set needs at least two labels"),
     (["--labels", "a,a"], "duplicate labels"),
     (["--project", ""], "an empty project title"),
 ])
