@@ -26,7 +26,7 @@ from .config import Config
 from .data import load_pool
 from .errors import LabelloopError
 from .head import Head
-from .labelstudio import AnnotationRecord, Resolution, live_annotations
+from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
 from .store import RoundRow, Store
 from .sync import Campaign, current_advice, load_campaign
 
