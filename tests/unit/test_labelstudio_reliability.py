@@ -14,12 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_labelstudio_connector import KEY, FakeLS, connector, items, record
 
 from labelloop.cli.labelstudio import append_records, read_records
 from labelloop.errors import DataError
 from labelloop.labelstudio import Connector, LabelStudioInputError
 from labelloop.labelstudio.payloads import duplicate_plan
-from test_labelstudio_connector import KEY, FakeLS, connector, items, record
 
 
 class StallingLS(FakeLS):
@@ -116,10 +116,10 @@ def http_server() -> Iterator[Callable[[Callable[[BaseHTTPRequestHandler], None]
 
     def start(answer: Callable[[BaseHTTPRequestHandler], None]) -> str:
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 answer(self)
 
-            do_POST = do_GET  # noqa: N815
+            do_POST = do_GET
 
             def log_message(self, *args: object) -> None:
                 pass

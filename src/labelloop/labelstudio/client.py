@@ -27,20 +27,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
-
-from ..errors import LabelloopError
 from ..labels import LabelSet
 from .annotations import (
     ID_FIELD,
-    SCAN_MARGIN_SECONDS,
     AnnotationRecord,
     PullCursor,
     PullResult,
@@ -48,7 +42,7 @@ from .annotations import (
     to_timestamp,
 )
 from .errors import LabelStudioError, LabelStudioInputError, ProjectNotFoundError
-from .failures import diagnose, translate
+from .failures import diagnose
 from .labelconfig import check_label_set, labeling_config, parse_config
 from .locks import project_lock
 from .payloads import (
@@ -67,16 +61,16 @@ from .payloads import (
     task_payload,
     tasks_to_fetch,
 )
+from .transport import Session
 
 __all__ = ["Connector", "Progress", "project_lock"]
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
-PAGE_SIZE = 1000
 
 
-class Connector:
-    """A Label Studio server, through ``label-studio-sdk`` 2.x.
+class Connector(Session):
+    """A Label Studio server, through ``label-studio-sdk`` 2.x: projects, push, pull.
 
     ``url`` and ``api_key`` default to ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``, ``timeout``
     to ``LABELLOOP_LS_TIMEOUT`` (seconds) or 60. Both kinds of key work: legacy tokens and personal
@@ -84,74 +78,6 @@ class Connector:
     times with exponential backoff from ``backoff`` seconds; writes never blindly. After an
     uncertain import, ``push`` waits up to ``settle`` seconds for the batch to show up.
     """
-
-    def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout: float | None = None,
-                 retries: int = 3, backoff: float = 0.5, scan_margin: float = SCAN_MARGIN_SECONDS,
-                 settle: float = 15.0, client: Any = None) -> None:
-        self.url = (url or os.environ.get("LABEL_STUDIO_URL") or "").rstrip("/")
-        key = api_key if api_key is not None else os.environ.get("LABEL_STUDIO_API_KEY", "")
-        if client is None and not self.url:
-            raise LabelStudioInputError("no Label Studio URL: set LABEL_STUDIO_URL (e.g. http://127.0.0.1:18080)")
-        if client is None and not key:
-            raise LabelStudioInputError("no API key: set LABEL_STUDIO_API_KEY (from Account & Settings)")
-        parts = urlsplit(self.url)
-        # What messages show: the URL without any user:password@ part.
-        self.display_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if self.url else ""
-        self._secrets = [s for s in (key, parts.password) if s]
-        self.timeout = timeout if timeout is not None else _env_timeout()
-        self.retries = retries
-        self.backoff = backoff
-        self.scan_margin = scan_margin
-        self.settle = settle
-        self._probe = client is None  # a fake client has no server to probe
-        if client is None:
-            from label_studio_sdk import LabelStudio
-
-            # max_retries=0: the SDK would also retry imports, which duplicates tasks. No redirects:
-            # a redirect is a wrong URL to report, and following one may drop the key or change scheme.
-            client = self._call("connecting", lambda: LabelStudio(
-                base_url=self.url, api_key=key, timeout=self.timeout, max_retries=0, follow_redirects=False),
-                retry=False)
-        self._ls = client
-
-    # -- error handling -------------------------------------------------------------------------
-
-    def _redact(self, text: str) -> str:
-        tokens = list(self._secrets)
-        try:  # a JWT key's current access token, if the SDK fetched one
-            access = self._ls._client_wrapper._tokens_client._access_token
-            if access:
-                tokens.append(access)
-        except AttributeError:
-            pass
-        for secret in tokens:
-            text = text.replace(secret, "***")
-        return text
-
-    def _translate(self, exc: Exception, what: str) -> LabelloopError:
-        return translate(exc, what, self.url, self.display_url, min(self.timeout, 10.0), probe=self._probe)
-
-    def _once(self, what: str, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except LabelloopError:
-            raise
-        except Exception as exc:  # noqa: BLE001 (translated, or re-raised if not an SDK or network error)
-            err = self._translate(exc, what)
-        err.args = (self._redact(str(err)),)
-        raise err from None
-
-    def _retrying(self, attempts: int | None = None) -> Retrying:
-        """The one retry policy: transient Label Studio errors, exponential backoff capped at 8 s."""
-        def note(state: Any) -> None:
-            log.info("retrying in %.1f s: %s", state.next_action.sleep, state.outcome.exception())
-        return Retrying(stop=stop_after_attempt(attempts or self.retries + 1), reraise=True,
-                        wait=wait_exponential(multiplier=self.backoff, max=8.0),
-                        retry=retry_if_exception(lambda e: getattr(e, "transient", False)), before_sleep=note)
-
-    def _call(self, what: str, fn: Callable[[], Any], *, retry: bool = True) -> Any:
-        """Run one SDK call; retry transient failures if ``retry`` (reads); one-line, token-free errors."""
-        return self._retrying(None if retry else 1)(self._once, what, fn)
 
     # -- projects -------------------------------------------------------------------------------
 
@@ -226,27 +152,6 @@ class Connector:
         """Make ``model_version``'s predictions the ones Label Studio shows and samples by (idempotent)."""
         self._call(f"setting project {project_id}'s model version",
                    lambda: self._ls.projects.update(project_id, model_version=model_version))
-
-    # -- task listing ---------------------------------------------------------------------------
-
-    def list_tasks(self, project_id: int, what: str, *, page_size: int = PAGE_SIZE, max_rows: int | None = None,
-                   **params: Any) -> list[dict[str, Any]]:
-        """Every task row of the project (or of ``query``), page by page, never asking for a page past
-        the end: the SDK's pager does, and the server logs an error for each such request."""
-        rows: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            def one(n: int = page) -> Any:
-                return self._ls.tasks.list(project=project_id, fields="all", page=n, page_size=page_size,
-                                           **params)
-            got = self._call(f"{what} (page {page})", one)
-            items = list(got.items or [])
-            rows += [as_dict(t) for t in items]
-            total = getattr(got.response, "total", None)
-            if (not items or len(items) < page_size or (total is not None and len(rows) >= total)
-                    or (max_rows is not None and len(rows) >= max_rows)):
-                return rows
-            page += 1
 
     def _task_rows(self, project_id: int) -> list[dict[str, Any]]:
         return self.list_tasks(project_id, f"listing tasks of project {project_id}",
@@ -446,16 +351,3 @@ class Connector:
             return parsedate_to_datetime(date).isoformat() if date else None
         except (TypeError, ValueError):
             return None
-
-
-def _env_timeout() -> float:
-    raw = os.environ.get("LABELLOOP_LS_TIMEOUT", "").strip()
-    if not raw:
-        return 60.0
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise LabelStudioInputError(f"LABELLOOP_LS_TIMEOUT={raw!r} is not a positive number of seconds")
-    return value
