@@ -34,7 +34,7 @@ class FakeLS:
         self.next_id = 100
         self.fail: list[str] = []  # "lost" = commit then lose the response; "down" = refuse the connection
         self.import_calls = 0
-        self.projects = SimpleNamespace(get=self.get, list=lambda **_: [self.project], update=self.update,
+        self.projects = SimpleNamespace(get=self.get, list=self.list_projects, update=self.update,
                                         import_tasks=self.import_tasks,
                                         import_predictions=self.import_predictions)
         self.tasks = SimpleNamespace(list=self.list_tasks, get=self.get_task, delete=self.delete_task)
@@ -45,6 +45,11 @@ class FakeLS:
         if pid != self.project.id:
             raise ApiError(status_code=404, body={"detail": "No Project matches the given query."})
         return self.project
+
+    def list_projects(self, page: int = 1, page_size: int = 100):
+        if page > 1:  # one project: any later page is past the end
+            raise ApiError(status_code=404, body={"detail": "Invalid page."})
+        return SimpleNamespace(items=[self.project], response=SimpleNamespace(count=1))
 
     def update(self, pid: int, model_version: str):
         self.project.model_version = model_version

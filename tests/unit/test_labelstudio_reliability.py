@@ -191,3 +191,7 @@ def test_a_real_missing_project_is_still_a_missing_project(http_server) -> None:
         else:
             send(h, 404, json.dumps({"detail": "No Project matches the given query."}).encode())
     assert "no Label Studio project 1" in one_line_error(http_server(answer))
+
+
+def test_a_project_found_by_title_lists_only_the_pages_that_exist() -> None:
+    assert connector(FakeLS()).project("fake").id == 7  # the fake answers 404 past the last page

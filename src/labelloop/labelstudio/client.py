@@ -106,7 +106,7 @@ class Connector(Session):
             found = self._call(f"reading project {project}", get)
             return None if found is None else self._info(found)
         # The server ignores ?title= (1.23.2): filter here, on the exact title.
-        everything = self._call("listing projects", lambda: list(self._ls.projects.list(page_size=100)))
+        everything = self.list_projects()
         matches = [p for p in everything if p.title == project]
         if len(matches) > 1:
             raise LabelStudioInputError(f"{len(matches)} projects are titled {project!r} (ids "

@@ -106,24 +106,38 @@ class Session:
 
     # -- task listing ---------------------------------------------------------------------------
 
-    def list_tasks(self, project_id: int, what: str, *, page_size: int = PAGE_SIZE, max_rows: int | None = None,
-                   **params: Any) -> list[dict[str, Any]]:
-        """Every task row of the project (or of ``query``), page by page, never asking for a page past
-        the end: the SDK's pager does, and the server logs an error for each such request."""
-        rows: list[dict[str, Any]] = []
+    def pages(self, what: str, fetch: Callable[[int], Any], *, page_size: int,
+              max_rows: int | None = None) -> list[Any]:
+        """Every item of a paged listing, never asking for a page past the end.
+
+        The SDK's pager asks for one more page after the last (the server answers 404 and logs an
+        ERROR traceback for it), so pages are walked here, up to the ``total`` / ``count`` the
+        server reports, a short page, or ``max_rows``.
+        """
+        out: list[Any] = []
         page = 1
         while True:
-            def one(n: int = page) -> Any:
-                return self._ls.tasks.list(project=project_id, fields="all", page=n, page_size=page_size,
-                                           **params)
-            got = self._call(f"{what} (page {page})", one)
+            got = self._call(f"{what} (page {page})", lambda n=page: fetch(n))
             items = list(got.items or [])
-            rows += [as_dict(t) for t in items]
+            out += items
             total = getattr(got.response, "total", None)
-            if (not items or len(items) < page_size or (total is not None and len(rows) >= total)
-                    or (max_rows is not None and len(rows) >= max_rows)):
-                return rows
+            total = getattr(got.response, "count", None) if total is None else total
+            if (not items or len(items) < page_size or (total is not None and len(out) >= total)
+                    or (max_rows is not None and len(out) >= max_rows)):
+                return out
             page += 1
+
+    def list_tasks(self, project_id: int, what: str, *, page_size: int = PAGE_SIZE, max_rows: int | None = None,
+                   **params: Any) -> list[dict[str, Any]]:
+        """Every task row of the project (or of ``query``), as dicts."""
+        def fetch(n: int) -> Any:
+            return self._ls.tasks.list(project=project_id, fields="all", page=n, page_size=page_size, **params)
+        return [as_dict(t) for t in self.pages(what, fetch, page_size=page_size, max_rows=max_rows)]
+
+    def list_projects(self, page_size: int = 100) -> list[Any]:
+        """Every project the key can see."""
+        return self.pages("listing projects", lambda n: self._ls.projects.list(page=n, page_size=page_size),
+                          page_size=page_size)
 
 
 def _env_timeout() -> float:
