@@ -7,6 +7,8 @@ import pytest
 
 from labelloop.data import Pool, demo_paths, load_pool
 from labelloop.embeddings import Encoder, embed
+from lsfixtures import (Server, connector, ls_server, make_items, pytest_collection_modifyitems,  # noqa: F401
+                        sdk, title)
 
 
 @pytest.fixture(scope="session")

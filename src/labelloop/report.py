@@ -26,9 +26,9 @@ from .config import Config
 from .data import load_pool
 from .errors import LabelloopError
 from .head import Head
-from .outputs import atomic_write, check_output, check_output_dir, staging_dir
-from .labelstudio import AnnotationRecord, Resolution, live_annotations
 from .campaign import Campaign, current_advice, load_campaign
+from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
+from .outputs import atomic_write, check_output, check_output_dir, staging_dir
 from .store import RoundRow, RunRow, Store
 
 __all__ = ["summary", "write_report"]

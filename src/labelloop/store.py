@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LabelloopError
-from .labelstudio import AnnotationRecord, PullCursor, Resolution, resolve
+from .labelstudio.annotations import AnnotationRecord, PullCursor, Resolution, resolve
 
 __all__ = ["Store", "StoreError", "RoundRow", "QueryRow", "RunRow", "SCHEMA_VERSION", "now"]
 

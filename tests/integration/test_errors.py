@@ -35,7 +35,7 @@ def test_personal_access_token_works(ls_server, sdk, title) -> None:
 
 def test_label_set_mismatch_on_reuse(connector, monkeypatch, capsys, ls_server, title) -> None:
     info = connector.ensure_project(title, LABELS)
-    mismatch = r"only in Label Studio \['bug'\], only in ours \['defect'\]"
+    mismatch = r"only in Label Studio: \['bug'\]; only in ours: \['defect'\]"
     with pytest.raises(LabelSetMismatchError, match=mismatch):
         connector.ensure_project(title, ["billing", "defect", "other"])
     code, stderr = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "project", "--project",

@@ -16,7 +16,8 @@ from lshelpers import annotate, relabel
 
 from labelloop.config import load_config
 from labelloop.data import demo_paths
-from labelloop.labelstudio import _as_dict, resolve
+from labelloop.labelstudio import resolve
+from labelloop.labelstudio.client import as_dict as _as_dict
 from labelloop.store import Store
 from labelloop.sync import EXIT_BUSY, sync, sync_lock
 

@@ -34,16 +34,22 @@ class FakeLS:
         self.next_id = 100
         self.fail: list[str] = []  # "lost" = commit then lose the response; "down" = refuse the connection
         self.import_calls = 0
-        self.projects = SimpleNamespace(get=self.get, list=lambda **_: [self.project], update=self.update,
+        self.projects = SimpleNamespace(get=self.get, list=self.list_projects, update=self.update,
                                         import_tasks=self.import_tasks,
                                         import_predictions=self.import_predictions)
-        self.tasks = SimpleNamespace(list=self.list_tasks)
+        self.tasks = SimpleNamespace(list=self.list_tasks, get=self.get_task, delete=self.delete_task)
         self.users = SimpleNamespace(list=list)
+        self.pages_asked: list[int] = []
 
     def get(self, pid: int):
         if pid != self.project.id:
             raise ApiError(status_code=404, body={"detail": "No Project matches the given query."})
         return self.project
+
+    def list_projects(self, page: int = 1, page_size: int = 100):
+        if page > 1:  # one project: any later page is past the end
+            raise ApiError(status_code=404, body={"detail": "Invalid page."})
+        return SimpleNamespace(items=[self.project], response=SimpleNamespace(count=1))
 
     def update(self, pid: int, model_version: str):
         self.project.model_version = model_version
@@ -73,10 +79,24 @@ class FakeLS:
                 self.tasks_by_id[p["task"]]["predictions"].append(p)
         self._maybe_fail(commit)
 
-    def list_tasks(self, project: int, fields: str, include: str, page_size: int, query=None):
-        return [{"id": t["id"], "data": t["data"], "meta": t["meta"],
-                 "predictions_model_versions": ",".join(p["model_version"] for p in t["predictions"])}
-                for t in self.tasks_by_id.values()]
+    def list_tasks(self, project: int, fields: str, include: str, page_size: int, page: int = 1, query=None):
+        """One page, like the SDK's raw call: a page past the end is a 404 (the server logs an error)."""
+        self.pages_asked.append(page)
+        rows = [{"id": t["id"], "data": t["data"], "meta": t["meta"],
+                 "predictions_model_versions": ",".join(p["model_version"] for p in t["predictions"]),
+                 "annotations_ids": ",".join(str(a) for a in t.get("annotations", []))}
+                for t in sorted(self.tasks_by_id.values(), key=lambda t: t["id"])]
+        if page > 1 and (page - 1) * page_size >= len(rows):
+            raise ApiError(status_code=404, body={"detail": "Invalid page."})
+        items = rows[(page - 1) * page_size : page * page_size]
+        return SimpleNamespace(items=items, response=SimpleNamespace(total=len(rows)))
+
+    def get_task(self, task_id: int):
+        t = self.tasks_by_id[task_id]
+        return {"id": task_id, "total_annotations": len(t.get("annotations", [])), "cancelled_annotations": 0}
+
+    def delete_task(self, task_id: int) -> None:
+        del self.tasks_by_id[task_id]
 
     def our_ids(self) -> list[str]:
         return sorted(t["data"]["labelloop_id"] for t in self.tasks_by_id.values())
@@ -88,7 +108,7 @@ def items(n: int) -> list[PushItem]:
 
 
 def connector(fake: FakeLS, retries: int = 2) -> Connector:
-    return Connector("http://fake", KEY, client=fake, retries=retries, backoff=0)
+    return Connector("http://fake", KEY, client=fake, retries=retries, backoff=0, settle=0)
 
 
 def test_push_after_a_lost_response_does_not_duplicate() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from labelloop.labels import LabelSetError
 from labelloop.labelstudio import (ChoicesConfig, LabelSetMismatchError, LabelStudioInputError, PullCursor,
                                    PushItem, UnknownChoiceError, check_label_set, diff_task,
                                    existing_from_tasks, labeling_config, parse_config, resolve, task_payload,
@@ -37,13 +38,16 @@ def test_config_round_trips_labels_that_need_escaping() -> None:
     assert 'choice="single"' in xml
 
 
-def test_config_rejects_bad_label_sets() -> None:
-    with pytest.raises(LabelStudioInputError, match="empty"):
+def test_config_rejects_bad_label_sets_by_the_label_set_rules() -> None:
+    with pytest.raises(LabelSetError, match="at least two labels"):
         labeling_config([])
-    with pytest.raises(LabelStudioInputError, match="duplicate"):
+    with pytest.raises(LabelSetError, match="at least two labels"):
+        labeling_config(["only"])
+    with pytest.raises(LabelSetError, match="duplicate"):
         labeling_config(["a", "b", "a"])
-    with pytest.raises(LabelStudioInputError, match="spaces"):
-        labeling_config(["a", " b"])
+    with pytest.raises(LabelSetError, match="control characters"):
+        labeling_config(["a", "b\tc"])
+    assert parse_config(labeling_config(["a", " b "])).labels == ("a", "b")  # stripped, as LabelSet does
 
 
 def test_recorded_project_config_is_read(config: ChoicesConfig) -> None:
@@ -73,12 +77,14 @@ def test_parse_config_refuses_what_is_not_single_choice_text_classification(xml:
         parse_config(xml)
 
 
-def test_label_set_mismatch_lists_both_sides(config: ChoicesConfig) -> None:
+def test_label_set_mismatch_names_only_the_difference(config: ChoicesConfig) -> None:
     ours = [c for c in config.labels if c != "app_bug"] + ["shipping_delay"]
     with pytest.raises(LabelSetMismatchError) as err:
         check_label_set(config, ours, "project 3 'smoke'")
     msg = str(err.value)
-    assert "only in Label Studio ['app_bug']" in msg and "only in ours ['shipping_delay']" in msg
+    assert "only in Label Studio: ['app_bug']" in msg and "only in ours: ['shipping_delay']" in msg
+    common = next(c for c in config.labels if c != "app_bug")
+    assert repr(common) not in msg  # only what differs, never both whole lists
     assert "\n" not in msg and err.value.exit_code == 2
     check_label_set(config, list(reversed(config.labels)), "project 3")  # order does not matter
 

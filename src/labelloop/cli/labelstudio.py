@@ -20,11 +20,12 @@ from rich.progress import TextColumn as ProgressText
 
 from ..data import Pool, load_pool
 from ..errors import DataError, LabelloopError
+from ..campaign import push_picks
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import featurize
 from ..labels import LabelSet
 from ..labelstudio import ID_FIELD, AnnotationRecord, Connector, PullCursor, PushItem, resolve
-from ..campaign import push_picks
+from ..labelstudio.locks import output_lock
 from ..learner import ActiveLearner
 from ..strategies import DEFAULT_STRATEGY
 from . import app
@@ -47,25 +48,38 @@ def _bar(console: Console) -> Progress:
                     TimeElapsedColumn(), console=console)
 
 
+RECORD_START = b'{"event": '
+"""How every line of a pull file starts (``json.dumps`` of :meth:`AnnotationRecord.to_dict`)."""
+
+
 def read_records(path: Path, *, repair: bool = False) -> list[AnnotationRecord]:
-    """Records of a pulled JSONL file; a torn last line (crash mid-write) is ignored, cut if ``repair``."""
+    """Records of a pulled JSONL file; a torn last line (crash mid-write) is ignored, cut if ``repair``.
+
+    Every complete line must be a record, and a torn tail must start like one, before anything
+    is cut: a file that is not a pull file is refused untouched.
+    """
     if not path.exists():
         return []
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; --out needs a file")
     raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        cut = raw.rfind(b"\n") + 1
-        if repair:
-            with open(path, "r+b") as fh:
-                fh.truncate(cut)
-        raw = raw[:cut]
+    cut = raw.rfind(b"\n") + 1
+    complete, tail = raw[:cut], raw[cut:]
     out = []
-    for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+    for n, line in enumerate(complete.split(b"\n"), 1):
         if not line.strip():
             continue
         try:
             out.append(AnnotationRecord.from_dict(json.loads(line)))
         except (ValueError, TypeError, AttributeError) as exc:
-            raise DataError(f"{path}:{n}: not a labelloop pull record ({exc})") from None
+            raise DataError(f"{path}:{n}: not a labelloop pull record ({exc}); use a new --out") from None
+    if tail:
+        n = complete.count(b"\n") + 1
+        if not (tail.startswith(RECORD_START) or RECORD_START.startswith(tail)):
+            raise DataError(f"{path}:{n}: not a labelloop pull record (and no final newline); use a new --out")
+        if repair:
+            with open(path, "r+b") as fh:
+                fh.truncate(cut)
     return out
 
 
@@ -222,18 +236,22 @@ def pull(
     the label set fails the pull without writing anything.
     """
     console = Console(stderr=True, soft_wrap=True)
+    if out.is_dir():
+        raise DataError(f"{out} is a directory; --out needs a file")
     ls = Connector(url)
     info = ls.project(project)
-    before = read_records(out, repair=True)
-    other = {r.project for r in before} - {info.id}
-    if other:
-        raise DataError(f"{out} holds records of project(s) {sorted(other)}, not {info.id}; use a new --out")
-    with _bar(console) as bar:
-        task = bar.add_task("pulling", total=None)
-        result = ls.pull(info.id, PullCursor.from_records(before, read_scan_mark(out, info.id)),
-                         progress=lambda done, total: bar.update(task, completed=done, total=total))
-    append_records(out, result.records)
-    write_scan_mark(out, info.id, result.cursor.scanned_at)
+    # One puller per file at a time: the file is the cursor, so two at once would append every record twice.
+    with output_lock(out):
+        before = read_records(out, repair=True)  # verifies every line before cutting a torn one
+        other = {r.project for r in before} - {info.id}
+        if other:
+            raise DataError(f"{out} holds records of project(s) {sorted(other)}, not {info.id}; use a new --out")
+        with _bar(console) as bar:
+            task = bar.add_task("pulling", total=None)
+            result = ls.pull(info.id, PullCursor.from_records(before, read_scan_mark(out, info.id)),
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+        append_records(out, result.records)
+        write_scan_mark(out, info.id, result.cursor.scanned_at)
     events = Counter(r.event for r in result.records)
     resolved = resolve(before + result.records)
     labeled = sum(r.label is not None for r in resolved.values())

@@ -1,5 +1,7 @@
 """One real Label Studio for the whole test session, started by scripts/labelstudio.py and always stopped.
 
+Shared by the integration and fault suites through tests/conftest.py, so one session starts one server.
+
 The first run installs Label Studio into .venv-ls (≈ 2–3 min); start-up then takes ≈ 40–110 s
 cold (migrations), ≈ 10 s warm. A failed install or start fails the tests loudly; set
 ``LABELLOOP_SKIP_LABELSTUDIO=1`` to skip them on purpose. The port is 18090 (not the
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "labelstudio.py"
 LS_VENV = Path(os.environ.get("LABELLOOP_LS_VENV", ROOT / ".venv-ls"))  # where the script keeps its state
 SKIP = os.environ.get("LABELLOOP_SKIP_LABELSTUDIO") == "1"

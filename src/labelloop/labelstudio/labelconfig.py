@@ -1,0 +1,82 @@
+"""The labeling config labelloop works with: one single-choice ``<Choices>`` over one text.
+
+Built and read through label-studio-sdk's own :class:`~label_studio_sdk.label_interface.LabelInterface`,
+so we parse configs the way Label Studio does (aliases, escaping, object tags). The SDK is imported
+inside the functions: this module stays importable where only the core of labelloop is installed.
+The label-set rules are :class:`labelloop.labels.LabelSet`'s, nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..labels import LabelSet
+from .errors import LabelSetMismatchError, LabelStudioInputError
+
+__all__ = ["ChoicesConfig", "check_label_set", "labeling_config", "parse_config"]
+
+
+@dataclass(frozen=True)
+class ChoicesConfig:
+    """What we need from a text-classification labeling config."""
+
+    labels: tuple[str, ...]
+    from_name: str = "label"
+    to_name: str = "text"
+    text_key: str = "text"
+
+
+def labeling_config(labels: Sequence[str], *, from_name: str = "label", to_name: str = "text",
+                    text_key: str = "text") -> str:
+    """A single-choice text-classification config; the labels must form a :class:`LabelSet`."""
+    from label_studio_sdk.label_interface import LabelInterface
+    from label_studio_sdk.label_interface.create import choices
+
+    names = list(LabelSet(labels))
+    tags = {to_name: ("Text", {"value": f"${text_key}"}, ()),
+            from_name: choices(names, toName=to_name, choice="single", showInline="false")}
+    return str(LabelInterface.create(tags)).rstrip("\n") + "\n"
+
+
+def _interface(xml: str, where: str) -> Any:
+    from label_studio_sdk.label_interface import LabelInterface
+
+    if not xml or not xml.strip():
+        raise LabelStudioInputError(f"{where} has an empty labeling config")
+    try:
+        return LabelInterface(xml)
+    except Exception as exc:  # noqa: BLE001 (the SDK raises lxml syntax errors, or plain Exception)
+        reason = " ".join(str(exc).split())[:200]
+        raise LabelStudioInputError(f"{where} is not valid XML: {reason}") from None
+
+
+def parse_config(xml: str, where: str = "the labeling config") -> ChoicesConfig:
+    """Read the one ``<Choices>`` tag and the text it labels; anything else is an input error."""
+    li = _interface(xml, where)
+    tags = [c for c in li.controls if c.tag == "Choices"]
+    if len(tags) != 1:
+        raise LabelStudioInputError(f"{where} has {len(tags)} <Choices> tags; labelloop needs exactly one "
+                                    f"(single-choice text classification)")
+    tag = tags[0]
+    choice = tag.attr.get("choice", "single")
+    if choice != "single":
+        raise LabelStudioInputError(f"{where}: <Choices choice={choice!r}>; labelloop needs "
+                                    f'choice="single"')
+    to_name = tag.attr.get("toName", "")
+    target = next((o for o in li.objects if o.name == to_name), None)
+    value = str(getattr(target, "value", "") or "")
+    if not value.startswith("$"):
+        raise LabelStudioInputError(f"{where}: <Choices toName={to_name!r}> does not point at a tag with "
+                                    f'value="$field"')
+    return ChoicesConfig(labels=tuple(tag.labels), from_name=tag.name, to_name=to_name, text_key=value[1:])
+
+
+def check_label_set(config: ChoicesConfig, labels: Sequence[str], where: str) -> None:
+    """Fail naming only what differs when the project's choices are not exactly ``labels`` (order is free)."""
+    ours = labels if isinstance(labels, LabelSet) else LabelSet(labels)
+    if not ours.same_labels(config.labels):
+        raise LabelSetMismatchError(
+            f"{where} has a different label set ({ours.difference(config.labels, theirs='Label Studio')}); "
+            f"fix the labels or use another project (labelloop never relabels a project)")
