@@ -7,6 +7,8 @@ land in the shell history.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 import os
 from collections import Counter
@@ -24,11 +26,14 @@ from ..campaign import push_picks
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import featurize
 from ..labels import LabelSet
-from ..labelstudio import ID_FIELD, AnnotationRecord, Connector, PullCursor, PushItem, resolve
+from ..labelstudio import ID_FIELD, AnnotationRecord, PullCursor, PushItem, ProjectInfo, resolve
 from ..labelstudio.locks import output_lock
 from ..learner import ActiveLearner
 from ..strategies import DEFAULT_STRATEGY
 from . import app
+
+if TYPE_CHECKING:
+    from ..labelstudio import Connector
 from ._common import (CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, StrategyOpt,
                       TextColumn)
 
@@ -37,6 +42,13 @@ UrlOpt = Annotated[Optional[str], typer.Option(
     "--url", help="Label Studio URL (default: $LABEL_STUDIO_URL); the key comes from $LABEL_STUDIO_API_KEY.")]
 LabelsOpt = Annotated[Optional[str], typer.Option(
     "--labels", help="Comma-separated label set (default: the project's choices, else the data's labels).")]
+
+
+def _connector(url: str | None) -> Connector:
+    """The client, imported on use: ``simulate`` and the rest of the core run without the SDK installed."""
+    from ..labelstudio import Connector
+
+    return Connector(url)
 
 
 def _labels(arg: str | None) -> list[str] | None:
@@ -119,7 +131,7 @@ def write_scan_mark(out: Path, project: int, scanned_at: str | None) -> None:
 @app.command("project")
 def project_cmd(project: ProjectOpt, labels: LabelsOpt = None, url: UrlOpt = None) -> None:
     """Create the project (single-choice text classification) or check an existing one's label set."""
-    info = Connector(url).ensure_project(project, _labels(labels))
+    info = _connector(url).ensure_project(project, _labels(labels))
     Console(stderr=True, soft_wrap=True).print(
         f"{'Created' if info.created else 'Found'} project {info.id} {info.title!r} with "
         f"{len(info.labels)} labels: {', '.join(info.labels)}")
@@ -163,7 +175,7 @@ def push(
         raise LabelloopError("--n and --batch-size must be ≥ 1")
     pool = load_pool(data, text_column, label_column, id_column, skip_empty=skip_empty)
     known = _known_labels(pool, labels_file, console)
-    ls = Connector(url)
+    ls = _connector(url)
     info = _project_for(ls, project, labels, known, data)
     classes = LabelSet(info.labels)
     outside = classes.unknown(known.values())
@@ -212,7 +224,8 @@ def _known_labels(pool: Pool, labels_file: Path | None, console: Console) -> dic
     return known
 
 
-def _project_for(ls: Connector, project: str, labels: str | None, known: dict[str, str], data: Path):
+def _project_for(ls: Connector, project: str, labels: str | None, known: dict[str, str],
+                 data: Path) -> ProjectInfo:
     """The project, created with ``--labels`` (or the data's labels) when it does not exist yet."""
     wanted = _labels(labels)
     if wanted is None and ls.find_project(project) is None:
@@ -238,7 +251,7 @@ def pull(
     console = Console(stderr=True, soft_wrap=True)
     if out.is_dir():
         raise DataError(f"{out} is a directory; --out needs a file")
-    ls = Connector(url)
+    ls = _connector(url)
     info = ls.project(project)
     # One puller per file at a time: the file is the cursor, so two at once would append every record twice.
     with output_lock(out):
