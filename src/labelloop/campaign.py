@@ -25,11 +25,12 @@ from .errors import DataError
 from .head import Head
 from .labels import LabelSet
 from .learner import ActiveLearner, Pick
+from .review import Escalation, plan_overlap
 from .stopping import Advice, agreement, audit_metrics, stop_advice
 from .store import QueryRow, RoundRow, Store, StoreError, now
 
 __all__ = ["Campaign", "load_campaign", "register", "ingest", "training_labels", "train_if_due", "select",
-           "current_advice", "latest_head", "push_picks", "COLD_START_VERSION", "text_hash"]
+           "current_advice", "latest_head", "push_picks", "suspects_to_send", "COLD_START_VERSION", "text_hash"]
 
 COLD_START_VERSION = "labelloop-cold-start"
 
@@ -138,7 +139,9 @@ def register(store: Store, campaign: Campaign, project_id: int) -> None:
     if first:
         rng = np.random.default_rng(cfg.loop.seed)
         unlabeled = [r for r in new_rows if pool.labels[r] is None]
-        n_audit = min(math.ceil(cfg.loop.audit_fraction * cfg.loop.budget), len(unlabeled) // 4)
+        # Sized from what can be sent: a budget larger than the pool must not reserve texts never sent.
+        sendable = min(cfg.loop.budget, len(unlabeled))
+        n_audit = min(math.ceil(cfg.loop.audit_fraction * sendable), len(unlabeled) // 4)
         order = rng.permutation(len(unlabeled))
         audit = {pool.ids[unlabeled[k]] for k in order[:n_audit]}
         stop_set = [pool.ids[unlabeled[k]] for k in order[n_audit : n_audit + cfg.stop.stop_set_size]]
@@ -263,6 +266,13 @@ def push_picks(learner: ActiveLearner, head: Head | None, known: Mapping[str, st
     return learner.select(head, set(known) | earlier, n, labels=known, n_sent=len(earlier))
 
 
+def _plan_overlap(store: Store, campaign: Campaign, rows: list[QueryRow]) -> list[QueryRow]:
+    q = campaign.config.quality
+    before = [r for r in store.queries() if r.kind == "active"]
+    return plan_overlap(rows, share=q.overlap_share, people=q.annotators_per_task, threshold=q.prefill_confidence,
+                        active_sent=len(before), double_sent=sum(r.overlap > 1 for r in before))
+
+
 def select(store: Store, campaign: Campaign, head: Head | None, model: RoundRow, n: int) -> list[QueryRow]:
     """Choose ``n`` texts (the audit sample's share first) and record them as pending; returns them."""
     sent = store.pushes()
@@ -273,7 +283,41 @@ def select(store: Store, campaign: Campaign, head: Head | None, model: RoundRow,
     strategy = campaign.config.loop.strategy if head is not None else "cold-start"
     picks = campaign.learner.select(head, exclude, n - len(rows), labels=model.train_labels, n_sent=len(sent))
     rows += [_query_row(p, model.round, strategy, model.model_version) for p in picks]
+    rows = _plan_overlap(store, campaign, rows)
     if rows:
         with store.tx():
             store.add_queries(rows)
     return rows
+
+
+def suspects_to_send(store: Store, campaign: Campaign, tasks: Mapping[str, tuple[int, int]], n: int,
+                     folds: int = 5) -> list[Escalation]:
+    """Up to ``n`` labels given in Label Studio that confident learning flags as probably wrong (out-of-fold
+    probabilities of the head over every training label), most suspicious first; each text at most once.
+    ``tasks`` maps our id to (task id, overlap)."""
+    from collections import Counter
+
+    from .quality import rank_label_errors
+
+    labels = training_labels(store, campaign)
+    counts = Counter(labels.values())
+    ids = sorted(i for i, lab in labels.items() if counts[lab] >= folds)  # out-of-fold needs one per fold
+    if len({labels[i] for i in ids}) < 2:
+        return []
+    classes, rows = campaign.classes, campaign.index
+    y = np.array([classes.index(labels[i]) for i in ids])
+    ranked = rank_label_errors(campaign.X[[rows[i] for i in ids]], y, len(classes), folds=folds,
+                               seed=campaign.config.loop.seed, C=campaign.config.model.C)
+    res = store.resolutions()
+    seen = {e.item_id for e in store.escalations()}
+    out = []
+    for row in ranked.to_send():
+        i = ids[row]
+        r = res.get(i)
+        if i in seen or i not in tasks or r is None or r.label is None:
+            continue  # labels from the data file, or already re-checked
+        out.append(Escalation(i, tasks[i][0], "suspect", max(tasks[i][1], sum(r.votes.values())) + 1, r.label,
+                              float(ranked.score[row])))
+        if len(out) >= n:
+            break
+    return out

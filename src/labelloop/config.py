@@ -28,6 +28,10 @@ __all__ = ["Config", "ConfigError", "load_config", "parse_config", "example_conf
 STOP_CRITERIA = ("budget", "stabilizing", "plateau")
 
 
+PREFILL_CONFIDENCE = 0.9
+"""The model's guess is pre-selected for annotators only at or above this confidence (see benchmarks/prefill.py)."""
+
+
 class ConfigError(LabelloopError):
     """The config file is missing, unreadable or invalid."""
 
@@ -155,6 +159,28 @@ class StateSection(_Section):
     path: FilePath = Path("labelloop.db")
 
 
+class GuidelinesSection(_Section):
+    path: FilePath | None = None  # Markdown shown to annotators before they label; edits reach the project
+
+
+class QualitySection(_Section):
+    """The human side: overlap, escalation, second opinions, what annotators see pre-selected."""
+
+    overlap_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1  # active tasks labeled by several people
+    annotators_per_task: Annotated[int, Field(ge=2, le=10)] = 2
+    max_annotators: Annotated[int, Field(ge=2, le=20)] = 3  # a tie gets one more annotator up to this many
+    suspects_share: Annotated[float, Field(ge=0.0, le=0.5)] = 0.05  # queue share for second opinions
+    prefill_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = PREFILL_CONFIDENCE
+    max_delete_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2  # refuse a pull deleting more than this
+
+    @model_validator(mode="after")
+    def _caps(self) -> QualitySection:
+        if self.max_annotators < self.annotators_per_task:
+            raise ValueError(f"max_annotators ({self.max_annotators}) is below annotators_per_task "
+                             f"({self.annotators_per_task})")
+        return self
+
+
 class Config(_Section):
     """A validated ``labelloop.toml`` (paths already absolute)."""
 
@@ -165,6 +191,8 @@ class Config(_Section):
     loop: LoopSection = LoopSection()
     stop: StopSection = StopSection()
     state: StateSection = StateSection()
+    guidelines: GuidelinesSection = GuidelinesSection()
+    quality: QualitySection = QualitySection()
 
     @field_validator("labels")
     @classmethod
@@ -183,6 +211,7 @@ class Config(_Section):
             "model": self.model.model_copy(update={"encoder": fix(self.model.encoder),
                                                    "cache_dir": fix(self.model.cache_dir)}),
             "state": self.state.model_copy(update={"path": fix(self.state.path)}),
+            "guidelines": self.guidelines.model_copy(update={"path": fix(self.guidelines.path)}),
         })
 
 
@@ -241,7 +270,8 @@ def load_config(path: str | Path) -> Config:
 
 
 def example_config(*, labels: Sequence[str], data: str, project: str | int, text_column: str = "text",
-                   id_column: str | None = None, label_column: str | None = None) -> str:
+                   id_column: str | None = None, label_column: str | None = None,
+                   guidelines: str | None = None) -> str:
     """The commented example ``labelloop.toml`` with these values, each rendered by tomlkit (quotes,
     backslashes and newlines escaped: a value can never add a setting). Not validated here."""
     import tomlkit
@@ -258,7 +288,10 @@ def example_config(*, labels: Sequence[str], data: str, project: str | int, text
         id_line=opt("id_column", id_column, "id", "stable ids; without it ids are derived from the text"),
         label_line=opt("label_column", label_column, "label",
                        "labels you already have: they train the model, nobody labels them again"),
-        strategy=val(DEFAULT_STRATEGY), strategies=", ".join(STRATEGIES))
+        strategy=val(DEFAULT_STRATEGY), strategies=", ".join(STRATEGIES),
+        guidelines_line=opt("path", guidelines, "guidelines.md",
+                            "Markdown shown to annotators; edits reach the project at the next sync"),
+        prefill=val(PREFILL_CONFIDENCE))
 
 
 EXAMPLE = """\
@@ -309,4 +342,15 @@ neighbour_weight = 0.5
 
 [state]
 path = "labelloop.db"        # SQLite: labels, rounds, pushes, the whole audit ledger
+
+[guidelines]
+{guidelines_line}
+
+[quality]
+overlap_share = 0.1          # share of model-chosen tasks labeled by several people, without the model's guess
+annotators_per_task = 2      # ...by this many people: agreement (kappa) is measured on them
+max_annotators = 3           # a tie gets one more annotator, up to this many; then it waits for a reviewer
+suspects_share = 0.05        # share of each batch that may re-ask labels the model suspects are wrong
+prefill_confidence = {prefill}    # the model's guess is pre-selected only at or above this confidence
+max_delete_share = 0.2       # a pull that would delete more than this share of the campaign's tasks is refused
 """

@@ -15,7 +15,7 @@ import os
 import stat
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -358,6 +358,7 @@ class DataPeek:
     rows: int | None
     labels: list[str]
     problem: str | None = None
+    examples: dict[str, list[str]] = field(default_factory=dict)  # a few texts per label, for guidelines
 
 
 def inspect_data(path: str | Path) -> DataPeek | None:
@@ -387,4 +388,11 @@ def inspect_data(path: str | Path) -> DataPeek | None:
     if "text" not in columns:
         problem = (f"{path} has no obvious text column (columns: {', '.join(map(str, frame.columns))}); "
                    f"set data.text_column")
-    return DataPeek(columns, len(frame), labels, problem)
+    examples: dict[str, list[str]] = {}
+    if labels and "text" in columns:
+        for text, label in zip(frame[columns["text"]], frame[columns["label"]], strict=True):
+            if isinstance(text, str) and isinstance(label, str) and text.strip() and label.strip() in labels:
+                shown = examples.setdefault(label.strip(), [])
+                if len(shown) < 3:
+                    shown.append(text.strip())
+    return DataPeek(columns, len(frame), labels, problem, examples)

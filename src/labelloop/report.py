@@ -1,7 +1,6 @@
-"""What a campaign has done, from its state file: ``labelloop status`` and ``labelloop report``.
+"""What a campaign has done, from its state file: ``labelloop report`` (``status`` is :mod:`labelloop.status`).
 
-:func:`summary` reads the store only (no network, no embedding) so ``status`` is instant;
-:func:`write_report` also embeds the audit or test texts (through the cache) to show where the
+:func:`write_report` embeds the audit or test texts (through the cache) to show where the
 current model fails. The report is built once as a list of blocks and rendered as Markdown or
 as a self-contained HTML page, so the two never drift apart and annotators' texts are escaped
 for each format. Figures come from :mod:`labelloop.plots`, like the notebook's.
@@ -26,9 +25,10 @@ from .config import Config
 from .data import load_pool
 from .errors import LabelloopError
 from .head import Head
-from .campaign import Campaign, current_advice, load_campaign
+from .campaign import Campaign, load_campaign
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
 from .outputs import atomic_write, check_output, check_output_dir, staging_dir
+from .status import summary, who
 from .store import RoundRow, RunRow, Store
 
 __all__ = ["summary", "write_report"]
@@ -40,45 +40,12 @@ TOP_PAIRS = 10
 
 # -- the ledger -------------------------------------------------------------------------------------
 
-def _who(rec: AnnotationRecord) -> str:
-    return rec.annotator_email or (f"user {rec.annotator}" if rec.annotator is not None else "unknown")
-
-
-def _round_info(last: RoundRow | None) -> dict[str, Any]:
-    if last is None:  # only a file whose first sync died before registering: print, do not crash
-        return {"round": None, "model_version": None, "n_labeled": 0, "created_at": None}
-    return {"round": last.round, "model_version": last.model_version, "n_labeled": last.n_labeled,
-            "created_at": last.created_at}
-
-
-def summary(config: Config) -> dict[str, Any]:
-    """Status numbers from the ledger: runs, queue, labels, annotators, last round, metrics, stop advice."""
-    with Store.open_existing(config.state.path) as store:
-        runs = store.runs()
-        res = store.resolutions()
-        last = store.last_round()
-        annotators: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for rec in live_annotations(store.records()):
-            annotators[_who(rec)][1 if rec.skipped else 0] += 1
-        return {
-            "runs": len(runs), "last_run": runs[-1].finished_at if runs else None,
-            "sent": len(store.pushes()), "queue": runs[-1].queue_after if runs else 0,
-            "labeled": sum(r.label is not None for r in res.values()),
-            "skipped": sum(r.skipped > 0 and not r.votes for r in res.values()),
-            "disagreements": sum(r.disagreement for r in res.values()),
-            "round": _round_info(last),
-            "metrics": last.metrics if last else {},
-            "annotators": {k: (v[0], v[1]) for k, v in annotators.items()},
-            "advice": current_advice(store, config),
-        }
-
-
 def _labels_per_day(records: Sequence[AnnotationRecord]) -> dict[str, Counter[str]]:
     """Live labels (skips excluded) per annotator per day they were made: ``{who: {"YYYY-MM-DD": n}}``."""
     per_day: dict[str, Counter[str]] = defaultdict(Counter)
     for rec in live_annotations(records):
         if not rec.skipped and rec.label is not None:
-            per_day[_who(rec)][(rec.created_at or "unknown")[:10]] += 1
+            per_day[who(rec)][(rec.created_at or "unknown")[:10]] += 1
     return dict(per_day)
 
 

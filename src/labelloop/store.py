@@ -28,7 +28,7 @@ import numpy as np
 from .errors import LabelloopError
 from .labelstudio.annotations import AnnotationRecord, PullCursor, Resolution, resolve
 
-__all__ = ["Store", "StoreError", "RoundRow", "QueryRow", "RunRow", "SCHEMA_VERSION", "now"]
+__all__ = ["Store", "StoreError", "RoundRow", "QueryRow", "RunRow", "EscalationRow", "SCHEMA_VERSION", "now"]
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -66,6 +66,21 @@ MIGRATIONS: list[str] = [
     # 2: the pull cursor (each annotation's latest event) by index, not by replaying every event
     """
     CREATE INDEX annotation_events_annotation ON annotation_events (annotation_id, seq);
+    """,
+    # 3: the human side: empty submissions, overlap and pre-annotation per query, guideline versions,
+    # escalations (ties and suspected label errors sent back for another opinion)
+    """
+    ALTER TABLE annotation_events ADD COLUMN empty INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE queries ADD COLUMN overlap INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE queries ADD COLUMN prefilled INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE guidelines (
+        version TEXT PRIMARY KEY, applied_at TEXT NOT NULL, source TEXT NOT NULL, text TEXT NOT NULL);
+    CREATE TABLE escalations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, task_id INTEGER NOT NULL,
+        reason TEXT NOT NULL CHECK (reason IN ('tie', 'suspect')), round INTEGER NOT NULL,
+        overlap INTEGER NOT NULL, raised_at TEXT NOT NULL, label_before TEXT, score REAL,
+        resolved_at TEXT, label_after TEXT, decided_by TEXT);
+    CREATE INDEX escalations_item ON escalations (item_id);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -240,6 +255,26 @@ class QueryRow:
     predicted: str | None = None
     confidence: float | None = None
     status: str = "pending"
+    overlap: int = 1               # people asked to label it
+    prefilled: bool = False        # the model's guess was pre-selected
+
+
+@dataclass(frozen=True)
+class EscalationRow:
+    """A text sent back for one more opinion: a tie, or a label the model suspects is wrong."""
+
+    seq: int
+    item_id: str
+    task_id: int
+    reason: str                    # "tie" or "suspect"
+    round: int
+    overlap: int                   # people asked to label it after the escalation
+    raised_at: str
+    label_before: str | None
+    score: float | None
+    resolved_at: str | None
+    label_after: str | None
+    decided_by: str | None
 
 
 @dataclass(frozen=True)
@@ -432,7 +467,7 @@ class Store:
             event=r["event"], id=r["item_id"], project=0, task_id=r["task_id"], annotation_id=r["annotation_id"],
             label=r["label"], skipped=bool(r["skipped"]), annotator=r["annotator"],
             annotator_email=r["annotator_email"], created_at=r["created_at"], updated_at=r["updated_at"],
-            previous_label=r["previous_label"], task_deleted=bool(r["task_deleted"]))
+            previous_label=r["previous_label"], task_deleted=bool(r["task_deleted"]), empty=bool(r["empty"]))
 
     def records(self, item_ids: Sequence[str] | None = None) -> list[AnnotationRecord]:
         """Every pulled record in order, or only those of ``item_ids``."""
@@ -459,11 +494,11 @@ class Store:
         at = now()
         self.conn.executemany(
             "INSERT INTO annotation_events (run, event, item_id, task_id, annotation_id, label, skipped, annotator, "
-            "annotator_email, created_at, updated_at, previous_label, task_deleted, pulled_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "annotator_email, created_at, updated_at, previous_label, task_deleted, pulled_at, empty) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(run, r.event, r.id, r.task_id, r.annotation_id, r.label, int(r.skipped), r.annotator,
-              r.annotator_email, r.created_at, r.updated_at, r.previous_label, int(r.task_deleted), at)
-             for r in records])
+              r.annotator_email, r.created_at, r.updated_at, r.previous_label, int(r.task_deleted), at,
+              int(r.empty)) for r in records])
         if scanned_at:
             self.set("scanned_at", scanned_at)
         touched = sorted({r.id for r in records})
@@ -530,14 +565,39 @@ class Store:
         at = now()
         self.conn.executemany(
             "INSERT INTO queries (item_id, round, kind, strategy, model_version, score, cluster, predicted, "
-            "confidence, queried_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+            "confidence, queried_at, status, overlap, prefilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
             [(q.item_id, q.round, q.kind, q.strategy, q.model_version, q.score, q.cluster, q.predicted,
-              q.confidence, at) for q in rows])
+              q.confidence, at, q.overlap, int(q.prefilled)) for q in rows])
 
     def queries(self, status: str | None = None) -> list[QueryRow]:
-        sql = ("SELECT item_id, round, kind, strategy, model_version, score, cluster, predicted, confidence, status "
-               "FROM queries" + (" WHERE status = ?" if status else "") + " ORDER BY rowid")
-        return [QueryRow(*r) for r in self.conn.execute(sql, (status,) if status else ())]
+        sql = ("SELECT item_id, round, kind, strategy, model_version, score, cluster, predicted, confidence, status, "
+               "overlap, prefilled FROM queries" + (" WHERE status = ?" if status else "") + " ORDER BY rowid")
+        return [QueryRow(*r[:11], bool(r[11])) for r in self.conn.execute(sql, (status,) if status else ())]
+
+    # -- guidelines and escalations ---------------------------------------------------------------
+
+    def add_guidelines(self, version: str, source: str, text: str, applied_at: str | None = None) -> None:
+        self.conn.execute("INSERT INTO guidelines (version, applied_at, source, text) VALUES (?, ?, ?, ?) "
+                          "ON CONFLICT (version) DO NOTHING", (version, applied_at or now(), source, text))
+
+    def guidelines(self) -> list[tuple[str, str]]:
+        """(version, applied_at) of every guidelines text the project was given, oldest first."""
+        return [(r[0], r[1]) for r in self.conn.execute("SELECT version, applied_at FROM guidelines ORDER BY "
+                                                        "applied_at, rowid")]
+
+    def add_escalation(self, item_id: str, task_id: int, reason: str, round_: int, overlap: int,
+                       label_before: str | None, score: float | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO escalations (item_id, task_id, reason, round, overlap, raised_at, label_before, score) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (item_id, task_id, reason, round_, overlap, now(), label_before, score))
+
+    def resolve_escalation(self, seq: int, label_after: str | None, decided_by: str | None) -> None:
+        self.conn.execute("UPDATE escalations SET resolved_at = ?, label_after = ?, decided_by = ? WHERE seq = ?",
+                          (now(), label_after, decided_by, seq))
+
+    def escalations(self, *, open_only: bool = False) -> list[EscalationRow]:
+        sql = "SELECT * FROM escalations" + (" WHERE resolved_at IS NULL" if open_only else "") + " ORDER BY seq"
+        return [EscalationRow(*r) for r in self.conn.execute(sql)]
 
     def mark_pushed(self, task_ids: dict[str, int], how: str = "pushed") -> None:
         """Record tasks that exist in Label Studio; their queries stop being pending."""

@@ -1,8 +1,10 @@
 """One safe step of a long-running campaign against Label Studio, for cron or a systemd timer.
 
-Each :func:`sync` (1) pulls new and changed labels, (2) retrains when enough labels are new,
-(3) tops the annotators' queue up to ``queue_target`` (never past it), (4) gives tasks still
-waiting the new model's predictions, and (5) writes the run to the ledger, then exits.
+Each :func:`sync` (1) checks the project is still the campaign's and refuses a mass deletion,
+(2) pulls new and changed labels, (3) updates the guidelines, settles second opinions and sends
+ties back for one more, (4) retrains when enough labels are new and sends suspected label errors
+back, (5) tops the annotators' queue up to ``queue_target`` (never past it), (6) gives tasks still
+waiting the new model's predictions, and (7) writes the run to the ledger, then exits.
 
 It is safe to kill at any instant. Selections are written as *pending* before anything is
 sent; the next run pushes pending selections again (Label Studio is checked by our id, so
@@ -22,12 +24,14 @@ from .campaign import (Campaign, current_advice, ingest, latest_head, load_campa
                        train_if_due)
 from .config import Config
 from .errors import LabelloopError
+from .guidelines import Guidelines, read_guidelines
 from .head import Head
-from .labelstudio import Connector, ExistingTask, PushItem
+from .labelstudio import Connector, ExistingTask, ProjectInfo, PushItem
+from .review import Escalation, blind_priority, settled, ties_to_escalate
 from .stopping import Advice
 from .store import QueryRow, RoundRow, Store, StoreError, now
 
-__all__ = ["sync", "SyncReport", "SyncBusy", "sync_lock", "EXIT_BUSY"]
+__all__ = ["sync", "SyncReport", "SyncBusy", "CampaignGuardError", "sync_lock", "EXIT_BUSY"]
 
 EXIT_BUSY = 4
 
@@ -38,6 +42,11 @@ class SyncBusy(LabelloopError):
     """Another sync holds the lock: not an error of this run, just nothing to do."""
 
     exit_code = EXIT_BUSY
+
+
+class CampaignGuardError(LabelloopError):
+    """What Label Studio shows would destroy much of the campaign (a replaced project, a mass deletion):
+    refused, nothing written (exit 2)."""
 
 
 @contextmanager
@@ -71,8 +80,12 @@ class SyncReport:
     predictions_updated: int = 0
     queue_before: int = 0
     queue_after: int = 0
+    escalated: int = 0           # ties sent to one more annotator
+    suspects_sent: int = 0       # suspected label errors sent back for another opinion
+    settled: int = 0             # second opinions that came back with a label
     stopped: str | None = None
     advice: list[Advice] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def message(self) -> str:
@@ -82,6 +95,9 @@ class SyncReport:
                      else f"stopped: {self.stopped}")
         if self.adopted:
             parts.append(f"recovered {self.adopted} task(s) of an interrupted run")
+        if self.escalated or self.suspects_sent or self.settled:
+            parts.append(f"second opinions: {self.escalated} tie(s) and {self.suspects_sent} suspect label(s) sent, "
+                         f"{self.settled} settled")
         if self.predictions_updated:
             parts.append(f"new predictions on {self.predictions_updated} waiting task(s)")
         parts.append(f"queue {self.queue_before} → {self.queue_after}")
@@ -89,11 +105,6 @@ class SyncReport:
 
 
 # -- one sync ---------------------------------------------------------------------------------------
-
-def _push_items(rows: list[QueryRow], campaign: Campaign) -> list[PushItem]:
-    index, texts = campaign.index, campaign.pool.texts
-    return [PushItem(q.item_id, texts[index[q.item_id]], q.predicted, q.confidence, q.cluster) for q in rows]
-
 
 def sync(config: Config, *, campaign: Campaign | None = None, connector: Connector | None = None,
          progress: bool = False, hook: Hook | None = None) -> SyncReport:
@@ -104,22 +115,48 @@ def sync(config: Config, *, campaign: Campaign | None = None, connector: Connect
     with sync_lock(state):
         stored_project = Store.check(state)
         ls = connector or Connector(config.labelstudio.url)  # a missing key fails before minutes of embedding
+        guidelines = read_guidelines(config.guidelines.path) if config.guidelines.path else None
         campaign = campaign or load_campaign(config, progress=progress)
         if stored_project is not None:  # never create a project for a campaign that has one
             found = ls.find_project(config.labelstudio.project)
-            if found is None or found.id != int(stored_project):
-                raise StoreError(f"{state} belongs to Label Studio project {stored_project}, not "
-                                 f"{config.labelstudio.project!r}; use another state.path for another project")
-        info = ls.ensure_project(config.labelstudio.project, config.labels)
+            _check_same_project(found, int(stored_project), state, config, ls.display_url)
+        info = ls.ensure_project(config.labelstudio.project, config.labels,
+                                 instructions=guidelines.html if guidelines else None)
         with Store.open(state) as store:
+            _check_identity(store, info, state)
             with store.tx():
                 register(store, campaign, info.id)
-            return SyncStep(store, ls, info.id, campaign, hook or (lambda step: None)).run(info.model_version)
+                if store.get("project_created_at") is None and info.created_at:
+                    store.set("project_created_at", info.created_at)
+            step = SyncStep(store, ls, info.id, campaign, hook or (lambda s: None))
+            return step.run(info, guidelines)
+
+
+def _check_same_project(found: ProjectInfo | None, stored: int, state: Path, config: Config, url: str) -> None:
+    if found is None:
+        raise CampaignGuardError(
+            f"{state} is the campaign of Label Studio project {stored}, and {url} has no project "
+            f"{config.labelstudio.project!r} any more: was the server restarted with a new data directory? "
+            f"Restore its data; nothing was written")
+    if found.id != stored:
+        raise StoreError(f"{state} belongs to Label Studio project {stored}, not {config.labelstudio.project!r} "
+                         f"(project {found.id}); use another state.path for another project")
+
+
+def _check_identity(store: Store, info: ProjectInfo, state: Path) -> None:
+    """A project recreated under the same title (and maybe the same id) is not the campaign's project."""
+    known = store.get("project_created_at")
+    if known is not None and info.created_at is not None and known != info.created_at:
+        raise CampaignGuardError(
+            f"project {info.id} {info.title!r} was created at {info.created_at}, but this campaign's project was "
+            f"created at {known}: it was replaced (a restarted server with a new data directory?). Its tasks "
+            f"would all count as deleted, so nothing was written; restore the server's data, or start a new "
+            f"campaign with another state.path")
 
 
 @dataclass
 class SyncStep:
-    """The named steps of one sync over an open store: pull, adopt, train, push, refresh, ledger."""
+    """The named steps of one sync over an open store."""
 
     store: Store
     ls: Connector
@@ -129,17 +166,25 @@ class SyncStep:
     existing: dict[str, ExistingTask] = field(default_factory=dict)
     report: SyncReport = field(default_factory=lambda: SyncReport(run=0))
 
-    def run(self, project_version: str | None) -> SyncReport:
+    def run(self, info: ProjectInfo, guidelines: Guidelines | None = None) -> SyncReport:
+        self.guard_deletions()
         self.pull()
         self.adopt()
+        if guidelines is not None:
+            self.apply_guidelines(info, guidelines)
+        model = self.store.last_round()
+        assert model is not None, "register() first"
+        self.second_opinions(model)
         trained = train_if_due(self.store, self.campaign, self.report.run)
         self.report.trained = trained.model_version if trained else None
         model = self.store.last_round()
-        assert model is not None, "register() first"
+        assert model is not None
+        if trained is not None:
+            self.send_back_suspects(model)
         waiting_before = self.queue()
         self.report.queue_before = len(waiting_before)
         self.top_up(model)
-        self.refresh_predictions(model, waiting_before, project_version)
+        self.refresh_predictions(model, waiting_before + self.open_ids(), info.model_version)
         self.finish()
         return self.report
 
@@ -148,8 +193,20 @@ class SyncStep:
         """The latest model, read from the store only when a step needs it (a no-op sync reads none)."""
         return latest_head(self.store)[1]
 
+    def guard_deletions(self) -> None:
+        """(1) Refuse, before anything is written, when most of the campaign's tasks are gone from the project."""
+        self.existing = self.ls.existing(self.project_id)
+        known = self.store.pushes()
+        gone = [i for i in known if i not in self.existing]
+        share = self.campaign.config.quality.max_delete_share
+        if len(gone) > 2 and len(gone) > share * len(known):
+            raise CampaignGuardError(
+                f"{len(gone)} of the campaign's {len(known)} tasks are gone from project {self.project_id} "
+                f"(more than quality.max_delete_share = {share:g}); refusing to record them as deleted, nothing "
+                f"was written. Restore them in Label Studio, or raise max_delete_share if this was intended")
+
     def pull(self) -> None:
-        """(1) The cursor is the stored records, so a pull lands whole or not at all; the run's ledger row
+        """(2) The cursor is the stored records, so a pull lands whole or not at all; the run's ledger row
         is opened with it (a run killed later stays in the ledger, unfinished)."""
         result = self.ls.pull(self.project_id, self.store.cursor())
         with self.store.tx():
@@ -160,7 +217,6 @@ class SyncStep:
 
     def adopt(self) -> None:
         """Tasks in Label Studio that the ledger lacks: pushed by a run killed before it could record them."""
-        self.existing = self.ls.existing(self.project_id)
         known = self.store.pushes()
         found = {i: t.task_id for i, t in self.existing.items() if i not in known}
         if found:
@@ -171,6 +227,19 @@ class SyncStep:
                 self.store.update_run(self.report.run, adopted=len(found))
             self.report.adopted = len(found)
 
+    def apply_guidelines(self, info: ProjectInfo, guidelines: Guidelines) -> None:
+        """(3) The guidelines file, rendered to the project's instructions when it changed; each version in the ledger."""
+        known = [v for v, _ in self.store.guidelines()]
+        if known and known[-1] == guidelines.version and info.instructions:
+            return
+        self.ls.set_instructions(self.project_id, guidelines.html)
+        with self.store.tx():
+            if not known or known[-1] != guidelines.version:
+                self.store.add_guidelines(guidelines.version, guidelines.source, guidelines.markdown)
+
+    def open_ids(self) -> list[str]:
+        return [e.item_id for e in self.store.escalations(open_only=True) if e.item_id in self.existing]
+
     def queue(self) -> list[str]:
         """Texts sent and still waiting: no label, no skip, task not deleted."""
         answered = self.store.resolutions()
@@ -178,10 +247,54 @@ class SyncStep:
 
     def room(self) -> int:
         loop = self.campaign.config.loop
-        return max(0, min(loop.queue_target - len(self.queue()), loop.budget - len(self.store.pushes())))
+        waiting = len(self.queue()) + len(self.open_ids())
+        return max(0, min(loop.queue_target - waiting, loop.budget - len(self.store.pushes())))
+
+    def second_opinions(self, model: RoundRow) -> None:
+        """(3) Settle escalations whose extra opinions are in; send fully answered ties to one more person."""
+        res = self.store.resolutions()
+        opened = self.store.escalations(open_only=True)
+        done = settled(opened, res, self.store.records([e.item_id for e in opened])) if opened else []
+        if done:
+            with self.store.tx():
+                for seq, label, who in done:
+                    self.store.resolve_escalation(seq, label, who)
+            self.report.settled = len(done)
+        tasks = {i: (t.task_id, t.overlap) for i, t in self.existing.items()}
+        still_open = {e.item_id for e in self.store.escalations(open_only=True)}
+        ties, stuck = ties_to_escalate(res, tasks, still_open, self.campaign.config.quality.max_annotators)
+        if stuck:
+            self.report.warnings.append(f"{len(stuck)} tie(s) reached quality.max_annotators and wait for a "
+                                        f"reviewer to answer them in Label Studio (e.g. {', '.join(stuck[:3])})")
+        self.escalate(ties, model)
+        self.report.escalated = len(ties)
+
+    def escalate(self, escalations: list[Escalation], model: RoundRow) -> None:
+        """Record, then reopen in Label Studio (a crash in between is redone: reopen is idempotent)."""
+        if not escalations:
+            return
+        with self.store.tx():
+            for e in escalations:
+                self.store.add_escalation(e.item_id, e.task_id, e.reason, model.round, e.overlap, e.label_before,
+                                          e.score)
+        self.ls.reopen(self.project_id, {e.task_id: e.overlap for e in escalations}, model.model_version)
+        self.hook("escalated")
+
+    def send_back_suspects(self, model: RoundRow) -> None:
+        """(4) After a retrain, the labels the model finds most doubtful go back for another opinion."""
+        from .campaign import suspects_to_send
+
+        q = self.campaign.config.quality
+        n = int(q.suspects_share * self.campaign.config.loop.queue_target + 0.5)
+        if n <= 0:
+            return
+        tasks = {i: (t.task_id, t.overlap) for i, t in self.existing.items()}
+        picks = suspects_to_send(self.store, self.campaign, tasks, n)
+        self.escalate(picks, model)
+        self.report.suspects_sent = len(picks)
 
     def top_up(self, model: RoundRow) -> None:
-        """(3) Finish an interrupted push (no further than the queue has room for), then fill the queue."""
+        """(5) Finish an interrupted push (no further than the queue has room for), then fill the queue."""
         cfg, index = self.campaign.config, self.campaign.index
         pending = [q.item_id for q in self.store.queries("pending")]
         sendable = [i for i in pending if i in index]
@@ -189,52 +302,61 @@ class SyncStep:
         if drop:
             with self.store.tx():
                 self.store.drop_pending(drop)
-        self.push_pending()
+        self.push_pending(model)
         self.report.advice = current_advice(self.store, cfg)
         fired = [a for a in self.report.advice if a.fired and a.criterion in cfg.stop.on]
         if fired:
             self.report.stopped = "; ".join(f"{a.criterion} ({a.reason})" for a in fired)
             return
         n = self.room()
-        if n > 0 and select(self.store, self.campaign, self.head, model, n):
+        chosen = select(self.store, self.campaign, self.head, model, n) if n > 0 else []
+        if chosen:
             self.hook("selected")
-            self.push_pending()
+            self.push_pending(model)
             self.report.advice = current_advice(self.store, cfg)
+        if len(chosen) < n and not self.queue() and not self.open_ids():
+            self.report.stopped = "pool exhausted — campaign complete: every text is labeled or was sent"
 
-    def push_pending(self) -> None:
-        """Send every pending selection (idempotent: Label Studio is checked by our id) and record it."""
+    def _item(self, q: QueryRow) -> PushItem:
+        text = self.campaign.pool.texts[self.campaign.index[q.item_id]]
+        score = q.confidence if q.predicted is not None else blind_priority(q.kind, q.confidence)
+        return PushItem(q.item_id, text, q.predicted, score, q.cluster, prefill=q.prefilled, overlap=q.overlap)
+
+    def push_pending(self, model: RoundRow) -> None:
+        """Send every pending selection (idempotent: Label Studio is checked by our id) and record it.
+
+        Every task gets a prediction of a model version (the guess, or a blind one with only a score), so
+        Label Studio's uncertainty sampling places it in the queue: audit texts first, never last."""
         pending = [q for q in self.store.queries("pending") if q.item_id in self.campaign.index]
-        by_version: dict[str | None, list[QueryRow]] = {}
+        by_version: dict[str, list[QueryRow]] = {}
         for q in pending:
-            by_version.setdefault(q.model_version if q.predicted else None, []).append(q)
+            by_version.setdefault(q.model_version if q.predicted and q.model_version else model.model_version,
+                                  []).append(q)
         for version, qs in by_version.items():
             def progress(n: int, total: int) -> None:
                 if 0 < n < total:
                     self.hook("mid-push")
-            pushed = self.ls.push(self.project_id, _push_items(qs, self.campaign), version,
+            pushed = self.ls.push(self.project_id, [self._item(q) for q in qs], version,
                                   batch_size=self.campaign.config.labelstudio.batch_size, progress=progress)
             self.hook("pushed")
             with self.store.tx():
                 self.store.mark_pushed(pushed.task_ids)
                 self.store.count_in_run(self.report.run, "pushed", len(pushed.task_ids))
-            self.existing.update({i: ExistingTask(t, frozenset({version} if version else ()), version)
+            overlap = {q.item_id: q.overlap for q in qs}
+            self.existing.update({i: ExistingTask(t, frozenset({version}), version, overlap.get(i, 1))
                                   for i, t in pushed.task_ids.items()})
         audit = sum(q.kind == "audit" for q in pending)
         self.report.pushed_active += len(pending) - audit
         self.report.pushed_audit += audit
 
     def refresh_predictions(self, model: RoundRow, waiting: list[str], project_version: str | None) -> None:
-        """(4) The new model's guesses for tasks still waiting, and the project's model version."""
-        if not model.has_model:
-            return
-        index, classes = self.campaign.index, self.campaign.classes
-        audit = set(self.store.ids_with_role("audit"))
-        stale = [i for i in waiting if i in self.existing and i not in audit and i in index
+        """(6) The new model's predictions for tasks still waiting (blind where a guess would anchor), and
+        the project's model version."""
+        index = self.campaign.index
+        stale = [i for i in dict.fromkeys(waiting) if i in self.existing and i in index
                  and model.model_version not in self.existing[i].model_versions]
-        if stale and self.head is not None:
-            probs = self.head.predict_proba(self.campaign.X[[index[i] for i in stale]])
-            items = [PushItem(i, self.campaign.pool.texts[index[i]], classes[int(p.argmax())], float(p.max()))
-                     for i, p in zip(stale, probs, strict=True)]
+        items = self._refreshed(stale) if stale else []
+        if items:
             # create=False: a task deleted since `existing` was read stays deleted.
             pushed = self.ls.push(self.project_id, items, model.model_version,
                                   batch_size=self.campaign.config.labelstudio.batch_size, create=False)
@@ -243,6 +365,26 @@ class SyncStep:
                 model.model_version in t.model_versions for t in self.existing.values()):
             # Label Studio refuses a version without predictions; with none waiting, the next push sets it.
             self.ls.set_model_version(self.project_id, model.model_version)
+
+    def _refreshed(self, ids: list[str]) -> list[PushItem]:
+        """Audit texts and second opinions stay blind and first; double-annotated tasks blind at their place;
+        the rest get the new guess, pre-selected when confident."""
+        audit = set(self.store.ids_with_role("audit"))
+        opened = set(self.open_ids())
+        double = {q.item_id for q in self.store.queries() if q.overlap > 1}
+        threshold = self.campaign.config.quality.prefill_confidence
+        index, texts, classes = self.campaign.index, self.campaign.pool.texts, self.campaign.classes
+        probs = (self.head.predict_proba(self.campaign.X[[index[i] for i in ids]]) if self.head is not None
+                 else [None] * len(ids))
+        items = []
+        for i, p in zip(ids, probs, strict=True):
+            if i in audit or i in opened:
+                items.append(PushItem(i, texts[index[i]], None, 0.0, prefill=False))
+            elif p is not None:
+                conf = float(p.max())
+                items.append(PushItem(i, texts[index[i]], classes[int(p.argmax())], conf,
+                                      prefill=i not in double and conf >= threshold))
+        return items
 
     def finish(self) -> None:
         """(5) The ledger."""

@@ -56,8 +56,10 @@ def init(
     if labels is None:
         names = found.labels if found is not None and 2 <= len(found.labels) <= 100 else ["billing", "bug", "other"]
     columns = found.columns if found is not None else {}
+    guidelines = path.parent / "guidelines.md"
     text = example_config(labels=names, data=data, project=project, text_column=columns.get("text", "text"),
-                          id_column=columns.get("id"), label_column=columns.get("label"))
+                          id_column=columns.get("id"), label_column=columns.get("label"),
+                          guidelines=guidelines.name)
     config = parse_config(text, path)  # validated before anything is written
     if found is not None and found.rows is not None and config.loop.budget > found.rows:
         console.print(f"[yellow]warning:[/] loop.budget {config.loop.budget} exceeds the {found.rows} text(s) in "
@@ -67,6 +69,11 @@ def init(
         if extra:
             console.print(f"[yellow]warning:[/] {data} has label(s) not in --labels: {', '.join(extra[:10])}"
                           f"{' …' if len(extra) > 10 else ''}", highlight=False)
+    if not guidelines.exists():  # a starter for the team to fill in; never overwritten
+        from ..guidelines import starter_guidelines
+
+        with atomic_write(guidelines, option="guidelines") as fh:
+            fh.write(starter_guidelines(config.labels, found.examples if found is not None else None))
     with atomic_write(path, option="PATH") as fh:
         fh.write(text)
     detected = ", ".join(f"{role} column {name!r}" for role, name in columns.items())
@@ -91,6 +98,8 @@ def sync_cmd(config: ConfigOpt = Path("labelloop.toml"),
     report = sync(cfg, progress=not quiet)
     console = Console(stderr=True, soft_wrap=True)
     console.print(f"run {report.run}: {report.message}")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     for advice in report.advice:
         if advice.fired:
             console.print(f"[yellow]stop advice: {advice.criterion}: {advice.reason}[/]")
@@ -98,16 +107,25 @@ def sync_cmd(config: ConfigOpt = Path("labelloop.toml"),
 
 @app.command()
 def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
-    """Queue, labels per annotator, last round, audit metrics and stop advice, from the state file (offline)."""
-    from ..report import summary
+    """Where the campaign stands and what to do next, from the state file (offline, instant).
+
+    Queue, labels, skips and ties; agreement between annotators; second opinions; the model's
+    audit accuracy; stop advice; then the next steps.
+    """
+    from ..status import next_steps, summary
 
     cfg = load_config(config)
     s = summary(cfg)
     console = Console(soft_wrap=True)
+    empty = f" ({s['empty']} of them empty submissions)" if s["empty"] else ""
     console.print(f"[bold]{cfg.state.path}[/]: {s['runs']} sync run(s), last {s['last_run'] or 'never'}")
     console.print(f"sent {s['sent']} of budget {cfg.loop.budget}; queue after the last sync: {s['queue']} "
-                  f"(target {cfg.loop.queue_target}); {s['labeled']} text(s) labeled, {s['skipped']} skipped, "
-                  f"{s['disagreements']} with disagreement")
+                  f"(target {cfg.loop.queue_target}); {s['labeled']} text(s) labeled, {s['skipped']} skipped"
+                  f"{empty}, "
+                  f"{s['disagreements']} with disagreement, {s['ties']} tied")
+    a = s["audit"]
+    console.print(f"audit sample: {a['labeled']} labeled of {a['sent']} sent ({a['size']} reserved)")
+    _print_agreement(console, s)
     r = s["round"]
     console.print(f"round {r['round']}: model {r['model_version']} trained on {r['n_labeled']} labels "
                   f"({r['created_at']})")
@@ -119,12 +137,25 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
                           f"[{m['macro_f1_ci'][0]:.3f}, {m['macro_f1_ci'][1]:.3f}] on {m['n']} texts")
     if s["annotators"]:
         table = Table("annotator", "labels", "skips", title="annotators")
-        for who, (n_labels, n_skips) in sorted(s["annotators"].items()):
-            table.add_row(who, str(n_labels), str(n_skips))
+        for name, (n_labels, n_skips) in sorted(s["annotators"].items()):
+            table.add_row(name, str(n_labels), str(n_skips))
         console.print(table)
     for advice in s["advice"]:
         mark = "[bold yellow]STOP[/]" if advice.fired else "go"
         console.print(f"{mark} {advice.criterion}: {advice.reason}")
+    console.print("[bold]next:[/]")
+    for step in next_steps(s, cfg):
+        console.print(f"  • {step}", highlight=False)
+
+
+def _print_agreement(console: Console, s: dict) -> None:
+    ag, e = s["agreement"], s["escalations"]
+    alpha = "n/a" if ag.alpha is None else f"{ag.alpha:.3f}"
+    kappa = "n/a" if ag.mean_kappa is None else f"{ag.mean_kappa:.3f}"
+    console.print(f"agreement on {ag.n_multi} text(s) labeled by several people: Krippendorff's alpha {alpha}, "
+                  f"mean Cohen's kappa {kappa}; second "
+                  f"opinions: {e['ties_settled']} tie(s) settled, {e['ties_open']} open; {e['suspects_changed']} "
+                  f"suspect label(s) changed, {e['suspects_confirmed']} confirmed, {e['suspects_open']} open")
 
 
 @app.command()

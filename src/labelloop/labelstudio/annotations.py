@@ -42,7 +42,8 @@ class AnnotationRecord:
 
     ``event`` is ``created``, ``updated`` (latest wins; ``previous_label`` keeps what it
     was) or ``deleted`` (the annotation or, with ``task_deleted``, its whole task).
-    ``skipped`` means the annotator pressed Skip: not a label.
+    ``skipped`` means the annotator pressed Skip, or submitted without a choice (then ``empty``
+    is set too): either way not a label, and counted as a skip.
     """
 
     event: str
@@ -58,6 +59,7 @@ class AnnotationRecord:
     updated_at: str | None = None
     previous_label: str | None = None
     task_deleted: bool = False
+    empty: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

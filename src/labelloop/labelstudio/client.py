@@ -63,7 +63,9 @@ from .payloads import (
 )
 from .transport import Session
 
-__all__ = ["Connector", "Progress", "project_lock"]
+__all__ = ["Connector", "Progress", "project_lock", "PROJECT_DESCRIPTION"]
+
+PROJECT_DESCRIPTION = "Created by labelloop: texts chosen by active learning."
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -88,8 +90,12 @@ class Connector(Session):
                                         f"project; is LABEL_STUDIO_URL a Label Studio server?")
         where = f"project {p.id} {p.title!r}"
         config = parse_config(p.label_config or "", where)
+        created_at = getattr(p, "created_at", None)
         return ProjectInfo(id=int(p.id), title=p.title or "", config=config,
-                           model_version=p.model_version or None, created=created)
+                           model_version=p.model_version or None, created=created,
+                           created_at=to_iso(created_at.isoformat() if hasattr(created_at, "isoformat")
+                                             else created_at),
+                           instructions=getattr(p, "expert_instruction", None) or "")
 
     def find_project(self, project: int | str) -> ProjectInfo | None:
         """The project with this id (int or digits) or exact title; None if there is none."""
@@ -126,11 +132,13 @@ class Connector(Session):
                                        f"title (`labelloop project` creates one)")
         return info
 
-    def ensure_project(self, project: int | str, labels: Sequence[str] | None = None) -> ProjectInfo:
+    def ensure_project(self, project: int | str, labels: Sequence[str] | None = None,
+                       instructions: str | None = None) -> ProjectInfo:
         """Reuse the project (its choices must equal ``labels``) or create it with ``labels``.
 
         Only titles can be created; a new project uses uncertainty sampling, so Label Studio
-        serves the lowest-confidence prediction first.
+        serves the lowest-confidence prediction first, serves tasks with overlap first, refuses
+        submissions without a choice, and shows ``instructions`` (HTML) before labeling.
         """
         label_set = None if labels is None else LabelSet(labels)
         info = self.find_project(project)
@@ -145,8 +153,15 @@ class Connector(Session):
         config = labeling_config(label_set)
         p = self._call(f"creating project {project!r}", lambda: self._ls.projects.create(
             title=str(project), label_config=config, sampling="Uncertainty sampling",
-            description="Created by labelloop: texts chosen by active learning."), retry=False)
+            description=PROJECT_DESCRIPTION, show_instruction=bool(instructions),
+            expert_instruction=instructions or "", maximum_annotations=1, show_overlap_first=True,
+            enable_empty_annotation=False), retry=False)
         return self._info(p, created=True)
+
+    def set_instructions(self, project_id: int, html: str) -> None:
+        """Show ``html`` to annotators before they label (idempotent)."""
+        self._call(f"setting project {project_id}'s instructions", lambda: self._ls.projects.update(
+            project_id, expert_instruction=html, show_instruction=True))
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Make ``model_version``'s predictions the ones Label Studio shows and samples by (idempotent)."""
@@ -155,7 +170,7 @@ class Connector(Session):
 
     def _task_rows(self, project_id: int) -> list[dict[str, Any]]:
         return self.list_tasks(project_id, f"listing tasks of project {project_id}",
-                               include="id,data,meta,predictions_model_versions,annotations_ids")
+                               include="id,data,meta,predictions_model_versions,annotations_ids,overlap")
 
     def existing(self, project_id: int) -> dict[str, ExistingTask]:
         """Every task of ours in the project: our id -> task id, prediction versions, push version."""
@@ -198,14 +213,15 @@ class Connector(Session):
             missing = [i for i in ids if i not in after]
             if missing:  # the server said yes but the tasks are not there: never report success
                 raise LabelStudioError(f"{len(missing)} pushed tasks are not in project {project_id} afterwards")
-            if model_version is not None and any(it.label is not None for it in items):
+            self._raise_overlap(project_id, items, before, after)
+            if model_version is not None and any(it.predicts for it in items):
                 if prediction_clusters:
                     task_ids = {i: after[i].task_id for i in ids}
                     self._set_clusters(project_id, items, task_ids, model_version, progress)
                 self.set_model_version(project_id, model_version)
         return PushReport(
             created=[i for i in ids if i not in before], existing=[i for i in ids if i in before],
-            predictions_added=[it.id for it in items if it.id in before and it.label is not None
+            predictions_added=[it.id for it in items if it.id in before and it.predicts
                                and model_version not in before[it.id].model_versions],
             task_ids={i: after[i].task_id for i in ids}, model_version=model_version,
             duplicates_removed=sorted(removed + late_removed), duplicates_annotated=annotated)
@@ -220,7 +236,7 @@ class Connector(Session):
                 self._wait_for(info.id, uncertain)
             present = self.existing(info.id)
             new = [it for it in items if it.id not in present]
-            unpredicted = [it for it in items if it.id in present and it.label is not None
+            unpredicted = [it for it in items if it.id in present and it.predicts
                            and model_version not in present[it.id].model_versions]
             total, done = len(new) + len(unpredicted), 0
             if progress:
@@ -248,6 +264,34 @@ class Connector(Session):
 
         self._retrying()(attempt)
         return uncertain
+
+    def reopen(self, project_id: int, overlaps: dict[int, int], model_version: str) -> None:
+        """Serve finished tasks (id -> people) to one more person, first in the queue and without the model's
+        guess: their shown predictions of ``model_version`` are replaced by an empty one with score 0.
+        Idempotent: a rerun sets the same overlap and leaves one empty prediction."""
+        with project_lock(self.display_url, project_id):
+            for task_id, n in sorted(overlaps.items()):
+                preds = self._call(f"listing task {task_id}'s predictions",
+                                   lambda t=task_id: list(self._ls.predictions.list(task=t)))
+                mine = [p for p in preds if p.model_version == model_version]
+                for p in mine:
+                    if p.result:
+                        self._call(f"removing prediction {p.id}", lambda i=p.id: self._ls.predictions.delete(i))
+                if not any(not p.result for p in mine):
+                    self._call(f"adding a blind prediction to task {task_id}", lambda t=task_id: (
+                        self._ls.predictions.create(task=t, result=[], score=0.0, model_version=model_version)))
+                self._call(f"reopening task {task_id} for {n} people",
+                           lambda t=task_id, k=n: self._ls.tasks.update(str(t), overlap=k, is_labeled=False))
+
+    def _raise_overlap(self, project_id: int, items: Sequence[PushItem], before: dict[str, ExistingTask],
+                       after: dict[str, ExistingTask]) -> None:
+        """Tasks that should be labeled by more people than they are set for (the import ignores ``overlap``).
+        Only raised, never lowered."""
+        want = {after[it.id].task_id: it.overlap for it in items
+                if it.overlap > after[it.id].overlap}
+        for task_id, n in sorted(want.items()):
+            self._call(f"setting task {task_id}'s overlap to {n}",
+                       lambda t=task_id, k=n: self._ls.tasks.update(str(t), overlap=k))
 
     def _wait_for(self, project_id: int, ids: set[str]) -> None:
         """After an uncertain import: give the server ``settle`` seconds to show the batch, if it committed it."""
@@ -281,7 +325,7 @@ class Connector(Session):
                       model_version: str, progress: Progress | None) -> None:
         """Write each prediction's ``cluster`` (a PATCH: idempotent, safe to retry) unless already right."""
         want = {task_ids[it.id]: it.cluster for it in items
-                if it.label is not None and it.cluster is not None}
+                if it.predicts and it.cluster is not None}
         preds = self._call(f"listing predictions of project {project_id}",
                            lambda: list(self._ls.predictions.list(project=project_id)))
         todo = [(p.id, want[p.task]) for p in preds

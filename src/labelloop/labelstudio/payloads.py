@@ -51,6 +51,8 @@ class ProjectInfo:
     config: ChoicesConfig
     model_version: str | None = None
     created: bool = False
+    created_at: str | None = None  # with the id, the project's identity: a recreated project differs
+    instructions: str = ""         # the HTML shown to annotators (``expert_instruction``)
 
     @property
     def labels(self) -> list[str]:
@@ -59,10 +61,13 @@ class ProjectInfo:
 
 @dataclass(frozen=True)
 class PushItem:
-    """A text to label. With ``label``, it carries the model's pre-annotation.
+    """A text to label, with what annotators see and in which order they get it.
 
-    ``score`` is the model's confidence in ``label`` (Label Studio's uncertainty sampling
-    serves the lowest first); ``cluster`` is the diversity cluster (None: none).
+    ``label`` is the model's guess and ``score`` the confidence Label Studio's uncertainty
+    sampling orders by (lowest first). The guess is pre-selected only with ``prefill``; without
+    it (or with only a ``score``) the task still gets a prediction, with an empty result, so it
+    keeps its place in the queue without anchoring anyone. ``overlap`` is how many people label
+    it; ``cluster`` is the diversity cluster (None: none).
     """
 
     id: str
@@ -70,6 +75,18 @@ class PushItem:
     label: str | None = None
     score: float | None = None
     cluster: int | None = None
+    prefill: bool = True
+    overlap: int = 1
+
+    @property
+    def predicts(self) -> bool:
+        """Whether the task gets a prediction (shown or blind)."""
+        return self.label is not None or self.score is not None
+
+    @property
+    def shown(self) -> str | None:
+        """The label pre-selected for annotators, if any."""
+        return self.label if self.prefill else None
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,7 @@ class ExistingTask:
     task_id: int
     model_versions: frozenset[str]  # of its predictions
     pushed_as: str | None           # model version of the push that created it (task meta)
+    overlap: int = 1                # people who should label it
 
 
 @dataclass(frozen=True)
@@ -104,7 +122,7 @@ def task_payload(item: PushItem, config: ChoicesConfig, model_version: str | Non
         "data": {config.text_key: item.text, ID_FIELD: item.id},
         "meta": {META_KEY: {"model_version": model_version, "cluster": item.cluster}},
     }
-    if item.label is not None:
+    if item.predicts:
         task["predictions"] = [prediction_payload(item, config, model_version)]
     return task
 
@@ -116,8 +134,8 @@ def prediction_payload(item: PushItem, config: ChoicesConfig, model_version: str
         "score": None if item.score is None else float(item.score),
         # Dropped by the bulk import of 1.23.2, kept in case a later version honours it.
         "cluster": item.cluster,
-        "result": [{"from_name": config.from_name, "to_name": config.to_name, "type": "choices",
-                    "value": {"choices": [item.label]}}],
+        "result": [] if item.shown is None else [{"from_name": config.from_name, "to_name": config.to_name,
+                                                  "type": "choices", "value": {"choices": [item.shown]}}],
     }
     if task_id is not None:
         pred["task"] = task_id
@@ -138,7 +156,7 @@ def existing_from_tasks(tasks: Iterable[dict[str, Any]]) -> dict[str, ExistingTa
         listed = (t.get("predictions_model_versions") or "").split(",")
         versions = frozenset(v.strip() for v in listed if v.strip())
         meta = (t.get("meta") or {}).get(META_KEY) or {}
-        out[str(our_id)] = ExistingTask(int(t["id"]), versions, meta.get("model_version"))
+        out[str(our_id)] = ExistingTask(int(t["id"]), versions, meta.get("model_version"), int(t.get("overlap") or 1))
     return out
 
 
@@ -213,7 +231,8 @@ def diff_task(task: dict[str, Any], project: int, config: ChoicesConfig, cursor:
         out.append(AnnotationRecord(
             event="created" if known is None else "updated", id=our_id, project=project,
             task_id=int(task["id"]), annotation_id=ann_id, label=label,
-            skipped=bool(ann.get("was_cancelled")), annotator=by,
+            skipped=bool(ann.get("was_cancelled")) or label is None, annotator=by,
+            empty=label is None and not ann.get("was_cancelled"),
             annotator_email=emails.get(by) if by is not None else None,
             created_at=to_iso(ann.get("created_at")), updated_at=updated,
             previous_label=None if known is None else known.label))
@@ -273,8 +292,11 @@ def check_push(info: ProjectInfo, items: Sequence[PushItem], model_version: str 
     unknown = sorted({it.label for it in items if it.label is not None} - set(info.config.labels))
     if unknown:
         raise LabelStudioInputError(f"predicted labels {unknown} are not choices of project {info.id}")
-    if model_version is None and any(it.label is not None for it in items):
+    if model_version is None and any(it.predicts for it in items):
         raise LabelStudioInputError("predictions need a model_version")
+    bad_overlap = [it.id for it in items if it.overlap < 1]
+    if bad_overlap:
+        raise LabelStudioInputError(f"overlap must be ≥ 1 for ids {bad_overlap[:10]}")
     if model_version is not None and ("," in model_version or not model_version.strip()):
         # Label Studio lists a task's prediction versions comma-separated.
         raise LabelStudioInputError(f"model_version {model_version!r} must be non-empty without commas")

@@ -1,0 +1,124 @@
+"""Second opinions, decided without I/O: who labels what twice, which answers go back to people, what is pre-selected.
+
+Active learning spends every label where the model is least sure, so one wrong label costs more
+than in random sampling. These rules keep the labels honest, and :mod:`labelloop.sync` carries
+them out in Label Studio:
+
+* a share of the model's picks is labeled by several people, blind (no pre-selected guess), so
+  agreement is measured without anchoring;
+* the model's guess is pre-selected only when it is confident;
+* a tie is never a dead end: the task gets one more annotator, up to a cap, then waits for a
+  reviewer (anyone who opens it in Label Studio and answers);
+* labels the retrained model suspects are wrong go back for another opinion, a few per sync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
+from .store import EscalationRow, QueryRow
+
+__all__ = ["plan_overlap", "prefill", "Escalation", "ties_to_escalate", "settled", "blind_priority"]
+
+
+def _rank(item_id: str) -> str:
+    return hashlib.sha256(item_id.encode("utf-8")).hexdigest()
+
+
+def prefill(confidence: float | None, threshold: float) -> bool:
+    """Whether the model's guess is pre-selected: only when it is at least ``threshold`` sure."""
+    return confidence is not None and confidence >= threshold
+
+
+def plan_overlap(rows: Sequence[QueryRow], *, share: float, people: int, threshold: float,
+                 active_sent: int, double_sent: int) -> list[QueryRow]:
+    """Mark the batch's double-annotated tasks and pre-selection.
+
+    Across the campaign, ``share`` of the active picks go to ``people`` annotators: this batch
+    takes what keeps the running share on target (``active_sent``/``double_sent`` so far), chosen
+    by a hash of the id (stable on a rerun, unrelated to uncertainty). Those tasks and audit
+    tasks are blind; other active picks are pre-selected when confident enough.
+    """
+    active = [q for q in rows if q.kind == "active"]
+    quota = max(0, math.floor(share * (active_sent + len(active)) + 1e-9) - double_sent)
+    double = {q.item_id for q in sorted(active, key=lambda q: _rank(q.item_id))[:quota]}
+    out = []
+    for q in rows:
+        if q.item_id in double:
+            out.append(replace(q, overlap=people, prefilled=False))
+        elif q.kind == "active":
+            out.append(replace(q, prefilled=prefill(q.confidence, threshold)))
+        else:
+            out.append(replace(q, prefilled=False))
+    return out
+
+
+def blind_priority(kind: str, confidence: float | None) -> float:
+    """Label Studio's uncertainty sampling serves the lowest score first: audit texts and second opinions
+    first (a prediction with no result and score 0), other blind tasks where their uncertainty puts them."""
+    if kind in ("audit", "tie", "suspect") or confidence is None:
+        return 0.0
+    return float(confidence)
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """A task to serve to one more person."""
+
+    item_id: str
+    task_id: int
+    reason: str           # "tie" or "suspect"
+    overlap: int          # people it should have after this
+    label_before: str | None
+    score: float | None = None
+
+
+def _votes(res: Resolution) -> int:
+    return sum(res.votes.values())
+
+
+def ties_to_escalate(resolutions: Mapping[str, Resolution], tasks: Mapping[str, tuple[int, int]],
+                     open_ids: set[str], max_annotators: int) -> tuple[list[Escalation], list[str]]:
+    """Ties whose every assigned annotator has answered: one more person each, up to ``max_annotators``.
+
+    ``tasks`` maps our id to (task id, overlap). Returns the escalations and the ids stuck at the
+    cap (they wait for a reviewer).
+    """
+    out, stuck = [], []
+    for item_id, res in sorted(resolutions.items()):
+        if res.label is not None or not res.votes or item_id not in tasks or item_id in open_ids:
+            continue
+        task_id, overlap = tasks[item_id]
+        given = _votes(res)
+        if given < overlap:
+            continue  # still being labeled
+        if given >= max_annotators:
+            stuck.append(item_id)
+            continue
+        out.append(Escalation(item_id, task_id, "tie", given + 1, None))
+    return out, stuck
+
+
+def settled(escalations: Iterable[EscalationRow], resolutions: Mapping[str, Resolution],
+            records: Sequence[AnnotationRecord]) -> list[tuple[int, str, str | None]]:
+    """Open escalations whose extra opinions are in and agree on a label: (seq, label, who decided).
+
+    The decider is whoever gave the latest live annotation of the text: the opinion that broke
+    the tie or confirmed (or overturned) the suspect label.
+    """
+    latest: dict[str, AnnotationRecord] = {}
+    for rec in live_annotations(records):
+        if not rec.skipped and (rec.id not in latest or (rec.created_at or "") >= (latest[rec.id].created_at or "")):
+            latest[rec.id] = rec
+    out = []
+    for e in escalations:
+        res = resolutions.get(e.item_id)
+        if e.resolved_at is not None or res is None or res.label is None or _votes(res) < e.overlap:
+            continue
+        who = latest.get(e.item_id)
+        out.append((e.seq, res.label, None if who is None else (who.annotator_email or str(who.annotator))))
+    return out

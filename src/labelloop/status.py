@@ -1,0 +1,117 @@
+"""Where a campaign stands, from the state file alone (no network, no embedding): ``status`` is instant.
+
+:func:`summary` gathers the numbers a lead looks at (queue, labels, skips, agreement, second
+opinions, the model's audit accuracy, stop advice); :func:`next_steps` turns them into what to
+do now. The report builds on the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .campaign import current_advice
+from .config import Config
+from .labelstudio.annotations import AnnotationRecord, live_annotations
+from .quality import agreement_report
+from .store import RoundRow, Store
+
+__all__ = ["summary", "next_steps", "who", "votes_of"]
+
+
+def who(rec: AnnotationRecord) -> str:
+    return rec.annotator_email or (f"user {rec.annotator}" if rec.annotator is not None else "unknown")
+
+
+def votes_of(records: Sequence[AnnotationRecord]) -> list[tuple[str, str, str]]:
+    """(text id, annotator, label) of every live, non-skipped annotation."""
+    return [(r.id, who(r), r.label) for r in live_annotations(records) if not r.skipped and r.label is not None]
+
+
+def _round_info(last: RoundRow | None) -> dict[str, Any]:
+    if last is None:  # only a file whose first sync died before registering: print, do not crash
+        return {"round": None, "model_version": None, "n_labeled": 0, "created_at": None}
+    return {"round": last.round, "model_version": last.model_version, "n_labeled": last.n_labeled,
+            "created_at": last.created_at}
+
+
+def _escalations(store: Store) -> dict[str, int]:
+    rows = store.escalations()
+    out = {"ties_open": 0, "ties_settled": 0, "suspects_open": 0, "suspects_confirmed": 0, "suspects_changed": 0}
+    for e in rows:
+        if e.reason == "tie":
+            out["ties_open" if e.resolved_at is None else "ties_settled"] += 1
+        elif e.resolved_at is None:
+            out["suspects_open"] += 1
+        else:
+            out["suspects_changed" if e.label_after != e.label_before else "suspects_confirmed"] += 1
+    return out
+
+
+def summary(config: Config) -> dict[str, Any]:
+    """Status numbers from the ledger: runs, queue, labels, annotators, agreement, second opinions, metrics."""
+    with Store.open_existing(config.state.path) as store:
+        runs = store.runs()
+        res = store.resolutions()
+        last = store.last_round()
+        records = store.records()
+        annotators: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        live = live_annotations(records)
+        for rec in live:
+            annotators[who(rec)][1 if rec.skipped else 0] += 1
+        audit = set(store.ids_with_role("audit"))
+        agreement = agreement_report(votes_of(records))
+        guidelines = store.guidelines()
+        return {
+            "runs": len(runs), "last_run": runs[-1].finished_at if runs else None,
+            "stopped": runs[-1].stopped if runs else None,
+            "sent": len(store.pushes()), "queue": runs[-1].queue_after if runs else 0,
+            "labeled": sum(r.label is not None for r in res.values()),
+            "skipped": sum(r.skipped > 0 and not r.votes for r in res.values()),
+            "empty": sum(r.empty for r in live),
+            "disagreements": sum(r.disagreement for r in res.values()),
+            "ties": sum(r.label is None and bool(r.votes) for r in res.values()),
+            "audit": {"size": len(audit), "sent": sum(i in audit for i in store.pushes()),
+                      "labeled": sum(i in audit and r.label is not None for i, r in res.items())},
+            "agreement": agreement,
+            "escalations": _escalations(store),
+            "guidelines": guidelines[-1] if guidelines else None,
+            "round": _round_info(last),
+            "metrics": last.metrics if last else {},
+            "annotators": {k: (v[0], v[1]) for k, v in annotators.items()},
+            "advice": current_advice(store, config),
+            "project_id": store.get("project_id"),
+        }
+
+
+def next_steps(s: Mapping[str, Any], config: Config) -> list[str]:
+    """What to do now, in the order a lead would do it."""
+    steps: list[str] = []
+    fired = [a for a in s["advice"] if a.fired and a.criterion in config.stop.on]
+    if not s["runs"]:
+        return [f"run `labelloop sync --config …` (nothing has been synced into {config.state.path} yet)"]
+    if s["stopped"] and "exhausted" in s["stopped"]:
+        steps.append("campaign complete: the pool is exhausted (every text is labeled or was sent); write the "
+                     "report with `labelloop report`")
+    elif fired:
+        steps.append(f"stop: {', '.join(a.criterion for a in fired)} met; write the report (`labelloop report`), or "
+                     f"raise loop.budget / change stop.on to go on")
+    ties_waiting = s["ties"] - s["escalations"]["ties_open"]
+    if ties_waiting > 0:
+        steps.append(f"{ties_waiting} tie(s) reached quality.max_annotators: a reviewer should open them in Label "
+                     f"Studio and answer (the next sync settles them)")
+    if s["escalations"]["ties_open"] or s["escalations"]["suspects_open"]:
+        steps.append(f"{s['escalations']['ties_open'] + s['escalations']['suspects_open']} second opinion(s) wait "
+                     f"for annotators (served first in Label Studio)")
+    if s["queue"]:
+        steps.append(f"{s['queue']} task(s) wait for annotators in Label Studio project {s['project_id']}")
+    elif not fired and not (s["stopped"] and "exhausted" in s["stopped"]):
+        steps.append("the queue is empty: run `labelloop sync` to top it up (is cron running?)")
+    if s["guidelines"] is None:
+        steps.append("no guidelines: set [guidelines] path in the config (`labelloop init` writes a starter) so "
+                     "annotators share one set of rules")
+    if s["empty"]:
+        steps.append(f"{s['empty']} submission(s) had no choice and count as skips: remind annotators to Skip "
+                     f"instead")
+    return steps
