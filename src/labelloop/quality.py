@@ -29,10 +29,23 @@ from .head import DEFAULT_C, Head
 from .stopping import wilson_interval
 
 __all__ = [
-    "Vote", "Proportion", "PairAgreement", "ClassAgreement", "AnnotatorQuality", "AgreementReport",
-    "cohen_kappa", "pairwise_kappa", "krippendorff_alpha", "per_class_agreement", "annotator_quality",
+    "AgreementReport",
+    "AnnotatorQuality",
+    "ClassAgreement",
+    "PairAgreement",
+    "Proportion",
+    "Suspects",
+    "TooFewLabelsError",
+    "Vote",
     "agreement_report",
-    "TooFewLabelsError", "Suspects", "check_rankable", "out_of_fold_probabilities", "rank_label_errors",
+    "annotator_quality",
+    "check_rankable",
+    "cohen_kappa",
+    "krippendorff_alpha",
+    "out_of_fold_probabilities",
+    "pairwise_kappa",
+    "per_class_agreement",
+    "rank_label_errors",
 ]
 
 Vote = tuple[Hashable, Hashable, str]
@@ -200,7 +213,7 @@ def per_class_agreement(votes: Iterable[Vote]) -> list[ClassAgreement]:
     for i, lab in enumerate(labels):
         same, total = o[i, i], n_c[i]
         binary = np.array([[same, total - same], [total - same, n - 2 * total + same]])
-        out.append(ClassAgreement(lab, int(round(total)), float(same / total) if total > 0 else None,
+        out.append(ClassAgreement(lab, round(total), float(same / total) if total > 0 else None,
                                   _alpha_from(binary)))
     return out
 

@@ -7,9 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from labelloop.quality import (TooFewLabelsError, agreement_report, annotator_quality, check_rankable,
-                               cohen_kappa, krippendorff_alpha, out_of_fold_probabilities, pairwise_kappa,
-                               per_class_agreement, rank_label_errors)
+from labelloop.quality import (
+    TooFewLabelsError,
+    agreement_report,
+    annotator_quality,
+    check_rankable,
+    cohen_kappa,
+    krippendorff_alpha,
+    out_of_fold_probabilities,
+    pairwise_kappa,
+    per_class_agreement,
+    rank_label_errors,
+)
 from labelloop.stopping import wilson_interval
 
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", example C: 4 observers, 12 units,
@@ -259,7 +268,7 @@ def test_rank_label_errors_bad_input() -> None:
 
 def test_classes_without_labels_are_ignored() -> None:
     """n_classes larger than the labels present (a campaign's label set): the empty columns change nothing."""
-    X, y, _, planted = _planted(0)
+    X, y, _, _ = _planted(0)
     a = rank_label_errors(X, y, 6)
     b = rank_label_errors(X, y + 2, 9)                     # classes 0, 1 and 8 have no labels
     assert np.array_equal(a.flagged, b.flagged)
