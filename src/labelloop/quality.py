@@ -1,0 +1,364 @@
+"""How much to trust the labels: agreement between annotators, and which labels look wrong.
+
+Pure functions over plain data (votes as ``(item_id, annotator, label)`` tuples, or arrays);
+no I/O, randomness only from an explicit seed. The sync job and the report call them on the
+double-annotated tasks and on the labeled pool after each retrain; ``labelloop suspects``
+runs the label-error ranking offline.
+
+Agreement statistics that cannot be computed (one annotator, no shared items, every vote the
+same single label so chance agreement is 1) are returned as ``None`` rather than ``nan`` or a
+made-up 1.0, so a report has to say "undefined" instead of printing a number that means nothing.
+
+Label errors use confident learning (Northcutt, Jiang & Chuang 2021) through ``cleanlab``
+(Apache-2.0, depends only on numpy/scikit-learn/pandas/tqdm/termcolor): out-of-fold
+probabilities of labelloop's own head, then cleanlab's ``prune_by_noise_rate``, which sizes the
+flagged set from the estimated joint of given and true labels. Nothing is a fixed count or a
+threshold picked for one dataset.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .head import DEFAULT_C, Head
+from .stopping import wilson_interval
+
+__all__ = [
+    "AgreementReport",
+    "AnnotatorQuality",
+    "ClassAgreement",
+    "PairAgreement",
+    "Proportion",
+    "Suspects",
+    "TooFewLabelsError",
+    "Vote",
+    "agreement_report",
+    "annotator_quality",
+    "check_rankable",
+    "cohen_kappa",
+    "krippendorff_alpha",
+    "out_of_fold_probabilities",
+    "pairwise_kappa",
+    "per_class_agreement",
+    "rank_label_errors",
+]
+
+Vote = tuple[Hashable, Hashable, str]
+"""``(item_id, annotator, label)``: one live, non-skipped annotation."""
+
+
+# -- agreement ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Proportion:
+    """``correct`` of ``n`` with a 95 % Wilson interval; ``value`` is None when ``n`` is 0."""
+
+    correct: int
+    n: int
+    value: float | None
+    ci: tuple[float, float]
+
+    @classmethod
+    def of(cls, correct: int, n: int) -> Proportion:
+        return cls(correct, n, correct / n if n else None, wilson_interval(correct, n))
+
+
+@dataclass(frozen=True)
+class PairAgreement:
+    """Cohen's κ of two annotators on the items both labeled (``kappa`` None when undefined)."""
+
+    a: Hashable
+    b: Hashable
+    n_items: int
+    observed: float | None     # raw share of shared items with the same label
+    kappa: float | None
+
+
+@dataclass(frozen=True)
+class ClassAgreement:
+    """Agreement on one class among all pairable votes.
+
+    ``specific``: of the votes for this class, the share whose paired vote (another annotator, same
+    item) is the same class: positive specific agreement, 2a/(2a+b+c) for two annotators.
+    ``alpha``: Krippendorff's α of "this class or not" (one-vs-rest), None when undefined.
+    """
+
+    label: str
+    n_votes: int               # pairable votes for this class
+    specific: float | None
+    alpha: float | None
+
+
+@dataclass(frozen=True)
+class AnnotatorQuality:
+    """An annotator's accuracy against the others' majority (leave-one-out) and against a reference.
+
+    Consensus items where the other annotators tie, or where nobody else voted, are not counted.
+    """
+
+    annotator: Hashable
+    n_votes: int
+    vs_consensus: Proportion
+    vs_reference: Proportion | None
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    n_items: int               # items with at least one vote
+    n_multi: int               # items with votes from two or more annotators
+    n_annotators: int
+    alpha: float | None        # Krippendorff's α (nominal), every annotator and item
+    mean_kappa: float | None   # Light's κ: mean of the defined pairwise κ
+    pairs: list[PairAgreement] = field(default_factory=list)
+    classes: list[ClassAgreement] = field(default_factory=list)
+    annotators: list[AnnotatorQuality] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (annotator and item ids as given; tuples become lists)."""
+        return asdict(self)
+
+
+def _table(votes: Iterable[Vote]) -> dict[Hashable, dict[Hashable, str]]:
+    """item → annotator → label; a later vote of the same annotator on the same item replaces the earlier."""
+    table: dict[Hashable, dict[Hashable, str]] = defaultdict(dict)
+    for item, annotator, label in votes:
+        if label is None:
+            raise ValueError(f"vote of {annotator!r} on {item!r} has no label; drop skips before")
+        table[item][annotator] = label
+    return dict(table)
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
+    """Cohen's κ of two label sequences over the same items.
+
+    None when undefined: no items, or chance agreement is 1 (both used one and the same label
+    throughout), where κ is 0/0 and "perfect" would hide that nothing was discriminated.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"sequences differ in length: {len(a)} and {len(b)}")
+    n = len(a)
+    if n == 0:
+        return None
+    observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
+    ca, cb = Counter(a), Counter(b)
+    expected = sum(ca[k] * cb[k] for k in ca) / (n * n)
+    if expected >= 1.0 - 1e-12:
+        return None
+    return (observed - expected) / (1.0 - expected)
+
+
+def pairwise_kappa(votes: Iterable[Vote]) -> list[PairAgreement]:
+    """Cohen's κ for every pair of annotators, on the items both labeled (pairs sorted by name)."""
+    table = _table(votes)
+    annotators = sorted({a for row in table.values() for a in row}, key=str)
+    out = []
+    for i, a in enumerate(annotators):
+        for b in annotators[i + 1:]:
+            shared = [(row[a], row[b]) for row in table.values() if a in row and b in row]
+            la, lb = [x for x, _ in shared], [y for _, y in shared]
+            observed = sum(x == y for x, y in shared) / len(shared) if shared else None
+            out.append(PairAgreement(a, b, len(shared), observed, cohen_kappa(la, lb)))
+    return out
+
+
+def _coincidences(table: Mapping[Hashable, Mapping[Hashable, str]]) -> tuple[list[str], np.ndarray]:
+    """Krippendorff's coincidence matrix over items with ≥ 2 votes: each ordered pair weighted 1/(m-1)."""
+    labels = sorted({lab for row in table.values() for lab in row.values()})
+    index = {lab: i for i, lab in enumerate(labels)}
+    o = np.zeros((len(labels), len(labels)))
+    for row in table.values():
+        m = len(row)
+        if m < 2:
+            continue
+        counts = np.zeros(len(labels))
+        for lab in row.values():
+            counts[index[lab]] += 1
+        # ordered pairs of distinct votes: n_c·n_k off the diagonal, n_c·(n_c-1) on it
+        o += (np.outer(counts, counts) - np.diag(counts)) / (m - 1)
+    return labels, o
+
+
+def _alpha_from(o: np.ndarray) -> float | None:
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    if n <= 1:
+        return None
+    expected_disagreement = n * (n - 1) - float((n_c * (n_c - 1)).sum())
+    if expected_disagreement <= 1e-12:  # every pairable vote is the same label
+        return None
+    return float(((n - 1) * np.trace(o) - (n_c * (n_c - 1)).sum()) / expected_disagreement)
+
+
+def krippendorff_alpha(votes: Iterable[Vote]) -> float | None:
+    """Krippendorff's α for nominal labels: any number of annotators, missing votes allowed.
+
+    Items with one vote carry no information on agreement and are left out. None when no item has
+    two votes, or every pairable vote is the same label (expected disagreement 0).
+    """
+    _, o = _coincidences(_table(votes))
+    return _alpha_from(o) if o.size else None
+
+
+def per_class_agreement(votes: Iterable[Vote]) -> list[ClassAgreement]:
+    """Specific agreement and one-vs-rest α per class, from the coincidence matrix (sorted by label)."""
+    labels, o = _coincidences(_table(votes))
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    out = []
+    for i, lab in enumerate(labels):
+        same, total = o[i, i], n_c[i]
+        binary = np.array([[same, total - same], [total - same, n - 2 * total + same]])
+        out.append(ClassAgreement(lab, round(total), float(same / total) if total > 0 else None,
+                                  _alpha_from(binary)))
+    return out
+
+
+def _majority(labels: Iterable[str]) -> str | None:
+    ranked = Counter(labels).most_common()
+    if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
+        return None
+    return ranked[0][0]
+
+
+def annotator_quality(votes: Iterable[Vote], reference: Mapping[Hashable, str] | None = None
+                      ) -> list[AnnotatorQuality]:
+    """Each annotator's accuracy against the majority of the *other* annotators and against ``reference``.
+
+    Leaving the annotator out of the consensus keeps them from agreeing with themselves: with two
+    annotators per item the consensus is simply the other person. ``reference`` (item → label: the
+    audit's agreed labels, or a test truth) is scored on the items it has. Sorted by annotator.
+    """
+    table = _table(votes)
+    annotators = sorted({a for row in table.values() for a in row}, key=str)
+    out = []
+    for a in annotators:
+        mine = [(item, row[a], [lab for b, lab in row.items() if b != a]) for item, row in table.items() if a in row]
+        cons = [(label, _majority(others)) for _, label, others in mine]
+        cons = [(label, m) for label, m in cons if m is not None]
+        ref = None
+        if reference is not None:
+            pairs = [(label, reference[item]) for item, label, _ in mine if item in reference]
+            ref = Proportion.of(sum(x == y for x, y in pairs), len(pairs))
+        out.append(AnnotatorQuality(a, len(mine), Proportion.of(sum(x == y for x, y in cons), len(cons)), ref))
+    return out
+
+
+def agreement_report(votes: Iterable[Vote], reference: Mapping[Hashable, str] | None = None) -> AgreementReport:
+    """Every agreement figure of one round (or campaign) at once, from the same votes."""
+    votes = list(votes)
+    table = _table(votes)
+    pairs = pairwise_kappa(votes)
+    kappas = [p.kappa for p in pairs if p.kappa is not None]
+    return AgreementReport(
+        n_items=len(table), n_multi=sum(len(row) >= 2 for row in table.values()),
+        n_annotators=len({a for row in table.values() for a in row}), alpha=krippendorff_alpha(votes),
+        mean_kappa=float(np.mean(kappas)) if kappas else None, pairs=pairs,
+        classes=per_class_agreement(votes), annotators=annotator_quality(votes, reference))
+
+
+# -- suspected label errors -----------------------------------------------------------------------
+
+class TooFewLabelsError(ValueError):
+    """Some classes have fewer labels than folds: each fold must hold one out to score it honestly."""
+
+    def __init__(self, counts: Mapping[int, int], folds: int) -> None:
+        self.counts = dict(counts)
+        self.folds = folds
+        shown = ", ".join(f"{k}: {v}" for k, v in list(self.counts.items())[:10])
+        super().__init__(f"{len(self.counts)} class(es) have fewer than {folds} labels ({shown}); "
+                         f"out-of-fold scoring needs at least one per fold")
+
+
+@dataclass(frozen=True)
+class Suspects:
+    """Per labeled row: how suspicious its label is, the model's suggestion, and whether to re-check it.
+
+    ``score`` = 1 − out-of-fold probability of the given label (higher = more suspicious).
+    ``flagged`` = confident learning's verdict (``prune_by_noise_rate``): what to send back for a
+    second opinion. It is a set sized by the estimated noise, so a few flagged rows may score
+    below unflagged ones. ``noise_rate`` is confident learning's estimate of the share of wrong labels.
+    """
+
+    score: np.ndarray          # (n,) float
+    suggested: np.ndarray      # (n,) int, argmax of the out-of-fold probabilities
+    flagged: np.ndarray        # (n,) bool
+    probabilities: np.ndarray  # (n, n_classes) out-of-fold
+    noise_rate: float
+
+    @property
+    def order(self) -> np.ndarray:
+        """Row indices, most suspicious first (ties by row order)."""
+        return np.argsort(-self.score, kind="stable")
+
+    def to_send(self, limit: int | None = None) -> np.ndarray:
+        """Flagged rows, most suspicious first, at most ``limit``: what the sync job sends back."""
+        rows = self.order[self.flagged[self.order]]
+        return rows if limit is None else rows[: max(0, limit)]
+
+
+def check_rankable(y: np.ndarray, folds: int = 5) -> dict[int, int]:
+    """Classes (present in ``y``) with fewer than ``folds`` labels, and their counts; empty = rankable."""
+    counts = Counter(np.asarray(y).tolist())
+    return {int(k): int(v) for k, v in sorted(counts.items()) if v < folds}
+
+
+def out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, n_classes: int, *, folds: int = 5, seed: int = 0,
+                              C: float = DEFAULT_C) -> np.ndarray:
+    """Probabilities of labelloop's head for each row from a model that never saw that row.
+
+    In-sample probabilities would be useless here: a weakly regularised head memorises a wrong
+    label, and the row then looks confidently right.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    X, y = np.asarray(X), np.asarray(y)
+    if folds < 2:
+        raise ValueError("folds must be ≥ 2")
+    rare = check_rankable(y, folds)
+    if rare:
+        raise TooFewLabelsError(rare, folds)
+    out = np.zeros((len(y), n_classes))
+    for train, held in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(X, y):
+        out[held] = Head(n_classes, C=C, seed=seed).fit(X[train], y[train]).predict_proba(X[held])
+    return out
+
+
+def rank_label_errors(X: np.ndarray, y: np.ndarray, n_classes: int, *, folds: int = 5, seed: int = 0,
+                      C: float = DEFAULT_C, probabilities: np.ndarray | None = None) -> Suspects:
+    """Rank labeled rows ``X`` (features) with label indices ``y`` by how likely the label is wrong.
+
+    ``probabilities`` may be given (out-of-fold, ``(n, n_classes)``) to skip the cross-validation.
+    Raises :class:`TooFewLabelsError` if a present class has fewer than ``folds`` labels and
+    ``ValueError`` with fewer than two classes.
+    """
+    from cleanlab.count import calibrate_confident_joint, compute_confident_joint
+    from cleanlab.filter import find_label_issues
+
+    y = np.asarray(y, dtype=np.int64)
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError("label index out of range")
+    present = np.unique(y)
+    if len(present) < 2:
+        raise ValueError(f"need labels of at least two classes, got {len(present)}")
+    if probabilities is None:
+        probabilities = out_of_fold_probabilities(X, y, n_classes, folds=folds, seed=seed, C=C)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.shape != (len(y), n_classes):
+        raise ValueError(f"probabilities have shape {probabilities.shape}, expected {(len(y), n_classes)}")
+    # cleanlab wants every column to be a class with labels: work on the present classes only.
+    local = np.searchsorted(present, y)
+    p = probabilities[:, present]
+    p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+    joint = compute_confident_joint(local, p)
+    flagged = find_label_issues(local, p, filter_by="prune_by_noise_rate", confident_joint=joint, n_jobs=1)
+    calibrated = calibrate_confident_joint(joint, local)
+    noise = float(1.0 - np.trace(calibrated) / max(calibrated.sum(), 1e-12))
+    score = 1.0 - p[np.arange(len(y)), local]
+    suggested = present[p.argmax(axis=1)]
+    return Suspects(score=score, suggested=suggested, flagged=np.asarray(flagged, dtype=bool),
+                    probabilities=probabilities, noise_rate=noise)
