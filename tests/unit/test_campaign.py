@@ -10,7 +10,8 @@ import pytest
 from labelloop.campaign import (Campaign, push_picks, register, select, train_if_due, training_labels)
 from labelloop.config import load_config
 from labelloop.data import Pool
-from labelloop.labelstudio import AnnotationRecord, ExistingTask, PullCursor, PullResult, PushReport
+from labelloop.labelstudio import (AnnotationRecord, ChoicesConfig, ExistingTask, ProjectInfo, PullCursor,
+                                   PullResult, PushReport)
 from labelloop.store import Store
 from labelloop.sync import SyncStep
 
@@ -82,6 +83,13 @@ class QuietLabelStudio:
     def set_model_version(self, project_id: int, version: str) -> None:
         pass
 
+    def reopen(self, project_id: int, overlaps: dict[int, int], model_version: str) -> None:
+        raise AssertionError("nothing to reopen in a quiet campaign")
+
+
+def project(version: str) -> ProjectInfo:
+    return ProjectInfo(7, "p", ChoicesConfig(tuple(LABELS)), model_version=version)
+
 
 @pytest.mark.parametrize("rounds", [50])
 def test_a_sync_with_nothing_new_reads_no_stored_model(tmp_path, rounds: int) -> None:
@@ -97,7 +105,7 @@ def test_a_sync_with_nothing_new_reads_no_stored_model(tmp_path, rounds: int) ->
                                 np.zeros(10, dtype=np.int64))
             store.mark_pushed({i: k for k, i in enumerate(ids[2:12])})  # a full queue, nobody labeled yet
         ls = QuietLabelStudio(store.pushes(), f"m-{rounds}")
-        report = SyncStep(store, ls, 7, campaign, lambda step: None).run(f"m-{rounds}")
+        report = SyncStep(store, ls, 7, campaign, lambda step: None).run(project(f"m-{rounds}"))
         assert report.pulled == 0 and report.trained is None and report.queue_after == 10
         assert ls.pushed == []
         assert store.blobs_loaded == 0
@@ -105,5 +113,5 @@ def test_a_sync_with_nothing_new_reads_no_stored_model(tmp_path, rounds: int) ->
         # With room in the queue the latest model (and only it) is read, to choose the next texts.
         (tmp_path / "wider").mkdir()
         campaign2 = make_campaign(tmp_path / "wider", queue_target=12)
-        report = SyncStep(store, ls, 7, campaign2, lambda step: None).run(f"m-{rounds}")
+        report = SyncStep(store, ls, 7, campaign2, lambda step: None).run(project(f"m-{rounds}"))
         assert report.pushed_active == 2 and store.blobs_loaded == 1
