@@ -24,7 +24,7 @@ import pandas as pd
 
 from .errors import DataError
 
-__all__ = ["Pool", "load_pool", "demo_paths", "content_id", "check_test_labels", "inspect_data", "DataPeek",
+__all__ = ["Pool", "load_pool", "demo_paths", "content_id", "check_test_labels", "inspect_data", "DataPeek", "columns_of",
            "is_blank"]
 
 _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -332,6 +332,11 @@ def load_pool(
     if dups and unique_ids:
         raise DataError(f"{path}: {len(dups)} duplicate id(s) {what}: {_preview(dups, 5)}")
     return Pool(ids=ids, texts=texts, labels=labels, source=str(path))
+
+
+def columns_of(path: str | Path) -> list[str]:
+    """The column names of a data file (a one-line error if it cannot be read)."""
+    return [str(c) for c in _read_frame(Path(path).expanduser()).columns]
 
 
 def check_test_labels(train: Pool, test: Pool) -> None:

@@ -119,7 +119,9 @@ def sync(config: Config, *, campaign: Campaign | None = None, connector: Connect
         campaign = campaign or load_campaign(config, progress=progress)
         if stored_project is not None:  # never create a project for a campaign that has one
             found = ls.find_project(config.labelstudio.project)
-            _check_same_project(found, int(stored_project), state, config, ls.display_url)
+            ours = found if found is not None and found.id == int(stored_project) else ls.find_project(
+                int(stored_project))
+            _check_same_project(found, ours, int(stored_project), state, config, ls.display_url)
         info = ls.ensure_project(config.labelstudio.project, config.labels,
                                  instructions=guidelines.html if guidelines else None)
         with Store.open(state) as store:
@@ -132,15 +134,17 @@ def sync(config: Config, *, campaign: Campaign | None = None, connector: Connect
             return step.run(info, guidelines)
 
 
-def _check_same_project(found: ProjectInfo | None, stored: int, state: Path, config: Config, url: str) -> None:
-    if found is None:
+def _check_same_project(found: ProjectInfo | None, ours: ProjectInfo | None, stored: int, state: Path,
+                        config: Config, url: str) -> None:
+    """The config's project must be the campaign's; if the campaign's project is gone, say so."""
+    if ours is None:
         raise CampaignGuardError(
-            f"{state} is the campaign of Label Studio project {stored}, and {url} has no project "
-            f"{config.labelstudio.project!r} any more: was the server restarted with a new data directory? "
-            f"Restore its data; nothing was written")
-    if found.id != stored:
-        raise StoreError(f"{state} belongs to Label Studio project {stored}, not {config.labelstudio.project!r} "
-                         f"(project {found.id}); use another state.path for another project")
+            f"{state} is the campaign of Label Studio project {stored} ({config.labelstudio.project!r}), which "
+            f"{url} no longer has: was the server restarted with a new data directory? Restore its data; "
+            f"nothing was written")
+    if found is None or found.id != stored:
+        raise StoreError(f"{state} belongs to Label Studio project {stored}, not {config.labelstudio.project!r}; "
+                         f"use another state.path for another project")
 
 
 def _check_identity(store: Store, info: ProjectInfo, state: Path) -> None:

@@ -65,7 +65,7 @@ def test_a_server_paused_during_the_import_leaves_one_task_per_id(ls_server, sdk
     labels = sorted(pd.read_csv(pool, dtype=str)["label"].dropna().unique())
     info = connector.ensure_project(title, labels)
     push = labelloop(ls_server, tmp_path, "push", "--data", str(pool), "--id-column", "id", "--project",
-                     str(info.id), "--n", "400", "--batch-size", "40")
+                     str(info.id), "--n", "400", "--import-batch-size", "40")
     pid, paused = server_pid(ls_server), False
     try:
         deadline = time.monotonic() + 300
@@ -91,7 +91,7 @@ def test_two_pushers_at_once_leave_one_task_per_id(ls_server, sdk, connector, ti
     labels = sorted(pd.read_csv(pool, dtype=str)["label"].dropna().unique())
     info = connector.ensure_project(title, labels)
     args = ("push", "--data", str(pool), "--id-column", "id", "--project", str(info.id), "--n", "300",
-            "--batch-size", "30")
+            "--import-batch-size", "30")
     from labelloop import Encoder, embed  # fill the embedding cache first, so both race on the import
 
     embed(pd.read_csv(pool, dtype=str)["text"].tolist(), Encoder(), tmp_path / "cache")

@@ -42,3 +42,51 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys, url: str, key: str, *args: 
     out = capsys.readouterr()
     assert key not in out.out + out.err
     return code, out.err.strip()
+
+
+class Annotator:
+    """A person with their own Label Studio account, working through the project's queue (``/next``).
+
+    Signed up through the organisation's invite link, like a colleague would be; ``accuracy`` is
+    the chance of giving the true label (otherwise another label, chosen by the script's own rng).
+    Every label given is kept in ``given`` so tests can compare what labelloop measured with truth.
+    """
+
+    def __init__(self, server, email: str, accuracy: float = 1.0, seed: int = 0) -> None:
+        import random
+
+        import httpx
+
+        admin = httpx.Client(base_url=server.url, headers={"Authorization": f"Token {server.api_key}"}, timeout=60)
+        link = admin.get("/api/invite").json()["invite_url"]
+        session = httpx.Client(base_url=server.url, follow_redirects=True, timeout=60)
+        session.get(link)
+        session.post(link, data={"email": email, "password": "not-a-real-secret-1",
+                                 "csrfmiddlewaretoken": session.cookies.get("csrftoken")},
+                     headers={"Referer": server.url + link})
+        token = session.get("/api/current-user/token").json()["token"]
+        self.email = email
+        self.client = httpx.Client(base_url=server.url, headers={"Authorization": f"Token {token}"}, timeout=60)
+        self.id = int(self.client.get("/api/current-user/whoami").json()["id"])
+        self.accuracy = accuracy
+        self.rng = random.Random(seed)
+        self.given: dict[str, str] = {}  # our id -> label this annotator gave
+
+    def work(self, project_id: int, truth: dict[str, str], labels: list[str], n: int,
+             wrong: dict[str, str] | None = None) -> list[str]:
+        """Label up to ``n`` tasks the queue serves; ``wrong`` forces a label for given ids (injected errors)."""
+        done = []
+        for _ in range(n):
+            r = self.client.get(f"/api/projects/{project_id}/next")
+            if r.status_code != 200:
+                break
+            task = r.json()
+            our_id = task["data"]["labelloop_id"]
+            true = truth[our_id]
+            label = (wrong or {}).get(our_id) or (true if self.rng.random() < self.accuracy
+                                                  else self.rng.choice([x for x in labels if x != true]))
+            result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
+            self.client.post(f"/api/tasks/{task['id']}/annotations/", json={"result": result, "lead_time": 3.0})
+            self.given[our_id] = label
+            done.append(our_id)
+        return done

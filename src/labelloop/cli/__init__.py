@@ -35,7 +35,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version.",
+                                 metavar=""),
 ) -> None:
     """Active learning for text classification, wired to Label Studio."""
 

@@ -23,7 +23,8 @@ CacheDir = Annotated[
 Neighbours = Annotated[int, typer.Option(
     help="Blend each embedding with its K nearest pool texts before training (labelloop.features); 0 = off.",
     metavar="K", min=0)]
-SkipEmpty = Annotated[bool, typer.Option("--skip-empty", help="Drop empty texts with a warning instead of failing.")]
+SkipEmpty = Annotated[bool, typer.Option(
+    "--skip-empty", help="Drop empty texts with a warning instead of failing.", metavar="")]
 
 
 def _strategy(value: str) -> str:

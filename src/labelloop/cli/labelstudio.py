@@ -23,6 +23,7 @@ from rich.progress import TextColumn as ProgressText
 from ..data import Pool, load_pool
 from ..errors import DataError, LabelloopError
 from ..campaign import push_picks
+from ..config import PREFILL_CONFIDENCE
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import featurize
 from ..labels import LabelSet
@@ -153,8 +154,13 @@ def push(
     model_version: Annotated[Optional[str], typer.Option(
         help="Model version of the predictions (default: derived from the training labels).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (k-means, ties).")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Tasks per import request.")] = 250,
+    import_batch_size: Annotated[int, typer.Option(
+        "--import-batch-size", help="Tasks per import request (network batching; not the --n texts chosen).")] = 250,
+    prefill_confidence: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Pre-select the model's guess for annotators only at or above this confidence "
+                               "(benchmarks/prefill.py).")] = PREFILL_CONFIDENCE,
     prediction_clusters: Annotated[bool, typer.Option(
+        "--prediction-clusters", metavar="",
         help="Also write the cluster into each prediction's `cluster` field: one request per text (slow); "
              "it is always in the task's meta.")] = False,
     model: ModelPath = None,
@@ -171,8 +177,8 @@ def push(
     it cold-starts (k-means coverage, no predictions).
     """
     console = Console(stderr=True, soft_wrap=True)
-    if n < 1 or batch_size < 1:
-        raise LabelloopError("--n and --batch-size must be ≥ 1")
+    if n < 1 or import_batch_size < 1:
+        raise LabelloopError("--n and --import-batch-size must be ≥ 1")
     pool = load_pool(data, text_column, label_column, id_column, skip_empty=skip_empty)
     known = _known_labels(pool, labels_file, console)
     ls = _connector(url)
@@ -194,12 +200,13 @@ def push(
     if not picks:
         console.print("Nothing to send: every unlabeled text is already in the project.")
         return
-    items = [PushItem(p.id, p.text, p.predicted, p.confidence, p.cluster) for p in picks]
+    items = [PushItem(p.id, p.text, p.predicted, 0.0 if p.confidence is None else p.confidence, p.cluster,
+                      prefill=p.confidence is not None and p.confidence >= prefill_confidence) for p in picks]
     console.print(f"{f'Model {version}' if head else 'Cold start'}: sending {len(items)} texts "
                   f"({strategy if head else 'k-means coverage'}).")
     with _bar(console) as bar:
         task = bar.add_task("pushing", total=len(items))
-        report = ls.push(info.id, items, version, batch_size=batch_size,
+        report = ls.push(info.id, items, version, batch_size=import_batch_size,
                          prediction_clusters=prediction_clusters,
                          progress=lambda done, total: bar.update(task, completed=done, total=total))
     n_added = len(report.predictions_added)

@@ -30,7 +30,7 @@ def init(
         help="Comma-separated label set (default: the data's labels when it has a label column, else "
              "billing,bug,other).")] = None,
     project: Annotated[str, typer.Option(help="Label Studio project title or id.")] = "labelloop",
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.", metavar="")] = False,
 ) -> None:
     """Write a commented labelloop.toml to start a campaign from.
 
@@ -84,7 +84,8 @@ def init(
 
 @app.command("sync")
 def sync_cmd(config: ConfigOpt = Path("labelloop.toml"),
-             quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (for cron).")] = False
+             quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (for cron).",
+                                                           metavar="")] = False
              ) -> None:
     """One safe step: pull labels, retrain if enough are new, top the queue up, record the round.
 
@@ -180,12 +181,14 @@ def predict(
     out: Annotated[Path, typer.Option(help="CSV to write: id, label, confidence.")],
     config: ConfigOpt = Path("labelloop.toml"),
     text_column: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
-    id_column: Annotated[str | None, typer.Option(help="Column with ids (default: derived from the text).")
+    id_column: Annotated[str | None, typer.Option(
+        help="Column with ids (default: the campaign's data.id_column when the input has it, else derived from "
+             "the text).")
                          ] = None,
 ) -> None:
     """Apply the campaign's current model to a file of texts, for use downstream."""
     from ..campaign import latest_head, load_campaign
-    from ..data import load_pool
+    from ..data import columns_of, load_pool
     from ..featurize import featurize
     from ..outputs import atomic_write, check_output
     from ..store import Store
@@ -197,6 +200,8 @@ def predict(
     if head is None:
         raise LabelloopError(f"{cfg.state.path}: no model yet (it needs labels of two classes); run "
                              f"`labelloop sync` after some labeling")
+    if id_column is None and cfg.data.id_column and cfg.data.id_column in columns_of(input):
+        id_column = cfg.data.id_column
     pool = load_pool(input, text_column, None, id_column, unique_ids=False)
     # The model was trained on features smoothed over the campaign's pool: new texts take their neighbours
     # there. Only the pool's raw vectors are needed (from the cache), not the pool's own features.

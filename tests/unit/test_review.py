@@ -1,0 +1,80 @@
+"""Second-opinion rules with known answers: double annotation share, pre-selection, ties, settling."""
+
+from __future__ import annotations
+
+from labelloop.labelstudio.annotations import AnnotationRecord, Resolution
+from labelloop.labelstudio.labelconfig import ChoicesConfig
+from labelloop.labelstudio.payloads import PushItem, diff_task, prediction_payload
+from labelloop.labelstudio.annotations import PullCursor
+from labelloop.review import blind_priority, plan_overlap, prefill, settled, ties_to_escalate
+from labelloop.store import EscalationRow, QueryRow
+
+
+def active(i: int, confidence: float) -> QueryRow:
+    return QueryRow(f"t{i}", 1, "active", "margin-kmeans", "m-1", 0.5, None, "bug", confidence)
+
+
+def test_the_double_annotated_share_follows_the_campaign_and_those_tasks_are_blind() -> None:
+    batch = [active(i, 0.95) for i in range(10)] + [QueryRow("a1", 1, "audit", "random-audit", None)]
+    planned = plan_overlap(batch, share=0.25, people=2, threshold=0.9, active_sent=30, double_sent=7)
+    double = [q for q in planned if q.overlap == 2]
+    assert len(double) == 3  # floor(0.25 × 40) − 7 already sent
+    assert not any(q.prefilled for q in double)
+    assert all(q.prefilled for q in planned if q.kind == "active" and q.overlap == 1)  # confident: pre-selected
+    audit = next(q for q in planned if q.kind == "audit")
+    assert audit.overlap == 1 and not audit.prefilled
+    again = plan_overlap(batch, share=0.25, people=2, threshold=0.9, active_sent=30, double_sent=7)
+    assert [q.item_id for q in again if q.overlap == 2] == [q.item_id for q in double]  # stable on a rerun
+
+
+def test_only_confident_guesses_are_preselected() -> None:
+    assert prefill(0.91, 0.9) and prefill(0.9, 0.9)
+    assert not prefill(0.89, 0.9) and not prefill(None, 0.0)
+    planned = plan_overlap([active(0, 0.4), active(1, 0.99)], share=0.0, people=2, threshold=0.9, active_sent=0,
+                           double_sent=0)
+    assert [q.prefilled for q in planned] == [False, True]
+
+
+def test_a_blind_prediction_has_no_result_but_a_score_that_places_it_first() -> None:
+    config = ChoicesConfig(("billing", "bug"))
+    blind = prediction_payload(PushItem("t1", "x", "bug", 0.3, prefill=False), config, "m-1")
+    shown = prediction_payload(PushItem("t1", "x", "bug", 0.95), config, "m-1")
+    audit = prediction_payload(PushItem("a1", "x", None, blind_priority("audit", None), prefill=False), config, "m-1")
+    assert blind["result"] == [] and blind["score"] == 0.3
+    assert shown["result"][0]["value"]["choices"] == ["bug"]
+    assert audit["result"] == [] and audit["score"] == 0.0
+
+
+def res(label: str | None, votes: dict[str, int]) -> Resolution:
+    return Resolution("x", label, votes, 0, len(votes) > 1)
+
+
+def test_a_fully_answered_tie_gets_one_more_annotator_up_to_the_cap() -> None:
+    resolutions = {"tie2": res(None, {"a": 1, "b": 1}), "tie3": res(None, {"a": 1, "b": 1, "c": 1}),
+                   "half": res(None, {"a": 1}), "agreed": res("a", {"a": 2}), "open": res(None, {"a": 1, "b": 1})}
+    tasks = {"tie2": (1, 2), "tie3": (2, 3), "half": (3, 2), "agreed": (4, 2), "open": (5, 2)}
+    out, stuck = ties_to_escalate(resolutions, tasks, open_ids={"open"}, max_annotators=3)
+    assert [(e.item_id, e.task_id, e.overlap, e.reason) for e in out] == [("tie2", 1, 3, "tie")]
+    assert stuck == ["tie3"]  # at the cap: waits for a reviewer; "half" is still being labeled
+
+
+def rec(item: str, ann: int, label: str | None, who: str, at: str) -> AnnotationRecord:
+    return AnnotationRecord("created", item, 1, 10, ann, label, annotator_email=who, created_at=at)
+
+
+def test_an_escalation_settles_when_its_extra_opinion_breaks_the_tie() -> None:
+    esc = EscalationRow(1, "t", 10, "tie", 2, 3, "2026-11-29T10:00:00", None, None, None, None, None)
+    records = [rec("t", 1, "a", "ann@x", "2026-11-29T09:00:00"), rec("t", 2, "b", "bob@x", "2026-11-29T09:10:00")]
+    assert settled([esc], {"t": res(None, {"a": 1, "b": 1})}, records) == []
+    records.append(rec("t", 3, "b", "ref@x", "2026-11-29T11:00:00"))
+    assert settled([esc], {"t": res("b", {"a": 1, "b": 2})}, records) == [(1, "b", "ref@x")]
+
+
+def test_a_submission_without_a_choice_counts_as_an_empty_skip() -> None:
+    config = ChoicesConfig(("billing", "bug"))
+    task = {"id": 7, "data": {"labelloop_id": "t7", "text": "x"},
+            "annotations": [{"id": 1, "result": [], "was_cancelled": False, "completed_by": 3},
+                            {"id": 2, "result": [], "was_cancelled": True, "completed_by": 4}]}
+    empty, skip = diff_task(task, 1, config, PullCursor(), {})
+    assert empty.skipped and empty.empty and empty.label is None
+    assert skip.skipped and not skip.empty
