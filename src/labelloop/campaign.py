@@ -247,7 +247,7 @@ def _audit_picks(store: Store, campaign: Campaign, round_: int, n: int, sent: di
     """The audit sample's share of the next ``n`` texts: random, sent without a prediction."""
     audit_all = store.ids_with_role("audit")
     audit_sent = sum(i in sent for i in audit_all)
-    audit_left = [i for i in audit_all if i not in queried and i in campaign.index]
+    audit_left = [i for i in audit_all if i not in queried and i not in sent and i in campaign.index]
     quota = math.ceil(campaign.config.loop.audit_fraction * (len(sent) + n)) - audit_sent
     return [QueryRow(i, round_, "audit", "random-audit", None) for i in audit_left[: max(0, min(n, quota))]]
 

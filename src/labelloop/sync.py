@@ -84,6 +84,7 @@ class SyncReport:
     suspects_sent: int = 0       # suspected label errors sent back for another opinion
     settled: int = 0             # second opinions that came back with a label
     stopped: str | None = None
+    rebuilt: bool = False        # the ledger had no run before this one
     advice: list[Advice] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -93,7 +94,9 @@ class SyncReport:
         parts.append(f"trained {self.trained}" if self.trained else "model unchanged")
         parts.append(f"sent {self.pushed_active} + {self.pushed_audit} audit" if not self.stopped
                      else f"stopped: {self.stopped}")
-        if self.adopted:
+        if self.adopted and self.rebuilt:
+            parts.append(f"found {self.adopted} task(s) already in the project (a new or rebuilt state file): adopted")
+        elif self.adopted:
             parts.append(f"recovered {self.adopted} task(s) of an interrupted run")
         if self.escalated or self.suspects_sent or self.settled:
             parts.append(f"second opinions: {self.escalated} tie(s) and {self.suspects_sent} suspect label(s) sent, "
@@ -174,6 +177,7 @@ class SyncStep:
         self.guard_deletions()
         self.pull()
         self.adopt()
+        self.check_plan()
         if guidelines is not None:
             self.apply_guidelines(info, guidelines)
         model = self.store.last_round()
@@ -215,9 +219,24 @@ class SyncStep:
         result = self.ls.pull(self.project_id, self.store.cursor())
         with self.store.tx():
             self.report = SyncReport(run=self.store.start_run(), pulled=len(result.records))
+            self.report.rebuilt = self.report.run == 1
             ingest(self.store, self.report.run, result.records, result.cursor.scanned_at)
             self.store.update_run(self.report.run, pulled=len(result.records))
         self.hook("pulled")
+
+    def check_plan(self) -> None:
+        """Say at the first run what the config promises but the data cannot give."""
+        if not self.report.rebuilt:
+            return
+        cfg = self.campaign.config
+        unlabeled = sum(lab is None for lab in self.campaign.pool.labels)
+        if cfg.loop.budget > unlabeled:
+            self.report.warnings.append(f"loop.budget {cfg.loop.budget} exceeds the {unlabeled} unlabeled text(s) in "
+                                        f"the pool: the campaign ends when the pool runs out")
+        audit = len(self.store.ids_with_role("audit"))
+        if "plateau" in cfg.stop.on and audit < cfg.stop.min_audit:
+            self.report.warnings.append(f"stop.plateau can never fire: the audit sample holds {audit} text(s), fewer "
+                                        f"than stop.min_audit = {cfg.stop.min_audit}")
 
     def adopt(self) -> None:
         """Tasks in Label Studio that the ledger lacks: pushed by a run killed before it could record them."""
