@@ -154,7 +154,7 @@ def test_a_replaced_project_and_a_mass_deletion_are_refused_with_nothing_written
     sdk.projects.create(title=title, label_config=_config(config.labels))  # same title, maybe the same id
     done = cli_sync(config_path)
     assert done.returncode == 2, done.stderr
-    assert "was replaced" in done.stderr or "no project" in done.stderr
+    assert "no longer has" in done.stderr and "nothing was written" in done.stderr  # a new id: the old is gone
     assert len(Store.open_existing(state).runs()) == 1
     assert state.read_bytes()[:100] == before[:100]
 

@@ -115,3 +115,17 @@ def test_a_sync_with_nothing_new_reads_no_stored_model(tmp_path, rounds: int) ->
         campaign2 = make_campaign(tmp_path / "wider", queue_target=12)
         report = SyncStep(store, ls, 7, campaign2, lambda step: None).run(project(f"m-{rounds}"))
         assert report.pushed_active == 2 and store.blobs_loaded == 1
+
+
+def test_a_project_recreated_under_the_same_id_is_refused(tmp_path) -> None:
+    from labelloop.sync import CampaignGuardError, _check_identity
+
+    with Store.open(tmp_path / "s.db") as store:
+        with store.tx():
+            store.set("project_created_at", "2026-11-29T10:00:00+00:00")
+        same = ProjectInfo(1, "tickets", ChoicesConfig(tuple(LABELS)), created_at="2026-11-29T10:00:00+00:00")
+        _check_identity(store, same, tmp_path / "s.db")
+        fresh = ProjectInfo(1, "tickets", ChoicesConfig(tuple(LABELS)), created_at="2026-11-30T08:00:00+00:00")
+        with pytest.raises(CampaignGuardError, match="was replaced") as err:
+            _check_identity(store, fresh, tmp_path / "s.db")
+        assert err.value.exit_code == 2
