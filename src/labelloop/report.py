@@ -28,7 +28,9 @@ from .head import Head
 from .campaign import Campaign, load_campaign
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
 from .outputs import atomic_write, check_output, check_output_dir, staging_dir
-from .status import summary, who
+from .quality import agreement_report
+from .report_people import agreement_section, guidelines_section, second_opinions_section
+from .status import summary, votes_of, who
 from .store import RoundRow, RunRow, Store
 
 __all__ = ["summary", "write_report"]
@@ -239,9 +241,12 @@ def _curve_figure(trained: Sequence[RoundRow]) -> Figure:
     for name, marker in (("audit", "^"), ("test", "v")):
         pts = [(c["n_labeled"], c[name]["macro_f1"]) for c in curve
                if (c[name] or {}).get("macro_f1") is not None]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), marker=marker, markersize=3, linestyle="--",
-                    label=f"{name} macro-F1")
+        if pts:  # thin and behind: on small audits macro-F1 often equals accuracy and must not hide it
+            ax.plot(*zip(*pts, strict=True), marker=marker, markersize=2, linestyle=":", linewidth=1,
+                    alpha=0.7, zorder=1, label=f"{name} macro-F1")
+    for x, a in audit:  # how many audit labels each point stands on
+        ax.annotate(f"n={a['n']}", (x, a["accuracy"]), textcoords="offset points", xytext=(0, 6), fontsize=6,
+                    ha="center")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right")
     ax.set_ylabel("accuracy, macro-F1")
@@ -326,10 +331,10 @@ def _ledger_section(rounds: Sequence[RoundRow], runs: Sequence[RunRow]) -> list[
 
     return [
         Heading("Rounds"),
-        Table(["round", "model version", "strategy", "labels", "audit accuracy", "test accuracy",
+        Table(["round", "model version", "strategy", "labels", "audit labels", "audit accuracy", "test accuracy",
                "κ vs previous", "created at"],
-              [[r.round, r.model_version, r.strategy, r.n_labeled, _fmt(r.metrics.get("audit")),
-                _fmt(r.metrics.get("test")), kappa(r), r.created_at] for r in rounds])
+              [[r.round, r.model_version, r.strategy, r.n_labeled, (r.metrics.get("audit") or {}).get("n", 0),
+                _fmt(r.metrics.get("audit")), _fmt(r.metrics.get("test")), kappa(r), r.created_at] for r in rounds])
         if rounds else Para("No rounds yet."),
         Heading("Runs"),
         Table(["run", "finished at", "pulled", "trained", "sent", "queue before → after", "stopped"],
@@ -352,6 +357,8 @@ def write_report(config: Config, out: str | Path) -> Path:
         records = store.records()
         res = store.resolutions()
         audit_ids = set(store.ids_with_role("audit"))
+        escalations = store.escalations()
+        guidelines = store.guidelines()
         trained = [r for r in rounds if r.has_model]
         last = trained[-1] if trained else None
         arrays = store.model(last.round) if last is not None else None
@@ -367,6 +374,9 @@ def write_report(config: Config, out: str | Path) -> Path:
             *_curve_section(trained, figdir),
             *_failures_section(last, head, data, res, audit_ids, figdir),
             *_disagreements_section(res, data),
+            *agreement_section(agreement_report(votes_of(records))),
+            *second_opinions_section(escalations, data.texts, _snippet),
+            *guidelines_section(guidelines, records),
             *_throughput_section(records, figdir),
             *_ledger_section(rounds, runs),
         ]

@@ -20,7 +20,8 @@ from labelloop.campaign import Campaign
 LABELS = ["billing", "bug", "other"]
 LONG = "text 6 | <b>six</b> *stars* " + "and on " * 20  # user text: escaped, cut at 80 characters
 SECTIONS = ("## Summary", "## Learning curve", "## Where the current model fails", "## Disagreements",
-            "## Throughput", "## Rounds", "## Runs")
+            "## Annotators and agreement", "## Second opinions", "## Guidelines", "## Throughput", "## Rounds",
+            "## Runs")
 
 
 def rec(event, item, ann, label, who, day="2026-11-20", **kw) -> AnnotationRecord:
@@ -133,7 +134,7 @@ def test_a_report_has_every_section_and_its_figures(trained, tmp_path) -> None:
         assert fig.stat().st_size > 5000
     assert "the audit sample (12 labeled texts)" in md  # t28..t39: all audit texts have an agreed label
     assert "current model: m-2 (round 2, trained on 20 labels" in md
-    assert "| 2 | m-2 | margin-kmeans | 20 | 0.700 [0.300, 0.900] | – | 0.900 |" in md
+    assert "| 2 | m-2 | margin-kmeans | 20 | 12 | 0.700 [0.300, 0.900] | – | 0.900 |" in md  # with the audit n
     assert "| 2026-11-20 | 9 | 9 | 18 |" in md and "| 2026-11-21 | 10 | 10 | 20 |" in md
     assert "| all days | 19 | 19 | 38 |" in md
     assert "| 1 | 2026-11-21T10:00:00+00:00 | 43 | – | 40 | 0 → 3 |  |" in md
@@ -190,3 +191,20 @@ def test_status_prints_the_annotators(campaign_state) -> None:
 def test_campaign_figures_render(fig, tmp_path) -> None:
     path = plots.save(fig(), tmp_path / "f.png")
     assert path.stat().st_size > 5000
+
+
+def test_the_people_sections_show_agreement_second_opinions_and_guideline_versions(trained, tmp_path) -> None:
+    config, store, _ = trained
+    with store.tx():
+        store.add_guidelines("g-one", "guidelines.md", "# v1", applied_at="2026-11-19T00:00:00+00:00")
+        store.add_guidelines("g-two", "guidelines.md", "# v2", applied_at="2026-11-21T00:00:00+00:00")
+        store.add_escalation("t6", 106, "tie", 1, 3, None)
+        store.add_escalation("t3", 103, "suspect", 1, 2, "billing", 0.93)
+        seq = store.escalations()[-1].seq
+        store.resolve_escalation(seq, "bug", "user2@x.test")
+    md = report.write_report(config, tmp_path / "people.md").read_text()
+    assert "| g-one | 2026-11-19T00:00:00+00:00 | 18 |" in md and "| g-two | 2026-11-21T00:00:00+00:00 | 20 |" in md
+    assert "ties sent to one more annotator: 1; settled 0, open 1" in md
+    assert "suspected label errors sent back: 1; relabeled 1, confirmed 0, open 0" in md
+    assert "| text 3 | billing | bug | user2@x.test | 0.93 |" in md
+    assert "Krippendorff's α" in md and "| user1@x.test | user2@x.test | 1 | 0.000 |" in md

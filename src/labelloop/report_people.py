@@ -1,0 +1,108 @@
+"""The report's sections about people: agreement, each annotator, second opinions, guideline versions.
+
+Kept apart from :mod:`labelloop.report` (the model's side and the rendering): plain data in, a
+list of report blocks out, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .labelstudio.annotations import AnnotationRecord, live_annotations
+from .quality import AgreementReport, Proportion
+from .store import EscalationRow
+
+if TYPE_CHECKING:
+    from .report import Block
+
+__all__ = ["agreement_section", "second_opinions_section", "guidelines_section"]
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _prop(p: Proportion | None) -> str:
+    if p is None or not p.n:
+        return "–"
+    return f"{p.value:.3f} [{p.ci[0]:.3f}, {p.ci[1]:.3f}] (n = {p.n})"
+
+
+def agreement_section(ag: AgreementReport) -> list[Block]:
+    """Krippendorff's α and Cohen's κ on the texts several people labeled, per pair, per class, per annotator."""
+    from .report import Heading, Para, Table
+
+    blocks: list[Block] = [Heading("Annotators and agreement")]
+    if not ag.n_items:
+        return blocks + [Para("No labels yet.")]
+    blocks.append(Para(
+        f"{ag.n_multi} of {ag.n_items} labeled texts were labeled by two or more of {ag.n_annotators} annotators "
+        f"(the double-annotated share is blind: nobody saw the model's guess). Krippendorff's α "
+        f"{_num(ag.alpha)}, mean pairwise Cohen's κ {_num(ag.mean_kappa)}."))
+    if ag.pairs:
+        blocks.append(Table(["annotator", "annotator", "shared texts", "same label", "Cohen's κ"],
+                            [[p.a, p.b, p.n_items, _num(p.observed), _num(p.kappa)] for p in ag.pairs]))
+    if ag.classes:
+        blocks.append(Para("Per class: the share of votes for a class that another annotator matched (specific "
+                           "agreement), and α of that class against the rest. Low rows are where the guidelines "
+                           "need an example."))
+        rows = sorted(ag.classes, key=lambda c: (c.specific is None, c.specific or 0.0))
+        blocks.append(Table(["label", "paired votes", "specific agreement", "α (one vs rest)"],
+                            [[c.label, c.n_votes, _num(c.specific), _num(c.alpha)] for c in rows]))
+    if ag.annotators:
+        blocks.append(Para("Each annotator against the others' majority on the same texts (leave-one-out)."))
+        blocks.append(Table(["annotator", "labels", "agrees with the others' majority"],
+                            [[a.annotator, a.n_votes, _prop(a.vs_consensus)] for a in ag.annotators]))
+    return blocks
+
+
+def second_opinions_section(escalations: Sequence[EscalationRow], texts: Mapping[str, str],
+                            snippet: Any) -> list[Block]:
+    """Ties sent to one more person and suspected label errors sent back, with their outcomes."""
+    from .report import Bullets, Heading, Para, Table
+
+    blocks: list[Block] = [Heading("Second opinions")]
+    if not escalations:
+        return blocks + [Para("None yet: no tie and no suspected label error was sent back.")]
+    ties = [e for e in escalations if e.reason == "tie"]
+    suspects = [e for e in escalations if e.reason == "suspect"]
+    changed = [e for e in suspects if e.resolved_at and e.label_after != e.label_before]
+    blocks.append(Bullets([
+        f"ties sent to one more annotator: {len(ties)}; settled {sum(e.resolved_at is not None for e in ties)}, "
+        f"open {sum(e.resolved_at is None for e in ties)}",
+        f"suspected label errors sent back: {len(suspects)}; relabeled {len(changed)}, confirmed "
+        f"{sum(bool(e.resolved_at) and e.label_after == e.label_before for e in suspects)}, open "
+        f"{sum(e.resolved_at is None for e in suspects)}",
+    ]))
+    if changed:
+        blocks.append(Table(["text", "label before", "after", "decided by", "suspicion"],
+                            [[snippet(texts.get(e.item_id)), e.label_before, e.label_after, e.decided_by or "–",
+                              _num(e.score, 2)] for e in changed[:30]]))
+    return blocks
+
+
+def guidelines_section(versions: Sequence[tuple[str, str]], records: Sequence[AnnotationRecord]) -> list[Block]:
+    """Each guidelines version with the number of labels given under it (by the label's time)."""
+    from .report import Heading, Para, Table
+
+    blocks: list[Block] = [Heading("Guidelines")]
+    if not versions:
+        return blocks + [Para("No guidelines file: set [guidelines] path so annotators share one set of rules.")]
+    counts = [0] * len(versions)
+    unknown = 0
+    for rec in live_annotations(records):
+        if rec.skipped or rec.label is None:
+            continue
+        at = rec.created_at or ""
+        k = max((i for i, (_, applied) in enumerate(versions) if applied <= at), default=None)
+        if k is None:
+            unknown += 1
+        else:
+            counts[k] += 1
+    rows = [[v, applied, n] for (v, applied), n in zip(versions, counts, strict=True)]
+    blocks.append(Table(["version", "shown from", "labels given under it"], rows))
+    if unknown:
+        blocks.append(Para(f"{unknown} label(s) were given before the first guidelines reached the project."))
+    return blocks
+
