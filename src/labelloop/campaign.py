@@ -175,8 +175,12 @@ def training_labels(store: Store, campaign: Campaign) -> dict[str, str]:
 def audit_labels(store: Store, campaign: Campaign) -> dict[str, str]:
     index = campaign.index
     res = store.resolutions()
-    return {i: res[i].label for i in store.ids_with_role("audit")
-            if i in res and res[i].label is not None and i in index}
+    out: dict[str, str] = {}
+    for i in store.ids_with_role("audit"):
+        label = res[i].label if i in res else None
+        if label is not None and i in index:
+            out[i] = label
+    return out
 
 
 def _evaluate(head: Head, campaign: Campaign, labels: dict[str, str], seed: int) -> dict[str, object]:

@@ -154,10 +154,10 @@ def _header(text: str, sep: str) -> list[str]:
 
 def _refuse_duplicate_columns(path: Path, names: Sequence[object]) -> None:
     """pandas renames a second ``text`` to ``text.1`` silently: which one is meant is then a guess."""
-    names = [str(n) for n in names]
-    dups = sorted({n for n in names if names.count(n) > 1})
+    text_names = [str(n) for n in names]
+    dups = sorted({n for n in text_names if text_names.count(n) > 1})
     if dups:
-        where = "; ".join(f"{d!r} (columns {', '.join(str(i + 1) for i, n in enumerate(names) if n == d)})"
+        where = "; ".join(f"{d!r} (columns {', '.join(str(i + 1) for i, n in enumerate(text_names) if n == d)})"
                           for d in dups[:5])
         raise DataError(f"{path}: duplicate column header(s) {where}; rename them so each column has one name")
 
@@ -281,7 +281,7 @@ def load_pool(
     keep = list(range(len(texts_raw)))
     if bad:
         rows = [i + 1 for i in bad]
-        invisible = sum(1 for i in bad if texts_raw[i] and texts_raw[i].strip())  # type: ignore[union-attr]
+        invisible = sum(1 for i in bad if (texts_raw[i] or "").strip())
         note = f" ({invisible} of them only invisible characters, e.g. zero-width spaces)" if invisible else ""
         if not skip_empty:
             raise DataError(
@@ -293,7 +293,7 @@ def load_pool(
         keep = [i for i in keep if i not in bad_set]
         if not keep:
             raise DataError(f"{path}: every text is empty")
-    texts = [texts_raw[i] for i in keep]  # type: ignore[misc]
+    texts = [t for t in (texts_raw[i] for i in keep) if t is not None]  # blanks were dropped above
 
     labels: list[str | None]
     if label_column is not None and label_column in frame.columns:
@@ -317,7 +317,7 @@ def load_pool(
         missing_ids = [i + 1 for i in keep if is_blank(ids_raw[i])]
         if missing_ids:
             raise DataError(f"{path}: {len(missing_ids)} empty id(s) at data rows {_preview(missing_ids)}")
-        ids = [ids_raw[i].strip() for i in keep]  # type: ignore[union-attr]
+        ids = [(ids_raw[i] or "").strip() for i in keep]
         what = f"in column {id_column!r}"
     else:
         ids = [content_id(t) for t in texts]
@@ -385,8 +385,8 @@ def inspect_data(path: str | Path) -> DataPeek | None:
     labels: list[str] = []
     if "label" in columns:
         try:
-            labels = sorted({t.strip() for t in _texts(frame[columns["label"]], path, columns["label"])
-                             if not is_blank(t)})  # type: ignore[union-attr]
+            labels = sorted({(t or "").strip() for t in _texts(frame[columns["label"]], path, columns["label"])
+                             if not is_blank(t)})
         except DataError:
             labels = []
     problem = None

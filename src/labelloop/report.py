@@ -229,8 +229,8 @@ def _summary_section(config: Config, s: Mapping[str, Any], last: RoundRow | None
 
 def _curve_figure(trained: Sequence[RoundRow]) -> Figure:
     """plots.campaign_curve (audit accuracy with its Wilson band, test accuracy) plus macro-F1."""
-    curve = [{"n_labeled": r.n_labeled, "audit": r.metrics.get("audit"), "test": r.metrics.get("test")}
-             for r in trained]
+    curve: list[dict[str, Any]] = [{"n_labeled": r.n_labeled, "audit": r.metrics.get("audit"),
+                                    "test": r.metrics.get("test")} for r in trained]
     fig = plots.campaign_curve(curve)
     ax = fig.axes[0]
     audit = [(c["n_labeled"], c["audit"]) for c in curve if (c["audit"] or {}).get("accuracy_ci")]

@@ -164,8 +164,8 @@ def accuracy_at(result: SimulationResult, n_labeled: int) -> float:
 
 def area_under_curve(result: SimulationResult, metric: str = "accuracy") -> float:
     """Mean ``metric`` over the labeling budget (trapezoid area / label range): one number per curve."""
-    xs = np.array([r["n_labeled"] for r in result["rounds"]], dtype=float)
-    ys = np.array([r[metric] for r in result["rounds"]], dtype=float)  # type: ignore[literal-required]
+    xs = np.asarray([r["n_labeled"] for r in result["rounds"]], dtype=np.float64)
+    ys = np.asarray([r[metric] for r in result["rounds"]], dtype=np.float64)  # type: ignore[literal-required]
     if len(xs) < 2:
         return float(ys[0])
     return float(np.trapezoid(ys, xs) / (xs[-1] - xs[0]))

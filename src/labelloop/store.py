@@ -96,7 +96,7 @@ def now() -> str:
 
 def _pack(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **arrays)  # arrays only: loaded back with allow_pickle=False
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # arrays only: loaded back with allow_pickle=False
     return buf.getvalue()
 
 
@@ -572,7 +572,9 @@ class Store:
     def queries(self, status: str | None = None) -> list[QueryRow]:
         sql = ("SELECT item_id, round, kind, strategy, model_version, score, cluster, predicted, confidence, status, "
                "overlap, prefilled FROM queries" + (" WHERE status = ?" if status else "") + " ORDER BY rowid")
-        return [QueryRow(*r[:11], bool(r[11])) for r in self.conn.execute(sql, (status,) if status else ())]
+        return [QueryRow(r["item_id"], r["round"], r["kind"], r["strategy"], r["model_version"], r["score"],
+                         r["cluster"], r["predicted"], r["confidence"], r["status"], r["overlap"], bool(r["prefilled"]))
+                for r in self.conn.execute(sql, (status,) if status else ())]
 
     # -- guidelines and escalations ---------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from ..labels import LabelSet
 from ..labelstudio import ID_FIELD, AnnotationRecord, PullCursor, PushItem, ProjectInfo, resolve
 from ..labelstudio.locks import output_lock
 from ..learner import ActiveLearner
-from ..strategies import DEFAULT_STRATEGY
+from ..strategies import DEFAULT_STRATEGY, check_strategy
 from . import app
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ def push(
                   f"({len(classes)} labels); {len(known)} of {len(pool)} texts labeled.")
     f = featurize(pool.texts, model=model, cache_dir=cache_dir, smoothing=NeighbourSmoothing(k=neighbours),
                   progress=True)
-    learner = ActiveLearner(pool.ids, pool.texts, f.pool, classes, strategy=strategy, seed=seed,
+    learner = ActiveLearner(pool.ids, pool.texts, f.pool, classes, strategy=check_strategy(strategy), seed=seed,
                             encoder_identity=f.encoder_identity, features=str(f.smoothing))
     head = learner.fit(known)
     version = model_version or learner.version(known, f"push,{seed}" + ("" if head else ",cold"))

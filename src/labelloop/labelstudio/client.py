@@ -90,11 +90,11 @@ class Connector(Session):
                                         f"project; is LABEL_STUDIO_URL a Label Studio server?")
         where = f"project {p.id} {p.title!r}"
         config = parse_config(p.label_config or "", where)
-        created_at = getattr(p, "created_at", None)
+        created_at: Any = getattr(p, "created_at", None)
+        if hasattr(created_at, "isoformat"):
+            created_at = created_at.isoformat()
         return ProjectInfo(id=int(p.id), title=p.title or "", config=config,
-                           model_version=p.model_version or None, created=created,
-                           created_at=to_iso(created_at.isoformat() if hasattr(created_at, "isoformat")
-                                             else created_at),
+                           model_version=p.model_version or None, created=created, created_at=to_iso(created_at),
                            instructions=getattr(p, "expert_instruction", None) or "")
 
     def find_project(self, project: int | str) -> ProjectInfo | None:
