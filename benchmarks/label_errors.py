@@ -17,20 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _banking77 import RESULTS, banking77_paths  # noqa: E402
-
-from labelloop.data import demo_paths  # noqa: E402
-from labelloop.featurize import featurize  # noqa: E402
-from labelloop.quality import out_of_fold_probabilities, rank_label_errors  # noqa: E402
+from _banking77 import RESULTS, banking77_paths
+from labelloop.data import demo_paths
+from labelloop.featurize import featurize
+from labelloop.quality import out_of_fold_probabilities, rank_label_errors
 
 NOISE = 0.10
 FOLDS = 5
@@ -68,7 +64,7 @@ def load(cache_dir: str | None) -> list[Dataset]:
     keep = []
     for rank, c in enumerate(order):
         members = np.flatnonzero(full.y == c)
-        keep.append(rng.choice(members, max(FOLDS * 3, int(round(share[rank] * len(members)))), replace=False))
+        keep.append(rng.choice(members, max(FOLDS * 3, round(share[rank] * len(members))), replace=False))
     rows = np.sort(np.concatenate(keep))
     out.insert(2, Dataset("banking77-imbalanced", full.X[rows], full.y[rows], full.n_classes))
     return out
@@ -87,7 +83,7 @@ def clean_run(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 def flip(y: np.ndarray, n_classes: int, kind: str, partner: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    rows = rng.choice(len(y), int(round(NOISE * len(y))), replace=False)
+    rows = rng.choice(len(y), round(NOISE * len(y)), replace=False)
     noisy = y.copy()
     if kind == "uniform":
         noisy[rows] = (y[rows] + rng.integers(1, n_classes, len(rows))) % n_classes
@@ -160,18 +156,18 @@ def markdown(summary: list[dict], seeds: int) -> str:
     lines = [
         "# Suspected label errors: flagged rows against planted flips",
         "",
-        f"{NOISE:.0%} of labels flipped (uniformly to another class, or to the class the clean out-of-fold "
+        (f"{NOISE:.0%} of labels flipped (uniformly to another class, or to the class the clean out-of-fold "
         f"model confuses each class with most); `rank_label_errors` = {FOLDS}-fold out-of-fold probabilities of "
         "the labelloop head (LR, C=10, neighbour-smoothed MiniLM features) + cleanlab `prune_by_noise_rate`. "
         f"Mean over {seeds} seeds (min in brackets); bar: precision ≥ {BAR['precision']} and recall ≥ "
-        f"{BAR['recall']} on every seed. Seconds = ranking only (embeddings cached), on a shared 2-core machine.",
+        f"{BAR['recall']} on every seed. Seconds = ranking only (embeddings cached), on a shared 2-core machine."),
         "",
-        "precision@#flips: share of flipped rows among the top-scored as many rows as were flipped. Clean "
+        ("precision@#flips: share of flipped rows among the top-scored as many rows as were flipped. Clean "
         "doubts: rows flagged on the clean labels (before any flip); the next column is the precision when "
-        "those are not counted as false alarms.",
+        "those are not counted as false alarms."),
         "",
-        "| dataset | rows | classes | flips | precision | recall | precision@#flips | clean doubts | "
-        "precision excl. clean doubts | est. noise | seconds | bar |",
+        ("| dataset | rows | classes | flips | precision | recall | precision@#flips | clean doubts | "
+         "precision excl. clean doubts | est. noise | seconds | bar |"),
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in summary:
