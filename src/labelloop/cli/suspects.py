@@ -1,0 +1,152 @@
+"""``labelloop suspects``: rank labeled texts by how likely their label is wrong (offline).
+
+Thin over :func:`labelloop.quality.rank_label_errors`: load the data (and pulled labels),
+featurize the whole file the usual way (unlabeled rows serve as neighbours), score every labeled
+row out-of-fold, and write a CSV that others read by its column names.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from ..data import Pool, load_pool
+from ..errors import DataError, LabelloopError
+from ..featurize import featurize
+from . import app
+from ._common import CacheDir, LabelColumn, ModelPath, TextColumn
+
+COLUMNS = ("id", "label", "suggested", "score", "flagged")
+FOLDS = 5
+
+
+@app.command()
+def suspects(
+    data: Annotated[Path, typer.Option(help="Texts with labels (CSV, JSONL or Parquet); unlabeled rows are "
+                                            "used as neighbours only.")],
+    out: Annotated[Path, typer.Option(help="CSV to write: id,label,suggested,score,flagged.")],
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    id_column: Annotated[Optional[str], typer.Option(
+        help="Column with stable ids (default: `id` if the file has one, else derived from the text).")] = None,
+    labels_file: Annotated[Optional[Path], typer.Option(
+        help="Labels pulled from Label Studio (`labelloop pull --out`); their agreed labels override or add to "
+             "the data's.")] = None,
+    model: ModelPath = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Rank every labeled row by how likely its label is wrong; flag those worth a second opinion.
+
+    Each row is scored by a model that never saw it (5-fold cross-validation of the labelloop head);
+    confident learning (cleanlab) flags the rows whose label disagrees confidently with the model, as
+    many as the estimated share of wrong labels. OUT lists every labeled row, most suspicious first,
+    with columns `id,label,suggested,score,flagged` (score = 1 − the model's probability of the given
+    label; flagged = 1 where the label should be checked again).
+
+    Example:
+
+        labelloop suspects --data tickets.csv --labels-file labels.jsonl --out suspects.csv
+    """
+    console = Console(stderr=True, soft_wrap=True)
+    _check_out(out)
+    pool = _load(data, text_column, label_column, id_column, console)
+    known = _known(pool, labels_file, label_column, console)
+    classes = sorted(set(known.values()))
+    if len(classes) < 2:
+        raise DataError(f"{data}: labels of at least two classes are needed to find suspicious ones, found "
+                        f"{len(classes)}" + (f" ({classes[0]!r})" if classes else ""))
+    counts = Counter(known.values())
+    rare = sorted((c, n) for c, n in counts.items() if n < FOLDS)
+    if rare:
+        shown = ", ".join(f"{c!r}: {n}" for c, n in rare[:8]) + (", …" if len(rare) > 8 else "")
+        raise DataError(f"{len(rare)} class(es) have fewer than {FOLDS} labels ({shown}); each row is scored by a "
+                        f"model trained on the other {FOLDS - 1} of {FOLDS} folds, so every class needs at least "
+                        f"{FOLDS}: label more of them or leave those rows out")
+    rows = [i for i, k in enumerate(pool.ids) if k in known]
+    console.print(f"{len(rows)} labeled of {len(pool)} texts, {len(classes)} classes.")
+    f = featurize(pool.texts, model=model, cache_dir=cache_dir, progress=True)
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[known[pool.ids[i]]] for i in rows], dtype=np.int64)
+
+    from ..quality import rank_label_errors
+
+    with console.status(f"scoring out-of-fold ({FOLDS} folds) and finding label issues"):
+        s = rank_label_errors(f.pool[rows], y, len(classes), folds=FOLDS)
+    _write_atomic(out, [
+        (pool.ids[rows[j]], classes[y[j]], classes[s.suggested[j]], f"{s.score[j]:.6f}", int(s.flagged[j]))
+        for j in s.order
+    ])
+    console.print(f"Flagged {int(s.flagged.sum())} of {len(rows)} labels for a second opinion (estimated "
+                  f"{s.noise_rate:.1%} wrong). Wrote {out}")
+
+
+def _check_out(out: Path) -> None:
+    """Fail before embedding, not after, when OUT cannot be written."""
+    if out.is_dir():
+        raise LabelloopError(f"--out {out} is a directory; give a file name")
+    parent = out.parent if str(out.parent) else Path(".")
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise LabelloopError(f"--out {out}: {existing} is not a writable directory")
+
+
+def _load(data: Path, text_column: str, label_column: str, id_column: str | None, console: Console) -> Pool:
+    if id_column is not None:
+        return load_pool(data, text_column, label_column, id_column)
+    try:  # an `id` column is what a user means by ids; fall back to text-derived ids without one
+        pool = load_pool(data, text_column, label_column, "id")
+    except DataError as exc:
+        if "no id column" not in str(exc):
+            raise
+        return load_pool(data, text_column, label_column, None)
+    console.print(f"Ids from column 'id' of {data} (pass --id-column to choose another).")
+    return pool
+
+
+def _known(pool: Pool, labels_file: Path | None, label_column: str, console: Console) -> dict[str, str]:
+    """The data's labels, overridden or completed by the agreed labels of a pull file."""
+    known = {i: lab for i, lab in zip(pool.ids, pool.labels, strict=True) if lab is not None}
+    if labels_file is None:
+        if not known:
+            raise DataError(f"{pool.source}: no labels in column {label_column!r} (missing or empty); pass "
+                            f"--label-column or --labels-file")
+        return known
+    from ..labelstudio import resolve
+    from .labelstudio import read_records
+
+    if not labels_file.exists():
+        raise DataError(f"{labels_file}: file not found")
+    pulled = {k: r.label for k, r in resolve(read_records(labels_file)).items() if r.label is not None}
+    in_pool = set(pool.ids)
+    outside = len(set(pulled) - in_pool)
+    if outside:
+        console.print(f"[yellow]{outside} pulled label(s) are for ids not in {pool.source}; ignored[/]")
+    changed = sum(1 for k, v in pulled.items() if k in known and known[k] != v)
+    known.update({k: v for k, v in pulled.items() if k in in_pool})
+    console.print(f"{labels_file}: {len(pulled) - outside} agreed label(s) used ({changed} replace the data's).")
+    return known
+
+
+def _write_atomic(out: Path, rows: list[tuple[object, ...]]) -> None:
+    """Write beside OUT, then replace it: a reader never sees half a file, a failure leaves no temp behind."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(COLUMNS)
+            w.writerows(rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
