@@ -25,12 +25,12 @@ from .errors import DataError
 from .head import Head
 from .labels import LabelSet
 from .learner import ActiveLearner, Pick
-from .review import Escalation, plan_overlap
+from .review import Escalation, plan_overlap, prefill_threshold
 from .stopping import Advice, agreement, audit_metrics, stop_advice
 from .store import QueryRow, RoundRow, Store, StoreError, now
 
 __all__ = ["Campaign", "load_campaign", "register", "ingest", "training_labels", "train_if_due", "select",
-           "current_advice", "latest_head", "push_picks", "suspects_to_send", "COLD_START_VERSION", "text_hash"]
+           "current_advice", "latest_head", "push_picks", "suspects_to_send", "prefill_cutoff", "COLD_START_VERSION", "text_hash"]
 
 COLD_START_VERSION = "labelloop-cold-start"
 
@@ -270,11 +270,30 @@ def push_picks(learner: ActiveLearner, head: Head | None, known: Mapping[str, st
     return learner.select(head, set(known) | earlier, n, labels=known, n_sent=len(earlier))
 
 
+def prefill_cutoff(store: Store, campaign: Campaign) -> float:
+    """The confidence from which the model's guess is pre-selected (above 1: nothing is). With ``"auto"``, read
+    off the answers people gave without seeing the guess (pre-selected ones would flatter it)."""
+    q = campaign.config.quality
+    if q.prefill_confidence != "auto":
+        return float(q.prefill_confidence)
+    res = store.resolutions()
+    conf, right = [], []
+    for row in store.queries():
+        answer = res.get(row.item_id)
+        if (row.kind == "active" and row.predicted is not None and row.confidence is not None and not row.prefilled
+                and answer is not None and answer.label is not None):
+            conf.append(row.confidence)
+            right.append(row.predicted == answer.label)
+    cutoff = prefill_threshold(conf, right, target=q.prefill_precision)
+    return 1.01 if cutoff is None else cutoff
+
+
 def _plan_overlap(store: Store, campaign: Campaign, rows: list[QueryRow]) -> list[QueryRow]:
     q = campaign.config.quality
     before = [r for r in store.queries() if r.kind == "active"]
-    return plan_overlap(rows, share=q.overlap_share, people=q.annotators_per_task, threshold=q.prefill_confidence,
-                        active_sent=len(before), double_sent=sum(r.overlap > 1 for r in before))
+    return plan_overlap(rows, share=q.overlap_share, people=q.annotators_per_task,
+                        threshold=prefill_cutoff(store, campaign), active_sent=len(before),
+                        double_sent=sum(r.overlap > 1 for r in before))
 
 
 def select(store: Store, campaign: Campaign, head: Head | None, model: RoundRow, n: int) -> list[QueryRow]:

@@ -28,10 +28,6 @@ __all__ = ["Config", "ConfigError", "load_config", "parse_config", "example_conf
 STOP_CRITERIA = ("budget", "stabilizing", "plateau")
 
 
-PREFILL_CONFIDENCE = 0.9
-"""The model's guess is pre-selected for annotators only at or above this confidence (see benchmarks/prefill.py)."""
-
-
 class ConfigError(LabelloopError):
     """The config file is missing, unreadable or invalid."""
 
@@ -170,7 +166,10 @@ class QualitySection(_Section):
     annotators_per_task: Annotated[int, Field(ge=2, le=10)] = 2
     max_annotators: Annotated[int, Field(ge=2, le=20)] = 3  # a tie gets one more annotator up to this many
     suspects_share: Annotated[float, Field(ge=0.0, le=0.5)] = 0.05  # queue share for second opinions
-    prefill_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = PREFILL_CONFIDENCE
+    # "auto": the lowest confidence at which the campaign's own blind answers show the guess right at least
+    # prefill_precision of the time (review.prefill_threshold); a number fixes it; 1.01 never pre-selects.
+    prefill_confidence: Annotated[float, Field(ge=0.0, le=1.01)] | Literal["auto"] = "auto"
+    prefill_precision: Annotated[float, Field(gt=0.5, le=1.0)] = 0.9
     max_delete_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2  # refuse a pull deleting more than this
 
     @model_validator(mode="after")
@@ -290,8 +289,7 @@ def example_config(*, labels: Sequence[str], data: str, project: str | int, text
                        "labels you already have: they train the model, nobody labels them again"),
         strategy=val(DEFAULT_STRATEGY), strategies=", ".join(STRATEGIES),
         guidelines_line=opt("path", guidelines, "guidelines.md",
-                            "Markdown shown to annotators; edits reach the project at the next sync"),
-        prefill=val(PREFILL_CONFIDENCE))
+                            "Markdown shown to annotators; edits reach the project at the next sync"))
 
 
 EXAMPLE = """\
@@ -351,6 +349,7 @@ overlap_share = 0.1          # share of model-chosen tasks labeled by several pe
 annotators_per_task = 2      # ...by this many people: agreement (kappa) is measured on them
 max_annotators = 3           # a tie gets one more annotator, up to this many; then it waits for a reviewer
 suspects_share = 0.05        # share of each batch that may re-ask labels the model suspects are wrong
-prefill_confidence = {prefill}    # the model's guess is pre-selected only at or above this confidence
+prefill_confidence = "auto"  # pre-select the model's guess only where blind answers show it right...
+prefill_precision = 0.9      # ...at least this often (or give a fixed confidence, e.g. 0.8)
 max_delete_share = 0.2       # a pull that would delete more than this share of the campaign's tasks is refused
 """

@@ -22,7 +22,8 @@ from dataclasses import dataclass, replace
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
 from .store import EscalationRow, QueryRow
 
-__all__ = ["plan_overlap", "prefill", "Escalation", "ties_to_escalate", "settled", "blind_priority"]
+__all__ = ["plan_overlap", "prefill", "prefill_threshold", "Escalation", "ties_to_escalate", "settled",
+           "blind_priority"]
 
 
 def _rank(item_id: str) -> str:
@@ -32,6 +33,24 @@ def _rank(item_id: str) -> str:
 def prefill(confidence: float | None, threshold: float) -> bool:
     """Whether the model's guess is pre-selected: only when it is at least ``threshold`` sure."""
     return confidence is not None and confidence >= threshold
+
+
+def prefill_threshold(confidence: Sequence[float], right: Sequence[bool], *, target: float = 0.9,
+                      min_n: int = 30) -> float | None:
+    """The lowest confidence above which the model's guesses were right at least ``target`` of the time,
+    on at least ``min_n`` guesses people answered without seeing them; None: pre-select nothing yet.
+
+    A fixed threshold does not carry across datasets (a 77-class head is rarely 50 % sure of a right
+    guess, a 13-class head often 90 %), so it is read off the campaign's own blind answers.
+    """
+    pairs = sorted(zip(confidence, right, strict=True), key=lambda p: -p[0])
+    best, hits = None, 0
+    for n, (conf, ok) in enumerate(pairs, 1):
+        hits += bool(ok)
+        last_of_its_value = n == len(pairs) or pairs[n][0] < conf  # "≥ conf" takes every tie
+        if last_of_its_value and n >= min_n and hits / n >= target:
+            best = conf
+    return best
 
 
 def plan_overlap(rows: Sequence[QueryRow], *, share: float, people: int, threshold: float,

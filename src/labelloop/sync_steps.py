@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .campaign import Campaign, current_advice, ingest, latest_head, select, train_if_due
+from .campaign import Campaign, current_advice, ingest, latest_head, prefill_cutoff, select, train_if_due
 from .errors import LabelloopError
 from .guidelines import Guidelines
 from .head import Head
@@ -301,7 +301,7 @@ class SyncStep:
         audit = set(self.store.ids_with_role("audit"))
         opened = set(self.open_ids())
         double = {q.item_id for q in self.store.queries() if q.overlap > 1}
-        threshold = self.campaign.config.quality.prefill_confidence
+        threshold = prefill_cutoff(self.store, self.campaign)
         index, texts, classes = self.campaign.index, self.campaign.pool.texts, self.campaign.classes
         probs = (self.head.predict_proba(self.campaign.X[[index[i] for i in ids]]) if self.head is not None
                  else [None] * len(ids))

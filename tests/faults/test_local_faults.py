@@ -183,12 +183,15 @@ def _campaign_state(folder: Path) -> Path:
 
 
 def _damage_interior_page(state: Path) -> None:
+    """Overwrite a leaf page in the middle of the items table: past the first pages, read by every command."""
     with sqlite3.connect(state) as conn:
-        page_size, pages = conn.execute("PRAGMA page_size").fetchone()[0], conn.execute("PRAGMA page_count").fetchone()[0]
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        leaves = [p for (p,) in conn.execute("SELECT pageno FROM dbstat WHERE name = 'items' AND pagetype = 'leaf' "
+                                             "ORDER BY pageno")]
     conn.close()
-    assert pages > 20
+    assert len(leaves) > 20 and leaves[len(leaves) // 2] > 10
     with open(state, "r+b") as fh:
-        fh.seek(page_size * (pages // 2))
+        fh.seek(page_size * (leaves[len(leaves) // 2] - 1))
         fh.write(bytes(range(256)) * (page_size // 256))
 
 

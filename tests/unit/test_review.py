@@ -78,3 +78,14 @@ def test_a_submission_without_a_choice_counts_as_an_empty_skip() -> None:
     empty, skip = diff_task(task, 1, config, PullCursor(), {})
     assert empty.skipped and empty.empty and empty.label is None
     assert skip.skipped and not skip.empty
+
+
+def test_the_prefill_threshold_is_read_off_blind_answers() -> None:
+    from labelloop.review import prefill_threshold
+
+    conf = [0.95] * 20 + [0.8] * 20 + [0.6] * 20
+    right = [True] * 20 + [True] * 17 + [False] * 3 + [True] * 10 + [False] * 10
+    # top 40: 37 right (0.925 ≥ 0.9); top 60: 47 right (0.78): the cut is at 0.8
+    assert prefill_threshold(conf, right, target=0.9, min_n=30) == 0.8
+    assert prefill_threshold(conf[:20], right[:20], target=0.9, min_n=30) is None  # too few answers yet
+    assert prefill_threshold(conf, [False] * 60, target=0.9, min_n=30) is None   # never right: never shown

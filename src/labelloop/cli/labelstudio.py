@@ -23,13 +23,13 @@ from rich.progress import TextColumn as ProgressText
 from ..data import Pool, load_pool
 from ..errors import DataError, LabelloopError
 from ..campaign import push_picks
-from ..config import PREFILL_CONFIDENCE
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import featurize
 from ..labels import LabelSet
 from ..labelstudio import ID_FIELD, AnnotationRecord, PullCursor, PushItem, ProjectInfo, resolve
 from ..labelstudio.locks import output_lock
 from ..learner import ActiveLearner
+from ..review import prefill
 from ..strategies import DEFAULT_STRATEGY, check_strategy
 from . import app
 
@@ -156,9 +156,10 @@ def push(
     seed: Annotated[int, typer.Option(help="Random seed (k-means, ties).")] = 0,
     import_batch_size: Annotated[int, typer.Option(
         "--import-batch-size", help="Tasks per import request (network batching; not the --n texts chosen).")] = 250,
-    prefill_confidence: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="Pre-select the model's guess for annotators only at or above this confidence "
-                               "(benchmarks/prefill.py).")] = PREFILL_CONFIDENCE,
+    prefill_confidence: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="Pre-select the model's guess for annotators at or above this confidence (default: "
+                               "never; a fixed threshold does not carry across label sets, see "
+                               "benchmarks/results/prefill.md).")] = None,
     prediction_clusters: Annotated[bool, typer.Option(
         "--prediction-clusters", metavar="",
         help="Also write the cluster into each prediction's `cluster` field: one request per text (slow); "
@@ -201,7 +202,8 @@ def push(
         console.print("Nothing to send: every unlabeled text is already in the project.")
         return
     items = [PushItem(p.id, p.text, p.predicted, 0.0 if p.confidence is None else p.confidence, p.cluster,
-                      prefill=p.confidence is not None and p.confidence >= prefill_confidence) for p in picks]
+                      prefill=prefill(p.confidence, 1.01 if prefill_confidence is None else prefill_confidence))
+             for p in picks]
     console.print(f"{f'Model {version}' if head else 'Cold start'}: sending {len(items)} texts "
                   f"({strategy if head else 'k-means coverage'}).")
     with _bar(console) as bar:
