@@ -67,3 +67,4 @@ def main() -> None:
 from . import labelstudio as _labelstudio  # noqa: E402,F401  (registers commands)
 from . import simulate as _simulate  # noqa: E402,F401
 from . import sync as _sync  # noqa: E402,F401
+from . import serve as _serve  # noqa: E402,F401
