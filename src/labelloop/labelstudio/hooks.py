@@ -69,8 +69,9 @@ def connect(ls: Connector, project_id: int, url: str, secret: str, *, webhook: b
                   "description": "labelloop serve: the campaign's current model"}
         if backends:
             keep = backends[0]
-            ls._call(f"updating ML backend {keep.id}", lambda: ls._ls.ml.update(keep.id, **fields),
-                     retry=False)
+            # The URL goes along: Label Studio 1.23.2 answers 500 to a PATCH without it (its health check).
+            ls._call(f"updating ML backend {keep.id}", lambda: ls._ls.ml.update(
+                keep.id, url=base, project=project_id, **fields), retry=False)
             out.ml_backend = keep.id
             out.updated.append(f"ML backend {keep.id}")
             for extra in backends[1:]:
