@@ -57,6 +57,12 @@ def _backends(ls: Connector, project_id: int, base: str) -> list[Any]:
     return sorted((b for b in found if b.project == project_id and _base(b.url) == base), key=lambda b: b.id)
 
 
+def _delete(ls: Connector, kind: str, item_id: int, out: Registration) -> None:
+    api = ls._ls.ml if kind == "ML backend" else ls._ls.webhooks
+    ls._call(f"removing {kind} {item_id}", lambda: api.delete(item_id))
+    out.removed.append(f"{kind} {item_id}")
+
+
 def connect(ls: Connector, project_id: int, url: str, secret: str, *, webhook: bool = True,
             ml_backend: bool = True, header: str = "X-Labelloop-Secret") -> Registration:
     """Make ``url`` (where Label Studio reaches ``serve``) the project's webhook and/or ML backend, once."""
@@ -75,8 +81,7 @@ def connect(ls: Connector, project_id: int, url: str, secret: str, *, webhook: b
             out.ml_backend = keep.id
             out.updated.append(f"ML backend {keep.id}")
             for extra in backends[1:]:
-                ls._call(f"removing ML backend {extra.id}", lambda i=int(extra.id): ls._ls.ml.delete(i))
-                out.removed.append(f"ML backend {extra.id}")
+                _delete(ls, "ML backend", int(extra.id), out)
         else:
             made = ls._call(f"adding an ML backend to project {project_id}",
                             lambda: ls._ls.ml.create(project=project_id, url=base, **fields), retry=False)
@@ -99,8 +104,7 @@ def connect(ls: Connector, project_id: int, url: str, secret: str, *, webhook: b
             out.webhook = int(made.id)
             out.created.append(f"webhook {made.id}")
     for extra in hooks:
-        ls._call(f"removing webhook {extra.id}", lambda i=int(extra.id): ls._ls.webhooks.delete(i))
-        out.removed.append(f"webhook {extra.id}")
+        _delete(ls, "webhook", int(extra.id), out)
     return out
 
 
@@ -110,10 +114,8 @@ def disconnect(ls: Connector, project_id: int, url: str, *, webhook: bool = True
     base, out = _base(url), Registration()
     if ml_backend:
         for b in _backends(ls, project_id, base):
-            ls._call(f"removing ML backend {b.id}", lambda i=int(b.id): ls._ls.ml.delete(i))
-            out.removed.append(f"ML backend {b.id}")
+            _delete(ls, "ML backend", int(b.id), out)
     if webhook:
         for h in _webhooks(ls, project_id, base):
-            ls._call(f"removing webhook {h.id}", lambda i=int(h.id): ls._ls.webhooks.delete(i))
-            out.removed.append(f"webhook {h.id}")
+            _delete(ls, "webhook", int(h.id), out)
     return out
