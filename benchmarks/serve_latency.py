@@ -124,9 +124,16 @@ path = "state.db"
                     "from_name": "label", "to_name": "text", "type": "choices",
                     "value": {"choices": [truth[task["data"]["labelloop_id"]]]}}], "lead_time": 3.0})
             last = time.perf_counter()
-            while len(waiting(ls, project_id)) < args.queue:
+            # Refilled: the step the last label asked for has finished (the queue holds what labelloop sends
+            # now; second opinions it reopened count toward queue_target, so not always `queue` fresh tasks).
+            events = httpx.get(f"{url}/status", headers=auth, timeout=30).json()["events"]
+            while True:
+                s = httpx.get(f"{url}/status", headers=auth, timeout=30).json()
+                if s["events"] >= events and not s["pending"] and not s["running"]:
+                    break
                 time.sleep(0.2)
             refill.append(time.perf_counter() - last)
+            assert len(waiting(ls, project_id)) >= args.queue * 0.8
             print(f"round {k + 1}: labeled {len(tasks)}, queue refilled {refill[-1]:.1f} s after the last label",
                   flush=True)
         version = httpx.get(f"{url}/status", headers=auth, timeout=30).json()["model_version"]
@@ -164,7 +171,7 @@ path = "state.db"
           f"{args.retrain_every} labels, default debounce (2 s quiet, 10 s at most), on {result['machine']}.",
           "",
           f"- webhook to refilled queue: median **{result['median_refill_seconds']:.1f} s** from the last "
-          f"annotation to {args.queue} waiting tasks again ({', '.join(f'{x:.1f}' for x in refill)} s over "
+          f"annotation until the step it asked for has topped the queue up to {args.queue} again ({', '.join(f'{x:.1f}' for x in refill)} s over "
           f"{args.rounds} rounds; includes the 2 s quiet spell, the pull, the retrain and the push)",
           f"- `/predict`, one pool task: median {result['predict_known_ms']['median']} ms, "
           f"p95 {result['predict_known_ms']['p95']} ms",
