@@ -224,6 +224,10 @@ def clean_env(data_dir: Path, username: str, password: str, token: str) -> dict[
         "FRONTEND_SENTRY_DSN": "",
         "COLLECT_ANALYTICS": "false",
         "PYTHONUNBUFFERED": "1",
+        # This server listens on 127.0.0.1 only; `labelloop serve` runs beside it on the same host, so its
+        # webhooks and ML backend (loopback URLs, refused by default as SSRF targets) must be allowed.
+        "SSRF_PROTECTION_ENABLED": "false",
+        "ML_BLOCK_LOCAL_IP": "false",
     })
     return env
 

@@ -68,3 +68,4 @@ from . import labelstudio as _labelstudio  # noqa: E402,F401  (registers command
 from . import simulate as _simulate  # noqa: E402,F401
 from . import sync as _sync  # noqa: E402,F401
 from . import suspects as _suspects  # noqa: E402,F401
+from . import serve as _serve  # noqa: E402,F401
