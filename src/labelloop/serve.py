@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .campaign import COLD_START_VERSION, Campaign, latest_head, load_campaign, text_hash
+from .campaign import COLD_START_VERSION, Campaign, latest_head, load_campaign, prefill_cutoff, text_hash
 from .config import Config
 from .errors import LabelloopError
 from .head import Head
@@ -305,6 +305,7 @@ class _Model:
     version: str = COLD_START_VERSION
     head: Head | None = None
     checked: float = 0.0
+    prefill: float = 1.01  # the guess is pre-selected from this confidence (campaign.prefill_cutoff; > 1: never)
 
 
 @dataclass
@@ -332,7 +333,8 @@ class Predictor:
                 last = store.last_round()
                 if last is not None and last.round != self._model.round:
                     last, head = latest_head(store)
-                    self._model = _Model(last.round, last.model_version, head, now)
+                    cutoff = prefill_cutoff(store, self.holder.loaded.campaign)
+                    self._model = _Model(last.round, last.model_version, head, now, cutoff)
             return self._model
 
     def features(self, texts: Sequence[str], ids: Sequence[str | None]) -> np.ndarray:
@@ -382,8 +384,10 @@ class Predictor:
         out = []
         for p in probs:
             label = classes[int(np.argmax(p))]
+            # Below the campaign's pre-selection cutoff the guess would anchor annotators: score only.
+            shown = label in target.labels and float(np.max(p)) >= model.prefill
             result = ([{"from_name": target.from_name, "to_name": target.to_name, "type": "choices",
-                        "value": {"choices": [label]}}] if label in target.labels else [])
+                        "value": {"choices": [label]}}] if shown else [])
             out.append({"result": result, "score": float(np.max(p)), "model_version": model.version})
         return out
 

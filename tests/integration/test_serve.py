@@ -59,6 +59,8 @@ on = ["budget"]
 cache_dir = "{cache}"
 [state]
 path = "state.db"
+[quality]
+prefill_confidence = 0.0  # show every guess: these tests check what /predict answers
 """)
     return tmp_path / "labelloop.toml", dict(zip(frame["id"], frame["label"], strict=True))
 
