@@ -86,7 +86,8 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
     if d.test is not None:
         test = load_pool(d.test, d.text_column, d.test_label_column, None, require_labels=True, unique_ids=False)
         _check_labels(test, config.labels, "test")
-    encoder = Encoder(config.model.encoder)
+    m = config.model
+    encoder = Encoder(m.encoder, threads=m.threads, backend=m.backend, precision=m.precision)
     if not embed_texts:
         return Campaign(config, pool, np.empty((0, 0)), encoder.identity, test)
     f = featurize(pool.texts, *([test.texts] if test else []), encoder=encoder, cache_dir=config.model.cache_dir,
