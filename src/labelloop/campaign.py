@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from .labels import LabelSet
 from .learner import ActiveLearner, Pick
 from .stopping import Advice, agreement, audit_metrics, stop_advice
 from .store import QueryRow, RoundRow, Store, StoreError, now
+
+if TYPE_CHECKING:
+    from .embeddings import Encoder
 
 __all__ = ["Campaign", "load_campaign", "register", "ingest", "training_labels", "train_if_due", "select",
            "current_advice", "latest_head", "push_picks", "COLD_START_VERSION", "text_hash"]
@@ -74,9 +78,16 @@ def _check_labels(pool: Pool, classes: Sequence[str], what: str) -> None:
         raise DataError(f"{pool.source}: {what} labels not in the config's label set: {unknown[:10]}")
 
 
+def config_encoder(config: Config) -> Encoder:
+    """The encoder the config's ``[model]`` names (model, backend, precision, threads): one rule for all."""
+    from .embeddings import Encoder
+
+    m = config.model
+    return Encoder(m.encoder, threads=m.threads, backend=m.backend, precision=m.precision)
+
+
 def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool = True) -> Campaign:
     """Read the data (and test file) named by the config, embed them through the cache, smooth them."""
-    from .embeddings import Encoder
     from .featurize import featurize
 
     d = config.data
@@ -86,8 +97,7 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
     if d.test is not None:
         test = load_pool(d.test, d.text_column, d.test_label_column, None, require_labels=True, unique_ids=False)
         _check_labels(test, config.labels, "test")
-    m = config.model
-    encoder = Encoder(m.encoder, threads=m.threads, backend=m.backend, precision=m.precision)
+    encoder = config_encoder(config)
     if not embed_texts:
         return Campaign(config, pool, np.empty((0, 0)), encoder.identity, test)
     f = featurize(pool.texts, *([test.texts] if test else []), encoder=encoder, cache_dir=config.model.cache_dir,
