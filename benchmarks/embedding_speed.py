@@ -95,11 +95,12 @@ def main() -> None:
                     "texts_per_s": args.n / statistics.median(w for w, _ in t),
                     "cpu_ms_per_text": 1000 * statistics.median(c for _, c in t) / args.n}
              for name, t in times.items()}
-    for name, s in speed.items():
+    for s in speed.values():
         s["wall_ratio_vs_st"] = statistics.median(s["wall_s"]) / statistics.median(speed[ST]["wall_s"])
         s["cpu_ratio_vs_st"] = s["cpu_ms_per_text"] / speed[ST]["cpu_ms_per_text"]
         # per repeat, side by side: the bar's figure (each repeat's pair ran back to back)
-        s["wall_ratio_vs_st_per_repeat"] = [a / b for a, b in zip(s["wall_s"], speed[ST]["wall_s"], strict=True)]
+        pairs = zip(s["wall_s"], speed[ST]["wall_s"], strict=True)
+        s["wall_ratio_vs_st_per_repeat"] = [a / b for a, b in pairs]
 
     # Accuracy: every variant on all of BANKING77 and the demo tickets.
     classes = train.label_set
@@ -150,7 +151,8 @@ def main() -> None:
     (RESULTS / "embedding_speed.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         f"| variant ({args.n:,} BANKING77 texts, {args.threads} threads) | texts/s | CPU ms/text | "
-        "wall vs ST | cosine to torch fp32 (mean / min) | BANKING77 LR C=10 | demo LR C=10 | labels to 98 % |",
+        "wall vs ST | cosine to torch fp32 (mean / min) | BANKING77 LR C=10 | demo LR C=10 | "
+        "labels to 98 % |",
         "|---|---:|---:|---:|---|---:|---:|---|",
     ]
     for name, s in speed.items():
@@ -161,8 +163,8 @@ def main() -> None:
             f"{a['cosine_to_torch_fp32_mean']:.4f} / {a['cosine_to_torch_fp32_min']:.4f} | "
             f"{a['banking77_lr_c10_test_accuracy']:.4f} | {a['demo_lr_c10_test_accuracy']:.4f} | {le} |")
     lines += ["", f"Default: **{result['default']}**. Medians over {args.repeats} interleaved repeats on "
-              f"{result['machine'].strip()}; rows without their own accuracy (the defaults, no-overlap) run the "
-              f"int8 per-channel graph. Versions: "
+              f"{result['machine'].strip()}; rows without their own accuracy (the defaults, no-overlap) "
+              f"run the int8 per-channel graph. Versions: "
               + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + "."]
     (RESULTS / "embedding_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

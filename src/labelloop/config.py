@@ -45,7 +45,7 @@ class DataSection(_Section):
 class ModelSection(_Section):
     encoder: Path | None = None      # a local transformer directory; default: the bundled all-MiniLM-L6-v2
     cache_dir: Path | None = None    # embedding cache; default $LABELLOOP_CACHE_DIR or ~/.cache/labelloop
-    backend: Backend = DEFAULT_BACKEND  # who runs the encoder: onnx or torch (part of the campaign's identity)
+    backend: Backend = DEFAULT_BACKEND  # onnx or torch: part of the campaign's encoder identity
     precision: Precision | None = None  # default: int8 for onnx, fp32 for torch
     threads: Annotated[int, Field(ge=1)] | None = None  # default: every core this process may use
     C: Annotated[float, Field(gt=0)] = 10.0

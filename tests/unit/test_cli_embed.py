@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow
 
 def run(*args: str, cache) -> subprocess.CompletedProcess:
     env = {**os.environ, "LABELLOOP_CACHE_DIR": str(cache)}
-    return subprocess.run([sys.executable, "-m", "labelloop.cli", "embed", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run([sys.executable, "-m", "labelloop.cli", "embed", *args], capture_output=True,
+                          text=True, env=env, timeout=600)
 
 
 def test_embed_writes_every_input_column_plus_unit_vectors_and_a_rerun_embeds_nothing(tmp_path):
@@ -44,7 +44,8 @@ def test_embed_writes_every_input_column_plus_unit_vectors_and_a_rerun_embeds_no
     again = run("--data", str(data), "--id-column", "id", "--out", str(out), cache=tmp_path / "cache")
     assert again.returncode == 0, again.stderr
     assert "embedded 0 new text(s), 120 from the cache" in again.stderr
-    assert np.array_equal(np.stack(pq.read_table(out).column("embedding").to_numpy(zero_copy_only=False)), vectors)
+    rerun = np.stack(pq.read_table(out).column("embedding").to_numpy(zero_copy_only=False))
+    assert np.array_equal(rerun, vectors)
     assert not list(tmp_path.glob(".tmp-*"))
 
 

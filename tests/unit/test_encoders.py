@@ -1,4 +1,4 @@
-"""Encoder backends: ONNX vectors match PyTorch's, exports are cached, checked and redone, threads untouched."""
+"""Encoder backends: ONNX matches PyTorch, exports are cached, checked and redone, threads untouched."""
 
 from __future__ import annotations
 
@@ -124,7 +124,8 @@ def test_encoding_never_changes_torchs_global_thread_count(encoder, export_dir, 
 def test_sync_refuses_a_campaign_embedded_by_another_backend(tmp_path, encoder):
     (tmp_path / "pool.csv").write_text("id,text\nx,y\n")
     (tmp_path / "labelloop.toml").write_text(
-        'labels = ["a", "b"]\n[data]\npath = "pool.csv"\n[labelstudio]\nproject = "p"\n[state]\npath = "s.db"\n')
+        'labels = ["a", "b"]\n[data]\npath = "pool.csv"\n[labelstudio]\nproject = "p"\n'
+        '[state]\npath = "s.db"\n')
     config = load_config(tmp_path / "labelloop.toml")
     pool = Pool(["t1", "t2"], ["one", "two"], [None, None], "pool.csv")
     X = np.eye(2, 4, dtype=np.float32)

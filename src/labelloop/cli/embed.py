@@ -34,7 +34,8 @@ def embed(
     id_column: IdColumn = None,
     model: ModelPath = None,
     cache_dir: CacheDir = None,
-    backend: Annotated[str, typer.Option(help=f"Who runs the encoder: {', '.join(BACKENDS)}.")] = DEFAULT_BACKEND,
+    backend: Annotated[str, typer.Option(
+        help=f"Who runs the encoder: {', '.join(BACKENDS)}.")] = DEFAULT_BACKEND,
     precision: Annotated[Optional[str], typer.Option(
         help=f"{', '.join(PRECISIONS)} (default: int8 for onnx, fp32 for torch).")] = None,
     threads: Annotated[Optional[int], typer.Option(
@@ -51,7 +52,8 @@ def embed(
         raise LabelloopError(f"--out {out}: must be a .parquet file")
     if not out.parent.exists():
         raise LabelloopError(f"--out {out}: folder {out.parent} does not exist")
-    pool = load_pool(data, text_column, label_column=None, id_column=id_column, unique_ids=id_column is not None)
+    pool = load_pool(data, text_column, label_column=None, id_column=id_column,
+                     unique_ids=id_column is not None)
     from ..data import _read_frame
 
     frame = _read_frame(Path(data))
@@ -69,7 +71,8 @@ def embed(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame.drop(columns=[EMBEDDING_COLUMN], errors="ignore"), preserve_index=False)
+    frame = frame.drop(columns=[EMBEDDING_COLUMN], errors="ignore")  # replaced, never duplicated
+    table = pa.Table.from_pandas(frame, preserve_index=False)
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
     table = table.append_column(EMBEDDING_COLUMN, pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]))
     tmp = out.with_name(f".tmp-{uuid.uuid4().hex}-{out.name}")
@@ -83,5 +86,6 @@ def embed(
     new = len(unique) - cached
     rate = f"{new / wall:,.0f} texts/s, {1000 * cpu / new:.2f} CPU ms/text" if new else "nothing to embed"
     console.print(f"wrote {len(pool):,} rows to {out} ({vectors.shape[1]}-d); embedded {new:,} new text(s), "
-                  f"{cached:,} from the cache, in {wall:.1f} s ({rate}; {encoder.backend} {encoder.precision}, "
-                  f"{threads or available_cpus()} thread(s))", highlight=False, soft_wrap=True)
+                  f"{cached:,} from the cache, in {wall:.1f} s ({rate}; {encoder.backend} "
+                  f"{encoder.precision}, {threads or available_cpus()} thread(s))",
+                  highlight=False, soft_wrap=True)
