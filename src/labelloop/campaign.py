@@ -116,8 +116,9 @@ def _check_identity(store: Store, campaign: Campaign, project_id: int) -> None:
     stored_encoder = store.get("encoder")
     if stored_encoder is not None and stored_encoder != campaign.encoder_identity:
         raise StoreError(f"{store.path} was embedded with encoder {stored_encoder}, the config now gives "
-                         f"{campaign.encoder_identity}; its models cannot score the new vectors, so a changed "
-                         f"encoder needs a new campaign (new state.path)")
+                         f"{campaign.encoder_identity}; its models cannot score the new vectors, so set [model] "
+                         f"encoder/backend/precision back (campaigns from before the ONNX default: backend = "
+                         f"\"torch\") or start a new campaign (new state.path)")
     stored_features = store.get("features")
     if stored_features is not None and stored_features != campaign.features:
         raise StoreError(f"{store.path} was trained on features {stored_features}, the config now gives "

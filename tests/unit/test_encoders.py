@@ -134,7 +134,7 @@ def test_sync_refuses_a_campaign_embedded_by_another_backend(tmp_path, encoder):
     with Store.open(tmp_path / "s.db") as store:
         with store.tx():
             register(store, first, 1)
-        with pytest.raises(StoreError, match="was embedded with encoder"), store.tx():
+        with pytest.raises(StoreError, match="was embedded with encoder.*backend = \"torch\""), store.tx():
             register(store, then, 1)
 
 
@@ -146,5 +146,6 @@ def test_config_backend_reaches_the_campaigns_encoder(tmp_path):
         '[model]\nbackend = "torch"\nthreads = 1\n')
     enc = config_encoder(load_config(tmp_path / "c.toml"))
     assert (enc.backend, enc.precision, enc.threads) == ("torch", "fp32", 1)
-    (tmp_path / "d.toml").write_text('labels = ["a", "b"]\n[data]\npath = "p.csv"\n[labelstudio]\nproject = "p"\n')
+    (tmp_path / "d.toml").write_text('labels = ["a", "b"]\n[data]\npath = "p.csv"\n'
+                                     '[labelstudio]\nproject = "p"\n')
     assert config_encoder(load_config(tmp_path / "d.toml")).precision == encoders.DEFAULT_PRECISION
