@@ -73,7 +73,7 @@ class Encoder:
     backend: Backend = DEFAULT_BACKEND
     precision: Precision | None = None
     export_dir: Path | str | None = None
-    overlap: bool = True  # tokenize the next batch while the current one runs
+    overlap: bool = False  # tokenize the next batch in a thread meanwhile: did not measurably pay on 2 cores
     _loaded: tuple[object, Runner] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
