@@ -67,7 +67,7 @@ class Encoder:
     """
 
     path: Path | str | None = None
-    batch_size: int = 32
+    batch_size: int | None = None  # default: 64 for torch (as before), 32 for onnx (faster there)
     max_length: int | None = None
     threads: int | None = None
     backend: Backend = DEFAULT_BACKEND
@@ -80,6 +80,8 @@ class Encoder:
         self.path = default_model_path() if self.path is None else Path(self.path).expanduser()
         if self.precision is None:
             self.precision = DEFAULT_PRECISION if self.backend == "onnx" else "fp32"
+        if self.batch_size is None:
+            self.batch_size = 32 if self.backend == "onnx" else 64
         self.backend, self.precision = check_backend(self.backend, self.precision)
         if self.threads is not None and self.threads < 1:
             raise ModelError(f"threads must be at least 1, got {self.threads}")
@@ -172,10 +174,11 @@ class Encoder:
 
         tokenizer, runner = self._load()
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        starts = range(0, len(order), self.batch_size)
+        size = int(self.batch_size or 32)
+        starts = range(0, len(order), size)
 
         def tokenize(start: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-            rows = np.asarray(order[start : start + self.batch_size])
+            rows = np.asarray(order[start : start + size])
             enc = tokenizer([texts[i] for i in rows], padding=True, truncation=True,  # type: ignore[operator]
                             max_length=self.max_length, return_tensors="np")
             return rows, dict(enc)

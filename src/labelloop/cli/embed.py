@@ -40,7 +40,8 @@ def embed(
         help=f"{', '.join(PRECISIONS)} (default: int8 for onnx, fp32 for torch).")] = None,
     threads: Annotated[Optional[int], typer.Option(
         help="CPU threads (default: every core this process may use).", min=1)] = None,
-    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.", min=1)] = 32,
+    batch_size: Annotated[Optional[int], typer.Option(
+        help="Texts per forward pass (default: 32 for onnx, 64 for torch).", min=1)] = None,
 ) -> None:
     """Embed a file's texts into a Parquet file (column `embedding`: float32 unit vectors).
 
