@@ -59,7 +59,7 @@ class Encoder:
     """A frozen transformer encoder loaded from a local directory (offline only).
 
     ``path=None`` uses the bundled all-MiniLM-L6-v2. ``backend``/``precision`` choose who runs it
-    (:mod:`labelloop.encoders`; default ONNX Runtime int8, chosen by measurement) and are part of
+    (:mod:`labelloop.encoders`; default ONNX Runtime fp32, chosen by measurement) and are part of
     :attr:`identity`, so vectors of two backends never share a cache or a campaign. ``threads=None`` uses
     every core this process may run on, without changing any process-wide setting. ONNX graphs are exported
     once into ``export_dir`` (default: ``onnx/`` beside the first embedding cache it is used with).

@@ -37,7 +37,7 @@ def embed(
     backend: Annotated[str, typer.Option(
         help=f"Who runs the encoder: {', '.join(BACKENDS)}.")] = DEFAULT_BACKEND,
     precision: Annotated[Optional[str], typer.Option(
-        help=f"{', '.join(PRECISIONS)} (default: int8 for onnx, fp32 for torch).")] = None,
+        help=f"{', '.join(PRECISIONS)} (default fp32; int8 is faster, onnx only).")] = None,
     threads: Annotated[Optional[int], typer.Option(
         help="CPU threads (default: every core this process may use).", min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(
