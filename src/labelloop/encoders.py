@@ -3,8 +3,8 @@
 Embedding is the one step whose cost grows with the whole backlog, so the default runs the bundled model
 through ONNX Runtime in fp32: the same vectors as PyTorch (cosine 1.0000) at about half the CPU or less.
 int8 (per-channel dynamic quantization) is ~2x faster again with the same LR accuracy, but needed more labels
-to reach 98 % in the label-efficiency simulation (3 seeds), so it is opt-in (``benchmarks/embedding_speed.py``).
 to reach 98 % in the label-efficiency simulation (3 seeds), so it is opt-in (benchmarks/embedding_speed.py).
+
 The ONNX graph is exported from the local weights with ``torch.onnx.export`` at first use (nothing from a
 hub) and kept under ``<cache>/onnx/<key>/``; the key names the model identity, the precision and the
 versions of torch, onnx and onnxruntime, so an upgrade re-exports instead of reusing a stale graph. A graph
