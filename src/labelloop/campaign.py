@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from .learner import ActiveLearner, Pick
 from .review import Escalation, plan_overlap, prefill_threshold
 from .stopping import Advice, agreement, audit_metrics, stop_advice
 from .store import QueryRow, RoundRow, Store, StoreError, now
+
+if TYPE_CHECKING:
+    from .embeddings import Encoder
 
 __all__ = ["Campaign", "load_campaign", "register", "ingest", "training_labels", "train_if_due", "select",
            "current_advice", "latest_head", "push_picks", "suspects_to_send", "prefill_cutoff", "COLD_START_VERSION", "text_hash"]
@@ -75,9 +79,16 @@ def _check_labels(pool: Pool, classes: Sequence[str], what: str) -> None:
         raise DataError(f"{pool.source}: {what} labels not in the config's label set: {unknown[:10]}")
 
 
+def config_encoder(config: Config) -> Encoder:
+    """The encoder the config's ``[model]`` names (model, backend, precision, threads): one rule for all."""
+    from .embeddings import Encoder
+
+    m = config.model
+    return Encoder(m.encoder, threads=m.threads, backend=m.backend, precision=m.precision)
+
+
 def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool = True) -> Campaign:
     """Read the data (and test file) named by the config, embed them through the cache, smooth them."""
-    from .embeddings import Encoder
     from .featurize import featurize
 
     d = config.data
@@ -87,7 +98,7 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
     if d.test is not None:
         test = load_pool(d.test, d.text_column, d.test_label_column, None, require_labels=True, unique_ids=False)
         _check_labels(test, config.labels, "test")
-    encoder = Encoder(config.model.encoder)
+    encoder = config_encoder(config)
     if not embed_texts:
         return Campaign(config, pool, np.empty((0, 0)), encoder.identity, test)
     f = featurize(pool.texts, *([test.texts] if test else []), encoder=encoder, cache_dir=config.model.cache_dir,
@@ -106,8 +117,9 @@ def _check_identity(store: Store, campaign: Campaign, project_id: int) -> None:
     stored_encoder = store.get("encoder")
     if stored_encoder is not None and stored_encoder != campaign.encoder_identity:
         raise StoreError(f"{store.path} was embedded with encoder {stored_encoder}, the config now gives "
-                         f"{campaign.encoder_identity}; its models cannot score the new vectors, so a changed "
-                         f"encoder needs a new campaign (new state.path)")
+                         f"{campaign.encoder_identity}; its models cannot score the new vectors, so set [model] "
+                         f"encoder/backend/precision back (campaigns from before the ONNX default: backend = "
+                         f"\"torch\") or start a new campaign (new state.path)")
     stored_features = store.get("features")
     if stored_features is not None and stored_features != campaign.features:
         raise StoreError(f"{store.path} was trained on features {stored_features}, the config now gives "

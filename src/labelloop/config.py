@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from .encoders import DEFAULT_BACKEND, Backend, Precision
 from .errors import LabelloopError
 from .features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from .labels import LabelSet, LabelSetError
@@ -74,6 +75,9 @@ class DataSection(_Section):
 class ModelSection(_Section):
     encoder: FilePath | None = None      # a local transformer directory; default: the bundled all-MiniLM-L6-v2
     cache_dir: FilePath | None = None    # embedding cache; default $LABELLOOP_CACHE_DIR or ~/.cache/labelloop
+    backend: Backend = DEFAULT_BACKEND  # onnx or torch: part of the campaign's encoder identity
+    precision: Precision | None = None  # fp32 (default) or, onnx only, int8
+    threads: Annotated[int, Field(ge=1)] | None = None  # default: every core this process may use
     C: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
     neighbours: Annotated[int, Field(ge=0, le=1000)] = DEFAULT_SMOOTHING.k  # 0: train on raw embeddings
     neighbour_weight: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = DEFAULT_SMOOTHING.weight
@@ -334,6 +338,9 @@ min_audit = 30               # audit labels needed before the plateau rule may f
 [model]
 # encoder = "/path/to/local/model"   # default: the bundled all-MiniLM-L6-v2
 # cache_dir = "~/.cache/labelloop"
+# backend = "onnx"           # or "torch"; a campaign keeps the backend it started with
+# precision = "fp32"         # or "int8" (onnx only: ~2x faster, measured to cost some labels)
+# threads = 2                # default: every core this process may use
 C = 10.0                     # inverse regularisation of the logistic-regression head
 neighbours = 6               # blend each embedding with its 6 nearest pool texts (0 = off)
 neighbour_weight = 0.5

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .encoders import (DEFAULT_BACKEND, DEFAULT_PRECISION, Backend, OnnxRunner, Precision, Runner,
+                       TorchRunner, available_cpus, check_backend)
 from .errors import LabelloopError, ModelError
 
 __all__ = ["Encoder", "EmbeddingCache", "CacheWarning", "CacheWriteError", "embed", "default_model_path",
@@ -55,29 +57,37 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).hexdigest().encode("ascii")
 
 
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 @dataclass
 class Encoder:
     """A frozen transformer encoder loaded from a local directory (offline only).
 
-    ``path=None`` uses the bundled all-MiniLM-L6-v2. Batches are formed from texts
-    sorted by length, so little compute is spent on padding.
+    ``path=None`` uses the bundled all-MiniLM-L6-v2. ``backend``/``precision`` choose who runs it
+    (:mod:`labelloop.encoders`; default ONNX Runtime fp32, chosen by measurement) and are part of
+    :attr:`identity`, so vectors of two backends never share a cache or a campaign. ``threads=None`` uses
+    every core this process may run on, without changing any process-wide setting. ONNX graphs are exported
+    once into ``export_dir`` (default: ``onnx/`` beside the first embedding cache it is used with).
+    Batches are formed from texts sorted by length, so little compute is spent on padding.
     """
 
     path: Path | str | None = None
-    batch_size: int = 64
+    batch_size: int | None = None  # default: 64 for torch (as before), 32 for onnx (faster there)
     max_length: int | None = None
     threads: int | None = None
-    _loaded: tuple[object, object] | None = field(default=None, init=False, repr=False)
+    backend: Backend = DEFAULT_BACKEND
+    precision: Precision | None = None
+    export_dir: Path | str | None = None
+    overlap: bool = False  # tokenize the next batch in a thread meanwhile: did not measurably pay on 2 cores
+    _loaded: tuple[object, Runner] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.path = default_model_path() if self.path is None else Path(self.path).expanduser()
+        if self.precision is None:
+            self.precision = DEFAULT_PRECISION if self.backend == "onnx" else "fp32"
+        if self.batch_size is None:
+            self.batch_size = 32 if self.backend == "onnx" else 64
+        self.backend, self.precision = check_backend(self.backend, self.precision)
+        if self.threads is not None and self.threads < 1:
+            raise ModelError(f"threads must be at least 1, got {self.threads}")
         if not self.path.is_dir():
             raise ModelError(f"model directory not found: {self.path}")
         if not (self.path / "config.json").exists():
@@ -99,8 +109,8 @@ class Encoder:
         return str(self.path)
 
     @cached_property
-    def identity(self) -> str:
-        """Hash of what decides the vectors: weights, tokenizer, config, pooling and truncation."""
+    def model_identity(self) -> str:
+        """Hash of the model alone: weights, tokenizer, config, pooling and truncation."""
         assert isinstance(self.path, Path)
         h = hashlib.sha256(f"mean-pool,l2,max_length={self.max_length}".encode())
         for name in (*_IDENTITY_FILES, *_WEIGHT_FILES):
@@ -112,26 +122,45 @@ class Encoder:
                         h.update(chunk)
         return h.hexdigest()[:24]
 
-    def _load(self) -> tuple[object, object]:
-        if self._loaded is None:
-            import torch
-            from transformers import AutoModel, AutoTokenizer
+    @cached_property
+    def identity(self) -> str:
+        """What decides the vectors: the model and who runs it at which precision.
 
-            torch.set_num_threads(self.threads or _available_cpus())
+        PyTorch fp32 keeps the model's bare identity (caches and campaigns made before backends existed stay
+        valid); every other backend/precision gets its own.
+        """
+        if (self.backend, self.precision) == ("torch", "fp32"):
+            return self.model_identity
+        tag = f"{self.model_identity}\nbackend={self.backend},precision={self.precision}"
+        return hashlib.sha256(tag.encode()).hexdigest()[:24]
+
+    def _load(self) -> tuple[object, Runner]:
+        if self._loaded is None:
+            from transformers import AutoTokenizer
+
+            assert isinstance(self.path, Path)
             try:
-                tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
-                model = AutoModel.from_pretrained(str(self.path), local_files_only=True)
+                tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True,
+                                                          use_fast=True)
             except (OSError, ValueError) as exc:
-                raise ModelError(f"cannot load a transformer from {self.path}: {str(exc).splitlines()[0]}") from None
-            model.eval()
-            self._loaded = (tokenizer, model)
+                raise ModelError(f"cannot load a tokenizer from {self.path}: "
+                                 f"{str(exc).splitlines()[0]}") from None
+            names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
+                     if n in tokenizer.model_input_names]  # type: ignore[attr-defined]
+            threads = self.threads or available_cpus()
+            runner: Runner
+            if self.backend == "torch":
+                runner = TorchRunner(self.path, names, threads)
+            else:
+                root = Path(self.export_dir).expanduser() if self.export_dir else default_cache_dir() / "onnx"
+                runner = OnnxRunner(self.path, self.model_identity, names, str(self.precision), threads, root)
+            self._loaded = (tokenizer, runner)
         return self._loaded
 
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         """Embed ``texts`` (in the given order) into an ``(n, dim)`` float32 array of unit vectors."""
-        batches = list(self.iter_encode(texts, progress=progress))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for rows, vectors in batches:
+        for rows, vectors in self.iter_encode(texts, progress=progress):
             out[rows] = vectors
         return out
 
@@ -147,29 +176,41 @@ class Encoder:
             size = None
         if isinstance(size, int) and not isinstance(size, bool) and size > 0:
             return size
-        _, model = self._load()
-        return int(model.config.hidden_size)  # type: ignore[attr-defined]
+        tokenizer, runner = self._load()
+        return int(runner(dict(tokenizer(["dim"], return_tensors="np"))).shape[1])  # type: ignore[operator]
 
     def iter_encode(self, texts: Sequence[str], *, progress: bool = False, desc: str = "embedding"):
         """Yield ``(row_indices, vectors)`` per batch, longest texts first (fail fast on memory)."""
-        import torch
+        from concurrent.futures import ThreadPoolExecutor
+
         from tqdm.auto import tqdm
 
-        tokenizer, model = self._load()
+        tokenizer, runner = self._load()
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                enc = tokenizer(  # type: ignore[operator]
-                    [texts[i] for i in rows], padding=True, truncation=True,
-                    max_length=self.max_length, return_tensors="pt",
-                )
-                hidden = model(**enc).last_hidden_state  # type: ignore[operator]
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                yield np.asarray(rows), pooled.float().numpy()
-                bar.update(len(rows))
+        size = int(self.batch_size or 32)
+        starts = range(0, len(order), size)
+
+        def tokenize(start: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            rows = np.asarray(order[start : start + size])
+            enc = tokenizer([texts[i] for i in rows], padding=True, truncation=True,  # type: ignore[operator]
+                            max_length=self.max_length, return_tensors="np")
+            return rows, dict(enc)
+
+        with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
+            if not self.overlap:
+                for start in starts:
+                    rows, enc = tokenize(start)
+                    yield rows, runner(enc)
+                    bar.update(len(rows))
+                return
+            # The tokenizer (Rust, GIL released) prepares batch i+1 while the runtime computes batch i.
+            with ThreadPoolExecutor(1, thread_name_prefix="labelloop-tokenize") as pool:
+                pending = pool.submit(tokenize, starts[0]) if starts else None
+                for k in range(len(starts)):
+                    rows, enc = pending.result()  # type: ignore[union-attr]
+                    pending = pool.submit(tokenize, starts[k + 1]) if k + 1 < len(starts) else None
+                    yield rows, runner(enc)
+                    bar.update(len(rows))
 
 
 def _configured_max_length(path: Path) -> int:
@@ -376,6 +417,8 @@ def embed(
         cache = EmbeddingCache(cache, encoder.identity)
     if cache is not None and cache.dim is None:
         cache.dim = encoder.dim  # shards of another dimension are damage, whatever their number
+    if cache is not None and encoder.export_dir is None:
+        encoder.export_dir = cache.dir.parent / "onnx"  # exported graphs live beside the vectors they make
     keys = [text_key(t) for t in texts]
     found = cache.get(keys) if cache is not None else {}
     if found:  # vectors cached under this identity must have the encoder's dimension

@@ -119,7 +119,7 @@ def test_many_shards_are_compacted_without_loss(tmp_path):
 
 def test_cache_is_keyed_by_model_identity(encoder):
     assert Encoder(encoder.path, max_length=32).identity != encoder.identity
-    assert Encoder(encoder.path).identity == encoder.identity
+    assert Encoder(encoder.path, backend=encoder.backend).identity == encoder.identity
 
 
 def test_missing_model_directory_is_a_clear_error(tmp_path):

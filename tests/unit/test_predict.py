@@ -24,7 +24,7 @@ def test_predict_writes_the_current_models_labels(tmp_path, demo, demo_embedded,
     head = Head(len(classes)).fit(DEFAULT_SMOOTHING(X), train.label_array(classes))
     config = tmp_path / "labelloop.toml"
     config.write_text(f'labels = {json.dumps(classes)}\n[data]\npath = "{demo_paths()[0]}"\n'
-                      f'[labelstudio]\nproject = "p"\n[model]\ncache_dir = "{embedding_cache}"\n'
+                      f'[labelstudio]\nproject = "p"\n[model]\nbackend = "torch"\ncache_dir = "{embedding_cache}"\n'
                       f'[state]\npath = "state.db"\n')
     runner = CliRunner()
     args = ["predict", "--config", str(config), "--input", str(demo_paths()[1]), "--id-column", "id",

@@ -64,6 +64,7 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+from . import embed as _embed  # noqa: E402,F401
 from . import labelstudio as _labelstudio  # noqa: E402,F401  (registers commands)
 from . import simulate as _simulate  # noqa: E402,F401
 from . import sync as _sync  # noqa: E402,F401

@@ -187,7 +187,7 @@ def predict(
                          ] = None,
 ) -> None:
     """Apply the campaign's current model to a file of texts, for use downstream."""
-    from ..campaign import latest_head, load_campaign
+    from ..campaign import config_encoder, latest_head, load_campaign
     from ..data import columns_of, load_pool
     from ..featurize import featurize
     from ..outputs import atomic_write, check_output
@@ -206,7 +206,7 @@ def predict(
     # The model was trained on features smoothed over the campaign's pool: new texts take their neighbours
     # there. Only the pool's raw vectors are needed (from the cache), not the pool's own features.
     campaign = load_campaign(cfg, embed_texts=False)
-    f = featurize(campaign.pool.texts, pool.texts, model=cfg.model.encoder, cache_dir=cfg.model.cache_dir,
+    f = featurize(campaign.pool.texts, pool.texts, encoder=config_encoder(cfg), cache_dir=cfg.model.cache_dir,
                   smoothing=cfg.model.smoothing, smooth_pool=False, progress=True)
     probs = head.predict_proba(f.others[0])
     with atomic_write(out, newline="") as fh:

@@ -1,0 +1,92 @@
+"""``labelloop embed``: texts in, the same rows plus a unit-length ``embedding`` column out (Parquet).
+
+Vectors go through the embedding cache, flushed as they are made, so a killed run loses at most one flush
+and a rerun embeds only what is missing. The output is written to a temporary file and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from ..data import load_pool
+from ..embeddings import EmbeddingCache, Encoder, default_cache_dir, embed as embed_texts, text_key
+from ..encoders import BACKENDS, DEFAULT_BACKEND, PRECISIONS, available_cpus
+from ..errors import DataError, LabelloopError
+from . import app
+from ._common import CacheDir, IdColumn, ModelPath, TextColumn
+
+EMBEDDING_COLUMN = "embedding"
+
+
+@app.command()
+def embed(
+    data: Annotated[Path, typer.Option(help="Texts to embed (CSV, TSV, JSONL or Parquet).")],
+    out: Annotated[Path, typer.Option(help="Parquet file to write: the input's columns plus `embedding`.")],
+    text_column: TextColumn = "text",
+    id_column: IdColumn = None,
+    model: ModelPath = None,
+    cache_dir: CacheDir = None,
+    backend: Annotated[str, typer.Option(
+        help=f"Who runs the encoder: {', '.join(BACKENDS)}.")] = DEFAULT_BACKEND,
+    precision: Annotated[Optional[str], typer.Option(
+        help=f"{', '.join(PRECISIONS)} (default fp32; int8 is faster, onnx only).")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        help="CPU threads (default: every core this process may use).", min=1)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        help="Texts per forward pass (default: 32 for onnx, 64 for torch).", min=1)] = None,
+) -> None:
+    """Embed a file's texts into a Parquet file (column `embedding`: float32 unit vectors).
+
+    Fills the embedding cache as it goes: interrupted runs resume where they stopped, and a rerun on the
+    same texts embeds nothing.
+    """
+    console = Console(stderr=True)
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise LabelloopError(f"--out {out}: must be a .parquet file")
+    if not out.parent.exists():
+        raise LabelloopError(f"--out {out}: folder {out.parent} does not exist")
+    pool = load_pool(data, text_column, label_column=None, id_column=id_column,
+                     unique_ids=id_column is not None)
+    from ..data import _read_frame
+
+    frame = _read_frame(Path(data))
+    if len(frame) != len(pool):  # load_pool keeps every row unless told to skip: a bug if not
+        raise DataError(f"{data}: read {len(frame)} rows but {len(pool)} texts")
+    encoder = Encoder(model, batch_size=batch_size, threads=threads, backend=backend,  # type: ignore[arg-type]
+                      precision=precision)  # type: ignore[arg-type]
+    cache = EmbeddingCache(cache_dir or default_cache_dir(), encoder.identity)
+    unique = set(map(text_key, pool.texts))
+    cached = len(cache.get(list(unique)))
+    t0, c0 = time.perf_counter(), time.process_time()
+    vectors = embed_texts(pool.texts, encoder, cache, progress=True)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = frame.drop(columns=[EMBEDDING_COLUMN], errors="ignore")  # replaced, never duplicated
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
+    table = table.append_column(EMBEDDING_COLUMN, pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]))
+    tmp = out.with_name(f".tmp-{uuid.uuid4().hex}-{out.name}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise LabelloopError(f"--out {out}: cannot write ({exc.strerror})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    new = len(unique) - cached
+    rate = f"{new / wall:,.0f} texts/s, {1000 * cpu / new:.2f} CPU ms/text" if new else "nothing to embed"
+    console.print(f"wrote {len(pool):,} rows to {out} ({vectors.shape[1]}-d); embedded {new:,} new text(s), "
+                  f"{cached:,} from the cache, in {wall:.1f} s ({rate}; {encoder.backend} "
+                  f"{encoder.precision}, {threads or available_cpus()} thread(s))",
+                  highlight=False, soft_wrap=True)
