@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
 from _banking77 import RESULTS, banking77_paths
+
 from labelloop.data import demo_paths, load_pool
 from labelloop.embeddings import Encoder, default_cache_dir, default_model_path, embed
 from labelloop.encoders import DEFAULT_BACKEND, DEFAULT_PRECISION, available_cpus

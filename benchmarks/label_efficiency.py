@@ -17,9 +17,9 @@ import json
 import time
 
 import numpy as np
+from _banking77 import RESULTS, banking77_paths
 from tqdm import tqdm
 
-from _banking77 import RESULTS, banking77_paths
 from labelloop.data import check_test_labels, demo_paths, load_pool
 from labelloop.embeddings import Encoder, default_cache_dir, embed
 from labelloop.features import DEFAULT_SMOOTHING, NO_SMOOTHING, NeighbourSmoothing

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
 from _banking77 import RESULTS, banking77_paths
+
 from labelloop.data import demo_paths
 from labelloop.featurize import featurize
 from labelloop.quality import out_of_fold_probabilities, rank_label_errors

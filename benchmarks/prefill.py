@@ -20,8 +20,8 @@ import argparse
 import json
 
 import numpy as np
-
 from _banking77 import RESULTS, banking77_paths
+
 from labelloop.data import demo_paths, load_pool
 from labelloop.featurize import featurize
 from labelloop.labels import LabelSet

@@ -14,8 +14,8 @@ import json
 import time
 
 import numpy as np
-
 from _banking77 import RESULTS, banking77_paths
+
 from labelloop.data import load_pool
 from labelloop.embeddings import Encoder, default_cache_dir, embed
 from labelloop.features import DEFAULT_SMOOTHING

@@ -7,8 +7,7 @@ import pytest
 
 from labelloop.data import Pool, demo_paths, load_pool
 from labelloop.embeddings import Encoder, embed
-from lsfixtures import (Server, connector, ls_server, make_items, pytest_collection_modifyitems,  # noqa: F401
-                        sdk, title)
+from lsfixtures import Server, connector, ls_server, make_items, pytest_collection_modifyitems, sdk, title  # noqa: F401
 
 
 @pytest.fixture(scope="session")

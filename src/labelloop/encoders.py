@@ -34,8 +34,19 @@ import numpy as np
 from .errors import ModelError
 
 __all__ = [
-    "Backend", "Precision", "BACKENDS", "PRECISIONS", "DEFAULT_BACKEND", "DEFAULT_PRECISION",
-    "Runner", "TorchRunner", "OnnxRunner", "check_backend", "available_cpus", "onnx_key", "export_onnx",
+    "Backend",
+    "Precision",
+    "BACKENDS",
+    "PRECISIONS",
+    "DEFAULT_BACKEND",
+    "DEFAULT_PRECISION",
+    "Runner",
+    "TorchRunner",
+    "OnnxRunner",
+    "check_backend",
+    "available_cpus",
+    "onnx_key",
+    "export_onnx",
     "EXPORT_COUNT",
 ]
 
@@ -128,7 +139,7 @@ def onnx_key(model_identity: str, precision: str) -> str:
     for dist in ("torch", "onnx", "onnxruntime"):
         try:
             parts.append(f"{dist}={version(dist)}")
-        except Exception:  # noqa: BLE001 - a missing package is reported when the graph is needed
+        except Exception:
             parts.append(f"{dist}=?")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
@@ -171,8 +182,10 @@ def _require_onnx() -> None:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as exc:
-        raise ModelError(f"the onnx backend needs onnx and onnxruntime ({exc}); "
-                         f"`pip install onnx onnxruntime` or use --backend torch") from None
+        raise ModelError(
+            f"the onnx backend needs onnx and onnxruntime ({exc}); "
+            f"`pip install onnx onnxruntime` or use --backend torch"
+        ) from None
 
 
 def export_onnx(model_dir: Path, input_names: Sequence[str], precision: str, out_dir: Path) -> Path:
@@ -193,8 +206,10 @@ def export_onnx(model_dir: Path, input_names: Sequence[str], precision: str, out
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ModelError(f"cannot write the exported encoder at {out_dir}: {exc.strerror}; "
-                             f"pass --cache-dir or set LABELLOOP_CACHE_DIR") from None
+            raise ModelError(
+                f"cannot write the exported encoder at {out_dir}: {exc.strerror}; "
+                f"pass --cache-dir or set LABELLOOP_CACHE_DIR"
+            ) from None
         model = _load_torch_model(model_dir)
         names = tuple(input_names)
 
@@ -208,25 +223,36 @@ def export_onnx(model_dir: Path, input_names: Sequence[str], precision: str, out
 
         # Two rows of different lengths, so padding and the mask are traced as data, not constants.
         ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.long)
-        dummy = {"input_ids": ids, "attention_mask": (ids != 0).long(),
-                 "token_type_ids": torch.zeros_like(ids)}
+        dummy = {
+            "input_ids": ids,
+            "attention_mask": (ids != 0).long(),
+            "token_type_ids": torch.zeros_like(ids),
+        }
         axes = {n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}}
         work = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=out_dir.parent))
         try:
             fp32 = work / "fp32.onnx"
             with warnings.catch_warnings(), torch.inference_mode():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(Pooled(), tuple(dummy[n] for n in names), str(fp32),
-                                  input_names=list(names), output_names=["embedding"], dynamic_axes=axes,
-                                  opset_version=17, dynamo=False)
+                torch.onnx.export(
+                    Pooled(),
+                    tuple(dummy[n] for n in names),
+                    str(fp32),
+                    input_names=list(names),
+                    output_names=["embedding"],
+                    dynamic_axes=axes,
+                    opset_version=17,
+                    dynamo=False,
+                )
             final = fp32
             if precision != "fp32":
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
                 final = work / "int8.onnx"
                 with _quiet_root_logger():
-                    quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8,
-                                     per_channel=precision == "int8")
+                    quantize_dynamic(
+                        str(fp32), str(final), weight_type=QuantType.QInt8, per_channel=precision == "int8"
+                    )
             checksum = _sha256(final)
             tmp_model = out_dir / f".tmp-{uuid.uuid4().hex}.onnx"
             shutil.move(str(final), tmp_model)
@@ -246,8 +272,15 @@ def export_onnx(model_dir: Path, input_names: Sequence[str], precision: str, out
 class OnnxRunner:
     """ONNX Runtime on the CPU, threads set on the session only (no global state touched)."""
 
-    def __init__(self, model_dir: Path, model_identity: str, input_names: Sequence[str], precision: str,
-                 threads: int, export_root: Path) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        model_identity: str,
+        input_names: Sequence[str],
+        precision: str,
+        threads: int,
+        export_root: Path,
+    ) -> None:
         _require_onnx()
         import onnxruntime as ort
 
@@ -262,7 +295,7 @@ class OnnxRunner:
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception:  # noqa: BLE001 - a graph that passed its checksum but will not load: export again
+        except Exception:
             (out_dir / "model.sha256").unlink(missing_ok=True)
             path = export_onnx(model_dir, self.input_names, precision, out_dir)
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -50,7 +50,9 @@ class NeighbourSmoothing:
     def __str__(self) -> str:
         return f"knn-smooth(k={self.k}, weight={self.weight:g})" if self.enabled else "none"
 
-    def __call__(self, X: np.ndarray, reference: np.ndarray | None = None, *, progress: bool = False) -> np.ndarray:
+    def __call__(
+        self, X: np.ndarray, reference: np.ndarray | None = None, *, progress: bool = False
+    ) -> np.ndarray:
         """Features for the unit-norm rows ``X``, with neighbours from ``reference`` (default: ``X`` itself)."""
         X = np.asarray(X, dtype=np.float32)
         ref = X if reference is None else np.asarray(reference, dtype=np.float32)

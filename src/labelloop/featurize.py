@@ -25,15 +25,21 @@ class Featurized:
 
     pool: np.ndarray
     others: list[np.ndarray]
-    raw_pool: np.ndarray          # the pool's embeddings before smoothing (the reference set)
+    raw_pool: np.ndarray  # the pool's embeddings before smoothing (the reference set)
     encoder_identity: str
     smoothing: NeighbourSmoothing
 
 
-def featurize(pool_texts: Sequence[str], *others: Sequence[str], encoder: Encoder | None = None,
-              model: Path | str | None = None, cache_dir: Path | str | None = None,
-              smoothing: NeighbourSmoothing = DEFAULT_SMOOTHING, smooth_pool: bool = True,
-              progress: bool = False) -> Featurized:
+def featurize(
+    pool_texts: Sequence[str],
+    *others: Sequence[str],
+    encoder: Encoder | None = None,
+    model: Path | str | None = None,
+    cache_dir: Path | str | None = None,
+    smoothing: NeighbourSmoothing = DEFAULT_SMOOTHING,
+    smooth_pool: bool = True,
+    progress: bool = False,
+) -> Featurized:
     """Embed the pool and ``others`` in one pass through the cache, then smooth each over the pool.
 
     ``encoder`` (or a ``model`` directory; default the bundled encoder) decides the vectors;

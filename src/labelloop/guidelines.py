@@ -48,14 +48,18 @@ def read_guidelines(path: Path) -> Guidelines:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"guidelines {path}: file not found (`labelloop init` writes a starter file)") from None
+        raise DataError(
+            f"guidelines {path}: file not found (`labelloop init` writes a starter file)"
+        ) from None
     except IsADirectoryError:
         raise DataError(f"guidelines {path}: is a directory; give a Markdown file") from None
     except OSError as exc:
         raise DataError(f"guidelines {path}: cannot read ({exc.strerror})") from None
     if len(raw) > MAX_BYTES:
-        raise DataError(f"guidelines {path}: {len(raw) // 1024} KB is too long for instructions "
-                        f"(at most {MAX_BYTES // 1024} KB); link to longer material instead")
+        raise DataError(
+            f"guidelines {path}: {len(raw) // 1024} KB is too long for instructions "
+            f"(at most {MAX_BYTES // 1024} KB); link to longer material instead"
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -84,7 +88,9 @@ def starter_guidelines(labels: Sequence[str], examples: Mapping[str, Sequence[st
             parts.append("")
         else:
             parts.append("**Examples:** _two or three typical texts._\n")
-        parts.append("**Not this label:** _texts that look similar but belong elsewhere, and where they go._\n")
+        parts.append(
+            "**Not this label:** _texts that look similar but belong elsewhere, and where they go._\n"
+        )
     parts.append("## Edge cases\n")
     parts.append("- _When a text fits two labels, …_\n- _When a text is in another language, …_\n")
     return "\n".join(parts)

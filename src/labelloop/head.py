@@ -77,8 +77,12 @@ class Head:
             return {"n_classes": np.array(self.n_classes), "only_class": np.array(self._only_class)}
         if self._model is None:
             raise RuntimeError("the head is not fitted")
-        return {"n_classes": np.array(self.n_classes), "coef": self._model.coef_,
-                "intercept": self._model.intercept_, "classes": self._model.classes_}
+        return {
+            "n_classes": np.array(self.n_classes),
+            "coef": self._model.coef_,
+            "intercept": self._model.intercept_,
+            "classes": self._model.classes_,
+        }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Head:

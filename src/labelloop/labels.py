@@ -35,7 +35,7 @@ class LabelSet(Sequence[str]):
     1
     """
 
-    __slots__ = ("_names", "_index")
+    __slots__ = ("_index", "_names")
 
     def __init__(self, labels: Iterable[str]) -> None:
         raw = list(labels)

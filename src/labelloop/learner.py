@@ -22,8 +22,9 @@ from .strategies import DEFAULT_STRATEGY, ColdStart, Context, Selection, Strateg
 __all__ = ["train", "query", "Query", "evaluate", "ActiveLearner", "Pick", "model_version"]
 
 
-def train(X: np.ndarray, y: np.ndarray, labeled: np.ndarray, n_classes: int, *, C: float = DEFAULT_C,
-          seed: int = 0) -> Head:
+def train(
+    X: np.ndarray, y: np.ndarray, labeled: np.ndarray, n_classes: int, *, C: float = DEFAULT_C, seed: int = 0
+) -> Head:
     """Fit a fresh head on the rows ``labeled`` of ``X`` with label indices ``y[labeled]``."""
     return Head(n_classes, C=C, seed=seed).fit(X[labeled], y[labeled])
 
@@ -40,9 +41,17 @@ class Query:
     seconds_select: float
 
 
-def query(head: Head | None, X: np.ndarray, unlabeled: np.ndarray, strategy: Strategy, n: int,
-          rng: np.random.Generator, *, y: np.ndarray | None = None,
-          labeled: np.ndarray | None = None) -> Query:
+def query(
+    head: Head | None,
+    X: np.ndarray,
+    unlabeled: np.ndarray,
+    strategy: Strategy,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    y: np.ndarray | None = None,
+    labeled: np.ndarray | None = None,
+) -> Query:
     """Choose ``n`` rows among ``unlabeled`` (pool row indices); ``head=None`` means cold start.
 
     ``y``/``labeled`` (label indices of the pool, labeled rows) give the strategy the labeled
@@ -76,8 +85,12 @@ def evaluate(head: Head, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     pred = head.predict(X)
     labels = np.unique(y)
     p, r, f, _ = precision_recall_fscore_support(y, pred, labels=labels, average="macro", zero_division=0)
-    return {"accuracy": float(accuracy_score(y, pred)), "macro_f1": float(f), "precision": float(p),
-            "recall": float(r)}
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f),
+        "precision": float(p),
+        "recall": float(r),
+    }
 
 
 def model_version(labels: Mapping[str, str], encoder_identity: str, recipe: str = "") -> str:
@@ -144,11 +157,14 @@ class ActiveLearner:
 
     def version(self, labels: Mapping[str, str], tag: str = "") -> str:
         """The model version of a head fitted on ``labels`` with this recipe (``tag`` tells rounds apart)."""
-        recipe = f"{self.strategy},{self.C},{self.features},{','.join(self.classes)}" + (f",{tag}" if tag else "")
+        recipe = f"{self.strategy},{self.C},{self.features},{','.join(self.classes)}" + (
+            f",{tag}" if tag else ""
+        )
         return model_version(labels, self.encoder_identity, recipe)
 
-    def select(self, head: Head | None, exclude: Collection[str], n: int, *, labels: Mapping[str, str],
-               n_sent: int) -> list[Pick]:
+    def select(
+        self, head: Head | None, exclude: Collection[str], n: int, *, labels: Mapping[str, str], n_sent: int
+    ) -> list[Pick]:
         """The ``n`` texts worth labeling next among those not in ``exclude``, most uncertain first.
 
         The random generator is seeded from the recipe's seed, the number of labels and the number of
@@ -162,13 +178,22 @@ class ActiveLearner:
             return []
         rng = np.random.default_rng([self.seed, len(labels), n_sent])
         y = self._targets(labels)
-        q = query(head, self.X, candidates, get_strategy(self.strategy), n, rng, y=y, labeled=np.flatnonzero(y >= 0))
+        q = query(
+            head, self.X, candidates, get_strategy(self.strategy), n, rng, y=y, labeled=np.flatnonzero(y >= 0)
+        )
         picks = []
         for k, row in enumerate(q.indices):
             p = None if q.probs is None else q.probs[k]
             cluster = int(q.clusters[k])
-            picks.append(Pick(int(row), self.ids[row], self.texts[row],
-                              None if p is None else self.classes[int(p.argmax())],
-                              None if p is None else float(p.max()), float(q.scores[k]),
-                              None if cluster < 0 else cluster))
+            picks.append(
+                Pick(
+                    int(row),
+                    self.ids[row],
+                    self.texts[row],
+                    None if p is None else self.classes[int(p.argmax())],
+                    None if p is None else float(p.max()),
+                    float(q.scores[k]),
+                    None if cluster < 0 else cluster,
+                )
+            )
         return picks

@@ -46,7 +46,9 @@ __all__ = [
 _PROJECTION_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
 
 
-def learning_curves(results: Sequence[SimulationResult], metric: str = "accuracy", title: str | None = None) -> Figure:
+def learning_curves(
+    results: Sequence[SimulationResult], metric: str = "accuracy", title: str | None = None
+) -> Figure:
     """Test ``metric`` against labels spent, one line per strategy (mean over seeds, band = min..max),
     with the full-pool ceiling and its 98 % mark for reference."""
     if not results:
@@ -61,22 +63,35 @@ def learning_curves(results: Sequence[SimulationResult], metric: str = "accuracy
         label = name if len(runs) == 1 else f"{name} (mean of {len(runs)} seeds)"
         (line,) = ax.plot(xs, ys, marker="o", markersize=3, label=label)
         if len(runs) > 1:
-            curves = [np.interp(xs, [r["n_labeled"] for r in res["rounds"]],
-                                [r[metric] for r in res["rounds"]]) for res in runs]  # type: ignore[literal-required]
-            ax.fill_between(xs, np.min(curves, axis=0), np.max(curves, axis=0), color=line.get_color(), alpha=0.15)
-    ceiling = float(np.mean([r["full_pool"][metric] for r in results if metric in r["full_pool"]] or [np.nan]))
+            curves = [
+                np.interp(
+                    xs,
+                    [r["n_labeled"] for r in res["rounds"]],
+                    [r[metric] for r in res["rounds"]],  # type: ignore[literal-required]
+                )
+                for res in runs
+            ]
+            ax.fill_between(
+                xs, np.min(curves, axis=0), np.max(curves, axis=0), color=line.get_color(), alpha=0.15
+            )
+    ceiling = float(
+        np.mean([r["full_pool"][metric] for r in results if metric in r["full_pool"]] or [np.nan])
+    )
     if not np.isnan(ceiling):
         ax.axhline(ceiling, color="black", linestyle="--", linewidth=1, label=f"full pool ({ceiling:.3f})")
         ax.axhline(0.98 * ceiling, color="grey", linestyle=":", linewidth=1, label="98 % of full pool")
     ax.set_xlabel("labels spent")
     ax.set_ylabel(f"test {metric.replace('_', ' ')}")
-    ax.set_title(title or f"Learning curves ({results[0]['n_pool']} texts, {results[0]['n_classes']} classes)")
+    ax.set_title(
+        title or f"Learning curves ({results[0]['n_pool']} texts, {results[0]['n_classes']} classes)"
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return fig
 
 
 # -- embedding space -----------------------------------------------------------------------------
+
 
 def embedding_2d(X: ArrayLike, method: str = "pca", seed: int = 0) -> np.ndarray:
     """``(n, 2)`` coordinates of the embeddings, for :func:`embedding_map`.
@@ -94,12 +109,13 @@ def embedding_2d(X: ArrayLike, method: str = "pca", seed: int = 0) -> np.ndarray
         return PCA(n_components=2, random_state=seed).fit_transform(X)
     if method == "tsne":
         from sklearn.manifold import TSNE
-
         from threadpoolctl import threadpool_limits
 
         reduced = PCA(n_components=min(50, *X.shape), random_state=seed).fit_transform(X)
         perplexity = float(min(30.0, (len(X) - 1) / 3))
-        tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
+        tsne = TSNE(
+            n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed
+        )
         # t-SNE syncs its OpenMP threads a few thousand times; on a busy machine every sync waits
         # for a descheduled thread (measured: 60 points took 44 s instead of 0.2 s). Small maps
         # gain nothing from threads, so they run on one.
@@ -171,8 +187,15 @@ def embedding_map(
         for r, rows in enumerate(rounds):
             if len(rows):
                 seed = r == 0
-                right.scatter(*coords[rows].T, s=90 if seed else 34, color=cmap(r), marker="*" if seed else "o",
-                              edgecolors="black", linewidths=0.4, zorder=3)
+                right.scatter(
+                    *coords[rows].T,
+                    s=90 if seed else 34,
+                    color=cmap(r),
+                    marker="*" if seed else "o",
+                    edgecolors="black",
+                    linewidths=0.4,
+                    zorder=3,
+                )
         bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=right, shrink=0.9)
         bar.set_label("query round (0 = cold-start seed, ★)")
         step = max(1, int(np.ceil(n_rounds / 12)))
@@ -185,19 +208,27 @@ def embedding_map(
         ax.set_xticks([])
         ax.set_yticks([])
     if handles and n_classes <= 20:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(7, len(handles)), fontsize=8,
-                   frameon=False, markerscale=1.2)
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=min(7, len(handles)),
+            fontsize=8,
+            frameon=False,
+            markerscale=1.2,
+        )
     fig.suptitle(title or f"Embedding space ({axis} of {len(coords)} texts)")
     return fig
 
 
 # -- errors --------------------------------------------------------------------------------------
 
+
 def _check_pair(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true and y_pred must be 1-D of one length, got {y_true.shape} and "
-                         f"{y_pred.shape}")
+        raise ValueError(
+            f"y_true and y_pred must be 1-D of one length, got {y_true.shape} and {y_pred.shape}"
+        )
     if len(y_true) == 0:
         raise ValueError("no labels to plot")
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
@@ -228,8 +259,9 @@ def _most_confused(cm: np.ndarray, k: int) -> list[int]:
     return chosen
 
 
-def confusion_top(y_true: ArrayLike, y_pred: ArrayLike, class_names: Sequence[str], k: int = 8,
-                  title: str | None = None) -> Figure:
+def confusion_top(
+    y_true: ArrayLike, y_pred: ArrayLike, class_names: Sequence[str], k: int = 8, title: str | None = None
+) -> Figure:
     """Confusion matrix of the ``k`` classes the model mixes up most (rows true, columns predicted).
 
     A full matrix of dozens of classes is an unreadable diagonal; what a reader needs is
@@ -263,11 +295,25 @@ def confusion_top(y_true: ArrayLike, y_pred: ArrayLike, class_names: Sequence[st
             value = int(matrix[i, j])
             diagonal = i == j
             dark = not diagonal and value > 0.6 * vmax
-            ax.text(j, i, str(value) if value or diagonal else "·", ha="center", va="center", fontsize=9,
-                    fontweight="bold" if diagonal else "normal", color="white" if dark else "black")
+            ax.text(
+                j,
+                i,
+                str(value) if value or diagonal else "·",
+                ha="center",
+                va="center",
+                fontsize=9,
+                fontweight="bold" if diagonal else "normal",
+                color="white" if dark else "black",
+            )
     names = [class_names[c] for c in chosen]
-    ax.set_xticks(range(matrix.shape[1]), [*names, "other classes"] if has_other else names,
-                  rotation=40, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_xticks(
+        range(matrix.shape[1]),
+        [*names, "other classes"] if has_other else names,
+        rotation=40,
+        ha="right",
+        rotation_mode="anchor",
+        fontsize=8,
+    )
     ax.set_yticks(range(size), names, fontsize=8)
     if has_other:
         ax.axvline(size - 0.5, color="black", linewidth=1)
@@ -281,8 +327,13 @@ def confusion_top(y_true: ArrayLike, y_pred: ArrayLike, class_names: Sequence[st
     return fig
 
 
-def most_uncertain(texts: Sequence[str], probs: ArrayLike, class_names: Sequence[str], n: int = 10,
-                   y_true: ArrayLike | None = None) -> list[dict[str, Any]]:
+def most_uncertain(
+    texts: Sequence[str],
+    probs: ArrayLike,
+    class_names: Sequence[str],
+    n: int = 10,
+    y_true: ArrayLike | None = None,
+) -> list[dict[str, Any]]:
     """The ``n`` texts whose two best labels are closest (smallest top-2 margin), most uncertain first.
 
     Each row has ``index`` (into ``texts``), ``text``, ``top1``, ``p1``, ``top2``, ``p2``,
@@ -302,16 +353,29 @@ def most_uncertain(texts: Sequence[str], probs: ArrayLike, class_names: Sequence
     margins = p[:, 0] - p[:, 1]
     rows = []
     for i in np.argsort(margins, kind="stable")[:n]:
-        row = {"index": int(i), "text": texts[i], "top1": class_names[top2[i, 0]], "p1": float(p[i, 0]),
-               "top2": class_names[top2[i, 1]], "p2": float(p[i, 1]), "margin": float(margins[i])}
+        row = {
+            "index": int(i),
+            "text": texts[i],
+            "top1": class_names[top2[i, 0]],
+            "p1": float(p[i, 0]),
+            "top2": class_names[top2[i, 1]],
+            "p2": float(p[i, 1]),
+            "margin": float(margins[i]),
+        }
         if truth is not None:
             row["true"] = class_names[truth[i]] if truth[i] >= 0 else None
         rows.append(row)
     return rows
 
 
-def uncertain_texts(texts: Sequence[str], probs: ArrayLike, class_names: Sequence[str], n: int = 10,
-                    y_true: ArrayLike | None = None, width: int = 60) -> Figure:
+def uncertain_texts(
+    texts: Sequence[str],
+    probs: ArrayLike,
+    class_names: Sequence[str],
+    n: int = 10,
+    y_true: ArrayLike | None = None,
+    width: int = 60,
+) -> Figure:
     """The texts the model is least sure about, with its two best labels and their probabilities.
 
     These are what margin sampling would ask next; reading them shows whether the model is
@@ -347,10 +411,16 @@ def uncertain_texts(texts: Sequence[str], probs: ArrayLike, class_names: Sequenc
     for tick, r in zip(side.get_yticklabels(), rows, strict=True):
         if r.get("true") is not None and r["true"] != r["top1"]:
             tick.set_color("#c0392b")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09 if len(rows) > 4 else -0.2), ncols=2, fontsize=8,
-              frameon=False)
-    ax.set_title(f"The {len(rows)} most uncertain texts (smallest gap between the two best labels)",
-                 fontsize=10)
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.09 if len(rows) > 4 else -0.2),
+        ncols=2,
+        fontsize=8,
+        frameon=False,
+    )
+    ax.set_title(
+        f"The {len(rows)} most uncertain texts (smallest gap between the two best labels)", fontsize=10
+    )
     return fig
 
 
@@ -360,8 +430,12 @@ def _wrap(text: str, width: int, lines: int = 2) -> str:
     return "\n".join(textwrap.wrap(flat, width, max_lines=lines, placeholder=" …")) or "(empty)"
 
 
-def per_class_f1(y_true: ArrayLike, predictions: Mapping[str, ArrayLike] | ArrayLike,
-                 class_names: Sequence[str], title: str | None = None) -> Figure:
+def per_class_f1(
+    y_true: ArrayLike,
+    predictions: Mapping[str, ArrayLike] | ArrayLike,
+    class_names: Sequence[str],
+    title: str | None = None,
+) -> Figure:
     """F1 of every class, one marker per model, worst classes (of the first model) on top.
 
     A macro average hides the intents a model never gets right; this shows them, and
@@ -379,8 +453,9 @@ def per_class_f1(y_true: ArrayLike, predictions: Mapping[str, ArrayLike] | Array
     support = None
     for name, pred in preds.items():
         y, p = _check_pair(y_true, pred, n_classes)
-        _, _, f1, support = precision_recall_fscore_support(y, p, labels=np.arange(n_classes),
-                                                            zero_division=0)
+        _, _, f1, support = precision_recall_fscore_support(
+            y, p, labels=np.arange(n_classes), zero_division=0
+        )
         scores[name] = f1
     assert support is not None
     present = np.flatnonzero(support > 0)
@@ -395,8 +470,14 @@ def per_class_f1(y_true: ArrayLike, predictions: Mapping[str, ArrayLike] | Array
     ax.hlines(pos, lows, highs, color="lightgrey", linewidth=2, zorder=1)
     markers = "oDs^v<>p"
     for k, (name, f1) in enumerate(scores.items()):
-        ax.scatter(f1[order], pos, marker=markers[k % len(markers)], s=28, zorder=2 + k,
-                   label=f"{name} (macro F1 {f1[present].mean():.3f})")
+        ax.scatter(
+            f1[order],
+            pos,
+            marker=markers[k % len(markers)],
+            s=28,
+            zorder=2 + k,
+            label=f"{name} (macro F1 {f1[present].mean():.3f})",
+        )
     ax.set_yticks(pos, [f"{class_names[c]} (n={support[c]})" for c in order], fontsize=8)
     ax.set_ylim(len(order) - 0.5, -0.5)  # worst on top
     ax.set_xlim(-0.02, 1.02)
@@ -420,14 +501,29 @@ def campaign_curve(rounds: Sequence[Mapping[str, Any]]) -> Figure:
     audit = [(r["n_labeled"], r["audit"]) for r in rounds if (r.get("audit") or {}).get("n")]
     if audit:
         xs = [x for x, _ in audit]
-        ax.fill_between(xs, [a["accuracy_ci"][0] for _, a in audit], [a["accuracy_ci"][1] for _, a in audit],
-                        alpha=0.2, label="audit 95 % interval")
-        ax.plot(xs, [a["accuracy"] for _, a in audit], marker="o", markersize=3,
-                label=f"audit accuracy (n = {audit[-1][1]['n']} at the end)")
+        ax.fill_between(
+            xs,
+            [a["accuracy_ci"][0] for _, a in audit],
+            [a["accuracy_ci"][1] for _, a in audit],
+            alpha=0.2,
+            label="audit 95 % interval",
+        )
+        ax.plot(
+            xs,
+            [a["accuracy"] for _, a in audit],
+            marker="o",
+            markersize=3,
+            label=f"audit accuracy (n = {audit[-1][1]['n']} at the end)",
+        )
     test = [(r["n_labeled"], r["test"]) for r in rounds if (r.get("test") or {}).get("n")]
     if test:
-        ax.plot([x for x, _ in test], [t["accuracy"] for _, t in test], marker="s", markersize=3,
-                label="test accuracy")
+        ax.plot(
+            [x for x, _ in test],
+            [t["accuracy"] for _, t in test],
+            marker="s",
+            markersize=3,
+            label="test accuracy",
+        )
     if not audit and not test:
         ax.text(0.5, 0.5, "no audit or test labels yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("labels the model was trained on")

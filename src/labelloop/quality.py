@@ -54,6 +54,7 @@ Vote = tuple[Hashable, Hashable, str]
 
 # -- agreement ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Proportion:
     """``correct`` of ``n`` with a 95 % Wilson interval; ``value`` is None when ``n`` is 0."""
@@ -75,7 +76,7 @@ class PairAgreement:
     a: Hashable
     b: Hashable
     n_items: int
-    observed: float | None     # raw share of shared items with the same label
+    observed: float | None  # raw share of shared items with the same label
     kappa: float | None
 
 
@@ -89,7 +90,7 @@ class ClassAgreement:
     """
 
     label: str
-    n_votes: int               # pairable votes for this class
+    n_votes: int  # pairable votes for this class
     specific: float | None
     alpha: float | None
 
@@ -109,11 +110,11 @@ class AnnotatorQuality:
 
 @dataclass(frozen=True)
 class AgreementReport:
-    n_items: int               # items with at least one vote
-    n_multi: int               # items with votes from two or more annotators
+    n_items: int  # items with at least one vote
+    n_multi: int  # items with votes from two or more annotators
     n_annotators: int
-    alpha: float | None        # Krippendorff's α (nominal), every annotator and item
-    mean_kappa: float | None   # Light's κ: mean of the defined pairwise κ
+    alpha: float | None  # Krippendorff's α (nominal), every annotator and item
+    mean_kappa: float | None  # Light's κ: mean of the defined pairwise κ
     pairs: list[PairAgreement] = field(default_factory=list)
     classes: list[ClassAgreement] = field(default_factory=list)
     annotators: list[AnnotatorQuality] = field(default_factory=list)
@@ -158,7 +159,7 @@ def pairwise_kappa(votes: Iterable[Vote]) -> list[PairAgreement]:
     annotators = sorted({a for row in table.values() for a in row}, key=str)
     out = []
     for i, a in enumerate(annotators):
-        for b in annotators[i + 1:]:
+        for b in annotators[i + 1 :]:
             shared = [(row[a], row[b]) for row in table.values() if a in row and b in row]
             la, lb = [x for x, _ in shared], [y for _, y in shared]
             observed = sum(x == y for x, y in shared) / len(shared) if shared else None
@@ -213,8 +214,9 @@ def per_class_agreement(votes: Iterable[Vote]) -> list[ClassAgreement]:
     for i, lab in enumerate(labels):
         same, total = o[i, i], n_c[i]
         binary = np.array([[same, total - same], [total - same, n - 2 * total + same]])
-        out.append(ClassAgreement(lab, round(total), float(same / total) if total > 0 else None,
-                                  _alpha_from(binary)))
+        out.append(
+            ClassAgreement(lab, round(total), float(same / total) if total > 0 else None, _alpha_from(binary))
+        )
     return out
 
 
@@ -225,8 +227,9 @@ def _majority(labels: Iterable[str]) -> str | None:
     return ranked[0][0]
 
 
-def annotator_quality(votes: Iterable[Vote], reference: Mapping[Hashable, str] | None = None
-                      ) -> list[AnnotatorQuality]:
+def annotator_quality(
+    votes: Iterable[Vote], reference: Mapping[Hashable, str] | None = None
+) -> list[AnnotatorQuality]:
     """Each annotator's accuracy against the majority of the *other* annotators and against ``reference``.
 
     Leaving the annotator out of the consensus keeps them from agreeing with themselves: with two
@@ -237,31 +240,45 @@ def annotator_quality(votes: Iterable[Vote], reference: Mapping[Hashable, str] |
     annotators = sorted({a for row in table.values() for a in row}, key=str)
     out = []
     for a in annotators:
-        mine = [(item, row[a], [lab for b, lab in row.items() if b != a]) for item, row in table.items() if a in row]
+        mine = [
+            (item, row[a], [lab for b, lab in row.items() if b != a])
+            for item, row in table.items()
+            if a in row
+        ]
         cons = [(label, _majority(others)) for _, label, others in mine]
         cons = [(label, m) for label, m in cons if m is not None]
         ref = None
         if reference is not None:
             pairs = [(label, reference[item]) for item, label, _ in mine if item in reference]
             ref = Proportion.of(sum(x == y for x, y in pairs), len(pairs))
-        out.append(AnnotatorQuality(a, len(mine), Proportion.of(sum(x == y for x, y in cons), len(cons)), ref))
+        out.append(
+            AnnotatorQuality(a, len(mine), Proportion.of(sum(x == y for x, y in cons), len(cons)), ref)
+        )
     return out
 
 
-def agreement_report(votes: Iterable[Vote], reference: Mapping[Hashable, str] | None = None) -> AgreementReport:
+def agreement_report(
+    votes: Iterable[Vote], reference: Mapping[Hashable, str] | None = None
+) -> AgreementReport:
     """Every agreement figure of one round (or campaign) at once, from the same votes."""
     votes = list(votes)
     table = _table(votes)
     pairs = pairwise_kappa(votes)
     kappas = [p.kappa for p in pairs if p.kappa is not None]
     return AgreementReport(
-        n_items=len(table), n_multi=sum(len(row) >= 2 for row in table.values()),
-        n_annotators=len({a for row in table.values() for a in row}), alpha=krippendorff_alpha(votes),
-        mean_kappa=float(np.mean(kappas)) if kappas else None, pairs=pairs,
-        classes=per_class_agreement(votes), annotators=annotator_quality(votes, reference))
+        n_items=len(table),
+        n_multi=sum(len(row) >= 2 for row in table.values()),
+        n_annotators=len({a for row in table.values() for a in row}),
+        alpha=krippendorff_alpha(votes),
+        mean_kappa=float(np.mean(kappas)) if kappas else None,
+        pairs=pairs,
+        classes=per_class_agreement(votes),
+        annotators=annotator_quality(votes, reference),
+    )
 
 
 # -- suspected label errors -----------------------------------------------------------------------
+
 
 class TooFewLabelsError(ValueError):
     """Some classes have fewer labels than folds: each fold must hold one out to score it honestly."""
@@ -270,8 +287,10 @@ class TooFewLabelsError(ValueError):
         self.counts = dict(counts)
         self.folds = folds
         shown = ", ".join(f"{k}: {v}" for k, v in list(self.counts.items())[:10])
-        super().__init__(f"{len(self.counts)} class(es) have fewer than {folds} labels ({shown}); "
-                         f"out-of-fold scoring needs at least one per fold")
+        super().__init__(
+            f"{len(self.counts)} class(es) have fewer than {folds} labels ({shown}); "
+            f"out-of-fold scoring needs at least one per fold"
+        )
 
 
 @dataclass(frozen=True)
@@ -284,9 +303,9 @@ class Suspects:
     below unflagged ones. ``noise_rate`` is confident learning's estimate of the share of wrong labels.
     """
 
-    score: np.ndarray          # (n,) float
-    suggested: np.ndarray      # (n,) int, argmax of the out-of-fold probabilities
-    flagged: np.ndarray        # (n,) bool
+    score: np.ndarray  # (n,) float
+    suggested: np.ndarray  # (n,) int, argmax of the out-of-fold probabilities
+    flagged: np.ndarray  # (n,) bool
     probabilities: np.ndarray  # (n, n_classes) out-of-fold
     noise_rate: float
 
@@ -307,8 +326,9 @@ def check_rankable(y: np.ndarray, folds: int = 5) -> dict[int, int]:
     return {int(k): int(v) for k, v in sorted(counts.items()) if v < folds}
 
 
-def out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, n_classes: int, *, folds: int = 5, seed: int = 0,
-                              C: float = DEFAULT_C) -> np.ndarray:
+def out_of_fold_probabilities(
+    X: np.ndarray, y: np.ndarray, n_classes: int, *, folds: int = 5, seed: int = 0, C: float = DEFAULT_C
+) -> np.ndarray:
     """Probabilities of labelloop's head for each row from a model that never saw that row.
 
     In-sample probabilities would be useless here: a weakly regularised head memorises a wrong
@@ -328,8 +348,16 @@ def out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, n_classes: int, *, f
     return out
 
 
-def rank_label_errors(X: np.ndarray, y: np.ndarray, n_classes: int, *, folds: int = 5, seed: int = 0,
-                      C: float = DEFAULT_C, probabilities: np.ndarray | None = None) -> Suspects:
+def rank_label_errors(
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    C: float = DEFAULT_C,
+    probabilities: np.ndarray | None = None,
+) -> Suspects:
     """Rank labeled rows ``X`` (features) with label indices ``y`` by how likely the label is wrong.
 
     ``probabilities`` may be given (out-of-fold, ``(n, n_classes)``) to skip the cross-validation.
@@ -360,5 +388,10 @@ def rank_label_errors(X: np.ndarray, y: np.ndarray, n_classes: int, *, folds: in
     noise = float(1.0 - np.trace(calibrated) / max(calibrated.sum(), 1e-12))
     score = 1.0 - p[np.arange(len(y)), local]
     suggested = present[p.argmax(axis=1)]
-    return Suspects(score=score, suggested=suggested, flagged=np.asarray(flagged, dtype=bool),
-                    probabilities=probabilities, noise_rate=noise)
+    return Suspects(
+        score=score,
+        suggested=suggested,
+        flagged=np.asarray(flagged, dtype=bool),
+        probabilities=probabilities,
+        noise_rate=noise,
+    )

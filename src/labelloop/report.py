@@ -4,6 +4,9 @@
 current model fails. The report is built once as a list of blocks and rendered as Markdown or
 as a self-contained HTML page, so the two never drift apart and annotators' texts are escaped
 for each format. Figures come from :mod:`labelloop.plots`, like the notebook's.
+
+(Over 400 lines formatted: the block types, their two renderings and the model's sections; the people's
+sections are in :mod:`labelloop.report_people`.)
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from . import plots
+from .campaign import Campaign, load_campaign
 from .config import Config
 from .data import load_pool
 from .errors import LabelloopError
 from .head import Head
-from .campaign import Campaign, load_campaign
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
 from .outputs import atomic_write, check_output, check_output_dir, staging_dir
 from .quality import agreement_report
@@ -35,12 +38,13 @@ from .store import RoundRow, RunRow, Store
 
 __all__ = ["summary", "write_report"]
 
-MIN_EVAL = 10      # below this many labels, per-class F1 is noise
-TEXT_CHARS = 80    # of each disagreed text shown
+MIN_EVAL = 10  # below this many labels, per-class F1 is noise
+TEXT_CHARS = 80  # of each disagreed text shown
 TOP_PAIRS = 10
 
 
 # -- the ledger -------------------------------------------------------------------------------------
+
 
 def _labels_per_day(records: Sequence[AnnotationRecord]) -> dict[str, Counter[str]]:
     """Live labels (skips excluded) per annotator per day they were made: ``{who: {"YYYY-MM-DD": n}}``."""
@@ -52,6 +56,7 @@ def _labels_per_day(records: Sequence[AnnotationRecord]) -> dict[str, Counter[st
 
 
 # -- blocks, rendered as Markdown or HTML ------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -100,8 +105,11 @@ def to_markdown(blocks: Sequence[Block]) -> str:
         elif isinstance(b, Bullets):
             lines += [f"- {item}" for item in b.items]
         elif isinstance(b, Table):
-            lines += ["| " + " | ".join(map(_md_cell, b.header)) + " |", "|" + "---|" * len(b.header),
-                      *("| " + " | ".join(map(_md_cell, row)) + " |" for row in b.rows)]
+            lines += [
+                "| " + " | ".join(map(_md_cell, b.header)) + " |",
+                "|" + "---|" * len(b.header),
+                *("| " + " | ".join(map(_md_cell, row)) + " |" for row in b.rows),
+            ]
         else:
             lines.append(f"![{b.alt}]({quote(b.src)})")
         lines.append("")
@@ -123,16 +131,21 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
             body.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in b.items) + "</ul>")
         elif isinstance(b, Table):
             cells = ["<tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in b.header) + "</tr>"]
-            cells += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                      for row in b.rows]
+            cells += [
+                "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in b.rows
+            ]
             body.append("<table>" + "\n".join(cells) + "</table>")
         else:
             body.append(f'<p><img alt="{html.escape(b.alt)}" src="{html.escape(quote(b.src))}"></p>')
-    style = ("body{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
-             "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem}"
-             "img{max-width:100%}")
-    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+        "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem}"
+        "img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -166,6 +179,7 @@ def _snippet(text: str | None) -> str:
 
 # -- the texts ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Data:
     campaign: Campaign | None  # embedded; only when there is a model to evaluate
@@ -187,8 +201,9 @@ def _load_data(config: Config, embed: bool) -> _Data:
         return _Data(None, {}, str(exc))
 
 
-def _eval_set(campaign: Campaign, res: Mapping[str, Resolution],
-              audit_ids: set[str]) -> tuple[np.ndarray, np.ndarray, str]:
+def _eval_set(
+    campaign: Campaign, res: Mapping[str, Resolution], audit_ids: set[str]
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Labels, embeddings and a name for what the model is judged on: the test file when there is one,
     else the audit sample's agreed labels (random and never trained on, so also unbiased)."""
     index = {c: k for k, c in enumerate(campaign.classes)}
@@ -203,50 +218,96 @@ def _eval_set(campaign: Campaign, res: Mapping[str, Resolution],
 
 # -- the sections ------------------------------------------------------------------------------------
 
+
 def _summary_section(config: Config, s: Mapping[str, Any], last: RoundRow | None) -> list[Block]:
     m = s["metrics"]
-    model = (f"{last.model_version} (round {last.round}, trained on {last.n_labeled} labels at "
-             f"{last.created_at})" if last else "none yet (it needs labels of two classes)")
+    model = (
+        f"{last.model_version} (round {last.round}, trained on {last.n_labeled} labels at {last.created_at})"
+        if last
+        else "none yet (it needs labels of two classes)"
+    )
     quality = f"audit accuracy {_fmt(m.get('audit'))}, macro-F1 {_fmt(m.get('audit'), 'macro_f1')}"
     if m.get("test"):
         quality += f"; test accuracy {_fmt(m['test'])}, macro-F1 {_fmt(m['test'], 'macro_f1')}"
-    blocks: list[Block] = [Heading("Summary"), Bullets([
-        f"{s['runs']} sync run(s), the last finished at {s['last_run'] or 'never'}",
-        f"{s['sent']} of {config.loop.budget} texts sent; {s['queue']} waiting after the last sync "
-        f"(target {config.loop.queue_target})",
-        f"{s['labeled']} labeled, {s['skipped']} only skipped, {s['disagreements']} with disagreement",
-        f"current model: {model}",
-        quality,
-    ])]
+    blocks: list[Block] = [
+        Heading("Summary"),
+        Bullets(
+            [
+                f"{s['runs']} sync run(s), the last finished at {s['last_run'] or 'never'}",
+                f"{s['sent']} of {config.loop.budget} texts sent; {s['queue']} waiting after the last sync "
+                f"(target {config.loop.queue_target})",
+                f"{s['labeled']} labeled, {s['skipped']} only skipped, {s['disagreements']} with disagreement",
+                f"current model: {model}",
+                quality,
+            ]
+        ),
+    ]
     if s["annotators"]:
-        blocks.append(Table(["annotator", "labels", "skips"],
-                            [[who, n, k] for who, (n, k) in sorted(s["annotators"].items())]))
-    blocks += [Para("Stop advice:"), Bullets([
-        f"**{'STOP' if a.fired else 'go'}** {a.criterion}: {a.reason}"
-        + ("" if a.criterion in config.stop.on else " (advice only: not in stop.on)") for a in s["advice"]])]
+        blocks.append(
+            Table(
+                ["annotator", "labels", "skips"],
+                [[who, n, k] for who, (n, k) in sorted(s["annotators"].items())],
+            )
+        )
+    blocks += [
+        Para("Stop advice:"),
+        Bullets(
+            [
+                f"**{'STOP' if a.fired else 'go'}** {a.criterion}: {a.reason}"
+                + ("" if a.criterion in config.stop.on else " (advice only: not in stop.on)")
+                for a in s["advice"]
+            ]
+        ),
+    ]
     return blocks
 
 
 def _curve_figure(trained: Sequence[RoundRow]) -> Figure:
     """plots.campaign_curve (audit accuracy with its Wilson band, test accuracy) plus macro-F1."""
-    curve: list[dict[str, Any]] = [{"n_labeled": r.n_labeled, "audit": r.metrics.get("audit"),
-                                    "test": r.metrics.get("test")} for r in trained]
+    curve: list[dict[str, Any]] = [
+        {"n_labeled": r.n_labeled, "audit": r.metrics.get("audit"), "test": r.metrics.get("test")}
+        for r in trained
+    ]
     fig = plots.campaign_curve(curve)
     ax = fig.axes[0]
     audit = [(c["n_labeled"], c["audit"]) for c in curve if (c["audit"] or {}).get("accuracy_ci")]
     if len({x for x, _ in audit}) == 1:  # a band needs two x values; one gets error bars instead
-        ax.errorbar([x for x, _ in audit], [a["accuracy"] for _, a in audit],
-                    yerr=[[a["accuracy"] - a["accuracy_ci"][0] for _, a in audit],
-                          [a["accuracy_ci"][1] - a["accuracy"] for _, a in audit]], fmt="none", capsize=4)
+        ax.errorbar(
+            [x for x, _ in audit],
+            [a["accuracy"] for _, a in audit],
+            yerr=[
+                [a["accuracy"] - a["accuracy_ci"][0] for _, a in audit],
+                [a["accuracy_ci"][1] - a["accuracy"] for _, a in audit],
+            ],
+            fmt="none",
+            capsize=4,
+        )
     for name, marker in (("audit", "^"), ("test", "v")):
-        pts = [(c["n_labeled"], c[name]["macro_f1"]) for c in curve
-               if (c[name] or {}).get("macro_f1") is not None]
+        pts = [
+            (c["n_labeled"], c[name]["macro_f1"])
+            for c in curve
+            if (c[name] or {}).get("macro_f1") is not None
+        ]
         if pts:  # thin and behind: on small audits macro-F1 often equals accuracy and must not hide it
-            ax.plot(*zip(*pts, strict=True), marker=marker, markersize=2, linestyle=":", linewidth=1,
-                    alpha=0.7, zorder=1, label=f"{name} macro-F1")
+            ax.plot(
+                *zip(*pts, strict=True),
+                marker=marker,
+                markersize=2,
+                linestyle=":",
+                linewidth=1,
+                alpha=0.7,
+                zorder=1,
+                label=f"{name} macro-F1",
+            )
     for x, a in audit:  # how many audit labels each point stands on
-        ax.annotate(f"n={a['n']}", (x, a["accuracy"]), textcoords="offset points", xytext=(0, 6), fontsize=6,
-                    ha="center")
+        ax.annotate(
+            f"n={a['n']}",
+            (x, a["accuracy"]),
+            textcoords="offset points",
+            xytext=(0, 6),
+            fontsize=6,
+            ha="center",
+        )
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right")
     ax.set_ylabel("accuracy, macro-F1")
@@ -258,13 +319,23 @@ def _curve_section(trained: Sequence[RoundRow], figdir: _FigureDir) -> list[Bloc
     blocks: list[Block] = [Heading("Learning curve")]
     if not trained:
         return blocks + [Para("No model yet: the curve starts with the first trained round.")]
-    return blocks + [Para(f"One point per trained round ({len(trained)}); the band is the audit accuracy's "
-                          f"95 % Wilson interval."),
-                     _figure(_curve_figure(trained), figdir, "learning_curve", "learning curve")]
+    return blocks + [
+        Para(
+            f"One point per trained round ({len(trained)}); the band is the audit accuracy's "
+            f"95 % Wilson interval."
+        ),
+        _figure(_curve_figure(trained), figdir, "learning_curve", "learning curve"),
+    ]
 
 
-def _failures_section(last: RoundRow | None, head: Head | None, data: _Data, res: Mapping[str, Resolution],
-                      audit_ids: set[str], figdir: _FigureDir) -> list[Block]:
+def _failures_section(
+    last: RoundRow | None,
+    head: Head | None,
+    data: _Data,
+    res: Mapping[str, Resolution],
+    audit_ids: set[str],
+    figdir: _FigureDir,
+) -> list[Block]:
     """Per-class F1 and the most confused pairs of the current model."""
     blocks: list[Block] = [Heading("Where the current model fails")]
     if last is None or head is None:
@@ -279,18 +350,25 @@ def _failures_section(last: RoundRow | None, head: Head | None, data: _Data, res
     wrong = int((y != pred).sum())
     f1 = plots.per_class_f1(y, {last.model_version: pred}, classes, title=f"F1 per class on {where}")
     f1.axes[0].set_xlabel("F1")
-    confusion = plots.confusion_top(y, pred, classes, k=min(8, len(classes)),
-                                    title=f"Most-confused classes ({wrong} of {len(y)} texts wrong)")
-    blocks += [Para(f"Measured on {where} with model {last.model_version}: accuracy "
-                    f"{1 - wrong / len(y):.3f}."),
-               _figure(f1, figdir, "per_class_f1", "per-class F1"),
-               _figure(confusion, figdir, "confusion", "most confused classes")]
+    confusion = plots.confusion_top(
+        y,
+        pred,
+        classes,
+        k=min(8, len(classes)),
+        title=f"Most-confused classes ({wrong} of {len(y)} texts wrong)",
+    )
+    blocks += [
+        Para(f"Measured on {where} with model {last.model_version}: accuracy {1 - wrong / len(y):.3f}."),
+        _figure(f1, figdir, "per_class_f1", "per-class F1"),
+        _figure(confusion, figdir, "confusion", "most confused classes"),
+    ]
     pairs = Counter((classes[t], classes[p]) for t, p in zip(y, pred, strict=True) if t != p)
     if not pairs:
         return blocks + [Para("No mistakes on these texts.")]
-    return blocks + [Para("Most confused pairs:"),
-                     Table(["true", "predicted", "texts"],
-                           [[t, p, n] for (t, p), n in pairs.most_common(TOP_PAIRS)])]
+    return blocks + [
+        Para("Most confused pairs:"),
+        Table(["true", "predicted", "texts"], [[t, p, n] for (t, p), n in pairs.most_common(TOP_PAIRS)]),
+    ]
 
 
 def _disagreements_section(res: Mapping[str, Resolution], data: _Data) -> list[Block]:
@@ -298,13 +376,28 @@ def _disagreements_section(res: Mapping[str, Resolution], data: _Data) -> list[B
     ids = sorted(k for k, r in res.items() if r.disagreement)
     if not ids:
         return blocks + [Para("No text has conflicting labels.")]
-    blocks.append(Para(f"{len(ids)} text(s) got different labels from different annotators. The majority "
-                       f"label is trained on; a tie is not, until someone breaks it."))
+    blocks.append(
+        Para(
+            f"{len(ids)} text(s) got different labels from different annotators. The majority "
+            f"label is trained on; a tie is not, until someone breaks it."
+        )
+    )
     if data.problem:
         blocks.append(Para(f"Texts not shown: {data.problem}"))
-    return blocks + [Table(["id", "votes", "agreed label", "text"], [
-        [k, ", ".join(f"{lab} {n}" for lab, n in sorted(res[k].votes.items())), res[k].label or "tie",
-         _snippet(data.texts.get(k))] for k in ids])]
+    return blocks + [
+        Table(
+            ["id", "votes", "agreed label", "text"],
+            [
+                [
+                    k,
+                    ", ".join(f"{lab} {n}" for lab, n in sorted(res[k].votes.items())),
+                    res[k].label or "tie",
+                    _snippet(data.texts.get(k)),
+                ]
+                for k in ids
+            ],
+        )
+    ]
 
 
 def _throughput_section(records: Sequence[AnnotationRecord], figdir: _FigureDir) -> list[Block]:
@@ -314,14 +407,21 @@ def _throughput_section(records: Sequence[AnnotationRecord], figdir: _FigureDir)
         return blocks + [Para("No labels yet.")]
     people = sorted(per_day)
     days = sorted({d for counts in per_day.values() for d in counts})
-    rows: list[list[Any]] = [[d, *(per_day[p][d] for p in people), sum(per_day[p][d] for p in people)]
-                             for d in days]
-    rows.append(["all days", *(sum(per_day[p].values()) for p in people),
-                 sum(sum(c.values()) for c in per_day.values())])
-    return blocks + [Para("Labels standing now (relabels count once, deleted ones not at all) by the day "
-                          "they were made."),
-                     Table(["day", *people, "total"], rows),
-                     _figure(plots.throughput(per_day), figdir, "throughput", "labels per annotator per day")]
+    rows: list[list[Any]] = [
+        [d, *(per_day[p][d] for p in people), sum(per_day[p][d] for p in people)] for d in days
+    ]
+    rows.append(
+        [
+            "all days",
+            *(sum(per_day[p].values()) for p in people),
+            sum(sum(c.values()) for c in per_day.values()),
+        ]
+    )
+    return blocks + [
+        Para("Labels standing now (relabels count once, deleted ones not at all) by the day they were made."),
+        Table(["day", *people, "total"], rows),
+        _figure(plots.throughput(per_day), figdir, "throughput", "labels per annotator per day"),
+    ]
 
 
 def _ledger_section(rounds: Sequence[RoundRow], runs: Sequence[RunRow]) -> list[Block]:
@@ -331,20 +431,58 @@ def _ledger_section(rounds: Sequence[RoundRow], runs: Sequence[RunRow]) -> list[
 
     return [
         Heading("Rounds"),
-        Table(["round", "model version", "strategy", "labels", "audit labels", "audit accuracy", "test accuracy",
-               "κ vs previous", "created at"],
-              [[r.round, r.model_version, r.strategy, r.n_labeled, (r.metrics.get("audit") or {}).get("n", 0),
-                _fmt(r.metrics.get("audit")), _fmt(r.metrics.get("test")), kappa(r), r.created_at] for r in rounds])
-        if rounds else Para("No rounds yet."),
+        Table(
+            [
+                "round",
+                "model version",
+                "strategy",
+                "labels",
+                "audit labels",
+                "audit accuracy",
+                "test accuracy",
+                "κ vs previous",
+                "created at",
+            ],
+            [
+                [
+                    r.round,
+                    r.model_version,
+                    r.strategy,
+                    r.n_labeled,
+                    (r.metrics.get("audit") or {}).get("n", 0),
+                    _fmt(r.metrics.get("audit")),
+                    _fmt(r.metrics.get("test")),
+                    kappa(r),
+                    r.created_at,
+                ]
+                for r in rounds
+            ],
+        )
+        if rounds
+        else Para("No rounds yet."),
         Heading("Runs"),
-        Table(["run", "finished at", "pulled", "trained", "sent", "queue before → after", "stopped"],
-              [[r.run, r.finished_at, r.pulled, r.trained or "–", r.pushed,
-                f"{r.queue_before} → {r.queue_after}", r.stopped or ""] for r in runs])
-        if runs else Para("No sync has finished yet."),
+        Table(
+            ["run", "finished at", "pulled", "trained", "sent", "queue before → after", "stopped"],
+            [
+                [
+                    r.run,
+                    r.finished_at,
+                    r.pulled,
+                    r.trained or "–",
+                    r.pushed,
+                    f"{r.queue_before} → {r.queue_after}",
+                    r.stopped or "",
+                ]
+                for r in runs
+            ],
+        )
+        if runs
+        else Para("No sync has finished yet."),
     ]
 
 
 # -- the report --------------------------------------------------------------------------------------
+
 
 def write_report(config: Config, out: str | Path) -> Path:
     """Write a Markdown (or, for ``.html``, HTML) report to ``out``, its figures in ``<stem>_files/``."""

@@ -36,29 +36,49 @@ def agreement_section(ag: AgreementReport) -> list[Block]:
     blocks: list[Block] = [Heading("Annotators and agreement")]
     if not ag.n_items:
         return blocks + [Para("No labels yet.")]
-    blocks.append(Para(
-        f"{ag.n_multi} of {ag.n_items} labeled texts were labeled by two or more of {ag.n_annotators} annotators "
-        f"(the double-annotated share is blind: nobody saw the model's guess). Krippendorff's α "
-        f"{_num(ag.alpha)}, mean pairwise Cohen's κ {_num(ag.mean_kappa)}."))
+    blocks.append(
+        Para(
+            f"{ag.n_multi} of {ag.n_items} labeled texts were labeled by two or more of {ag.n_annotators} annotators "
+            f"(the double-annotated share is blind: nobody saw the model's guess). Krippendorff's α "
+            f"{_num(ag.alpha)}, mean pairwise Cohen's κ {_num(ag.mean_kappa)}."
+        )
+    )
     if ag.pairs:
-        blocks.append(Table(["annotator", "annotator", "shared texts", "same label", "Cohen's κ"],
-                            [[p.a, p.b, p.n_items, _num(p.observed), _num(p.kappa)] for p in ag.pairs]))
+        blocks.append(
+            Table(
+                ["annotator", "annotator", "shared texts", "same label", "Cohen's κ"],
+                [[p.a, p.b, p.n_items, _num(p.observed), _num(p.kappa)] for p in ag.pairs],
+            )
+        )
     if ag.classes:
-        blocks.append(Para("Per class: the share of votes for a class that another annotator matched (specific "
-                           "agreement), and α of that class against the rest. Low rows are where the guidelines "
-                           "need an example."))
+        blocks.append(
+            Para(
+                "Per class: the share of votes for a class that another annotator matched (specific "
+                "agreement), and α of that class against the rest. Low rows are where the guidelines "
+                "need an example."
+            )
+        )
         rows = sorted(ag.classes, key=lambda c: (c.specific is None, c.specific or 0.0))
-        blocks.append(Table(["label", "paired votes", "specific agreement", "α (one vs rest)"],
-                            [[c.label, c.n_votes, _num(c.specific), _num(c.alpha)] for c in rows]))
+        blocks.append(
+            Table(
+                ["label", "paired votes", "specific agreement", "α (one vs rest)"],
+                [[c.label, c.n_votes, _num(c.specific), _num(c.alpha)] for c in rows],
+            )
+        )
     if ag.annotators:
         blocks.append(Para("Each annotator against the others' majority on the same texts (leave-one-out)."))
-        blocks.append(Table(["annotator", "labels", "agrees with the others' majority"],
-                            [[a.annotator, a.n_votes, _prop(a.vs_consensus)] for a in ag.annotators]))
+        blocks.append(
+            Table(
+                ["annotator", "labels", "agrees with the others' majority"],
+                [[a.annotator, a.n_votes, _prop(a.vs_consensus)] for a in ag.annotators],
+            )
+        )
     return blocks
 
 
-def second_opinions_section(escalations: Sequence[EscalationRow], texts: Mapping[str, str],
-                            snippet: Any) -> list[Block]:
+def second_opinions_section(
+    escalations: Sequence[EscalationRow], texts: Mapping[str, str], snippet: Any
+) -> list[Block]:
     """Ties sent to one more person and suspected label errors sent back, with their outcomes."""
     from .report import Bullets, Heading, Para, Table
 
@@ -68,27 +88,48 @@ def second_opinions_section(escalations: Sequence[EscalationRow], texts: Mapping
     ties = [e for e in escalations if e.reason == "tie"]
     suspects = [e for e in escalations if e.reason == "suspect"]
     changed = [e for e in suspects if e.resolved_at and e.label_after != e.label_before]
-    blocks.append(Bullets([
-        f"ties sent to one more annotator: {len(ties)}; settled {sum(e.resolved_at is not None for e in ties)}, "
-        f"open {sum(e.resolved_at is None for e in ties)}",
-        f"suspected label errors sent back: {len(suspects)}; relabeled {len(changed)}, confirmed "
-        f"{sum(bool(e.resolved_at) and e.label_after == e.label_before for e in suspects)}, open "
-        f"{sum(e.resolved_at is None for e in suspects)}",
-    ]))
+    blocks.append(
+        Bullets(
+            [
+                f"ties sent to one more annotator: {len(ties)}; "
+                f"settled {sum(e.resolved_at is not None for e in ties)}, "
+                f"open {sum(e.resolved_at is None for e in ties)}",
+                f"suspected label errors sent back: {len(suspects)}; relabeled {len(changed)}, confirmed "
+                f"{sum(bool(e.resolved_at) and e.label_after == e.label_before for e in suspects)}, open "
+                f"{sum(e.resolved_at is None for e in suspects)}",
+            ]
+        )
+    )
     if changed:
-        blocks.append(Table(["text", "label before", "after", "decided by", "suspicion"],
-                            [[snippet(texts.get(e.item_id)), e.label_before, e.label_after, e.decided_by or "–",
-                              _num(e.score, 2)] for e in changed[:30]]))
+        blocks.append(
+            Table(
+                ["text", "label before", "after", "decided by", "suspicion"],
+                [
+                    [
+                        snippet(texts.get(e.item_id)),
+                        e.label_before,
+                        e.label_after,
+                        e.decided_by or "–",
+                        _num(e.score, 2),
+                    ]
+                    for e in changed[:30]
+                ],
+            )
+        )
     return blocks
 
 
-def guidelines_section(versions: Sequence[tuple[str, str]], records: Sequence[AnnotationRecord]) -> list[Block]:
+def guidelines_section(
+    versions: Sequence[tuple[str, str]], records: Sequence[AnnotationRecord]
+) -> list[Block]:
     """Each guidelines version with the number of labels given under it (by the label's time)."""
     from .report import Heading, Para, Table
 
     blocks: list[Block] = [Heading("Guidelines")]
     if not versions:
-        return blocks + [Para("No guidelines file: set [guidelines] path so annotators share one set of rules.")]
+        return blocks + [
+            Para("No guidelines file: set [guidelines] path so annotators share one set of rules.")
+        ]
     counts = [0] * len(versions)
     unknown = 0
     for rec in live_annotations(records):
@@ -105,4 +146,3 @@ def guidelines_section(versions: Sequence[tuple[str, str]], records: Sequence[An
     if unknown:
         blocks.append(Para(f"{unknown} label(s) were given before the first guidelines reached the project."))
     return blocks
-

@@ -22,8 +22,15 @@ from dataclasses import dataclass, replace
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
 from .store import EscalationRow, QueryRow
 
-__all__ = ["plan_overlap", "prefill", "prefill_threshold", "Escalation", "ties_to_escalate", "settled",
-           "blind_priority"]
+__all__ = [
+    "plan_overlap",
+    "prefill",
+    "prefill_threshold",
+    "Escalation",
+    "ties_to_escalate",
+    "settled",
+    "blind_priority",
+]
 
 
 def _rank(item_id: str) -> str:
@@ -35,8 +42,9 @@ def prefill(confidence: float | None, threshold: float) -> bool:
     return confidence is not None and confidence >= threshold
 
 
-def prefill_threshold(confidence: Sequence[float], right: Sequence[bool], *, target: float = 0.9,
-                      min_n: int = 30) -> float | None:
+def prefill_threshold(
+    confidence: Sequence[float], right: Sequence[bool], *, target: float = 0.9, min_n: int = 30
+) -> float | None:
     """The lowest confidence above which the model's guesses were right at least ``target`` of the time,
     on at least ``min_n`` guesses people answered without seeing them; None: pre-select nothing yet.
 
@@ -53,8 +61,15 @@ def prefill_threshold(confidence: Sequence[float], right: Sequence[bool], *, tar
     return best
 
 
-def plan_overlap(rows: Sequence[QueryRow], *, share: float, people: int, threshold: float,
-                 active_sent: int, double_sent: int) -> list[QueryRow]:
+def plan_overlap(
+    rows: Sequence[QueryRow],
+    *,
+    share: float,
+    people: int,
+    threshold: float,
+    active_sent: int,
+    double_sent: int,
+) -> list[QueryRow]:
     """Mark the batch's double-annotated tasks and pre-selection.
 
     Across the campaign, ``share`` of the active picks go to ``people`` annotators: this batch
@@ -90,8 +105,8 @@ class Escalation:
 
     item_id: str
     task_id: int
-    reason: str           # "tie" or "suspect"
-    overlap: int          # people it should have after this
+    reason: str  # "tie" or "suspect"
+    overlap: int  # people it should have after this
     label_before: str | None
     score: float | None = None
 
@@ -100,8 +115,12 @@ def _votes(res: Resolution) -> int:
     return sum(res.votes.values())
 
 
-def ties_to_escalate(resolutions: Mapping[str, Resolution], tasks: Mapping[str, tuple[int, int]],
-                     open_ids: set[str], max_annotators: int) -> tuple[list[Escalation], list[str]]:
+def ties_to_escalate(
+    resolutions: Mapping[str, Resolution],
+    tasks: Mapping[str, tuple[int, int]],
+    open_ids: set[str],
+    max_annotators: int,
+) -> tuple[list[Escalation], list[str]]:
     """Ties whose every assigned annotator has answered: one more person each, up to ``max_annotators``.
 
     ``tasks`` maps our id to (task id, overlap). Returns the escalations and the ids stuck at the
@@ -122,8 +141,11 @@ def ties_to_escalate(resolutions: Mapping[str, Resolution], tasks: Mapping[str, 
     return out, stuck
 
 
-def settled(escalations: Iterable[EscalationRow], resolutions: Mapping[str, Resolution],
-            records: Sequence[AnnotationRecord]) -> list[tuple[int, str, str | None]]:
+def settled(
+    escalations: Iterable[EscalationRow],
+    resolutions: Mapping[str, Resolution],
+    records: Sequence[AnnotationRecord],
+) -> list[tuple[int, str, str | None]]:
     """Open escalations whose extra opinions are in and agree on a label: (seq, label, who decided).
 
     The decider is whoever gave the latest live annotation of the text: the opinion that broke
@@ -131,7 +153,9 @@ def settled(escalations: Iterable[EscalationRow], resolutions: Mapping[str, Reso
     """
     latest: dict[str, AnnotationRecord] = {}
     for rec in live_annotations(records):
-        if not rec.skipped and (rec.id not in latest or (rec.created_at or "") >= (latest[rec.id].created_at or "")):
+        if not rec.skipped and (
+            rec.id not in latest or (rec.created_at or "") >= (latest[rec.id].created_at or "")
+        ):
             latest[rec.id] = rec
     out = []
     for e in escalations:

@@ -17,6 +17,9 @@ Every endpoint but ``/health`` wants the shared secret from ``LABELLOOP_SERVE_SE
 ``X-Labelloop-Secret`` header (webhooks carry it in their headers) or as the password of HTTP basic
 auth (how Label Studio authenticates to an ML backend). Neither the secret nor Label Studio's key is
 ever logged.
+
+(Over 400 lines formatted: the worker, the predictor and the ASGI routes of one process; the routes are
+closures over them, which is why ``create_app`` is long.)
 """
 
 from __future__ import annotations
@@ -42,8 +45,19 @@ from .errors import LabelloopError
 from .head import Head
 from .store import Store
 
-__all__ = ["SECRET_ENV", "SECRET_HEADER", "SYNC_ACTIONS", "TRAIN_ACTIONS", "ServeError", "SyncWorker",
-           "Predictor", "read_secret", "create_app", "run_server", "configure_logging"]
+__all__ = [
+    "SECRET_ENV",
+    "SECRET_HEADER",
+    "SYNC_ACTIONS",
+    "TRAIN_ACTIONS",
+    "ServeError",
+    "SyncWorker",
+    "Predictor",
+    "read_secret",
+    "create_app",
+    "run_server",
+    "configure_logging",
+]
 
 log = logging.getLogger("labelloop.serve")
 
@@ -51,8 +65,15 @@ SECRET_ENV = "LABELLOOP_SERVE_SECRET"
 SECRET_HEADER = "X-Labelloop-Secret"
 MIN_SECRET_LENGTH = 16
 # Annotation changes a sync step must pull; deleted tasks it must account for.
-SYNC_ACTIONS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",
-                          "ANNOTATIONS_DELETED", "TASKS_DELETED"})
+SYNC_ACTIONS = frozenset(
+    {
+        "ANNOTATION_CREATED",
+        "ANNOTATIONS_CREATED",
+        "ANNOTATION_UPDATED",
+        "ANNOTATIONS_DELETED",
+        "TASKS_DELETED",
+    }
+)
 # "Start training" in Label Studio: a step now, without waiting for the storm to settle.
 TRAIN_ACTIONS = frozenset({"START_TRAINING"})
 
@@ -67,11 +88,14 @@ def read_secret(env: Mapping[str, str] | None = None) -> str:
     """The shared secret, from the environment only (never a file, never a flag: both end up in logs)."""
     value = (env if env is not None else os.environ).get(SECRET_ENV, "")
     if not value:
-        raise ServeError(f"set {SECRET_ENV} to a shared secret (e.g. `openssl rand -hex 24`): every endpoint "
-                         f"but /health requires it, and `labelloop connect` gives it to Label Studio")
+        raise ServeError(
+            f"set {SECRET_ENV} to a shared secret (e.g. `openssl rand -hex 24`): every endpoint "
+            f"but /health requires it, and `labelloop connect` gives it to Label Studio"
+        )
     if len(value) < MIN_SECRET_LENGTH or value != value.strip():
-        raise ServeError(f"{SECRET_ENV} must be at least {MIN_SECRET_LENGTH} characters without surrounding "
-                         f"spaces")
+        raise ServeError(
+            f"{SECRET_ENV} must be at least {MIN_SECRET_LENGTH} characters without surrounding spaces"
+        )
     return value
 
 
@@ -94,6 +118,7 @@ def authorized(headers: Mapping[str, str], secret: str) -> bool:
 
 
 # -- the campaign, loaded once ------------------------------------------------------------------------
+
 
 def _signature(config: Config) -> tuple[tuple[str, int, int], ...]:
     """What identifies the data files' content cheaply: path, mtime and size."""
@@ -154,12 +179,13 @@ class CampaignHolder:
 
 # -- the sync steps ---------------------------------------------------------------------------------
 
+
 @dataclass
 class WorkerState:
-    steps: int = 0                 # finished sync steps
-    busy: int = 0                  # attempts that found cron's sync holding the lock
-    failures: int = 0              # consecutive failed attempts (reset by a finished step)
-    events: int = 0                # events received
+    steps: int = 0  # finished sync steps
+    busy: int = 0  # attempts that found cron's sync holding the lock
+    failures: int = 0  # consecutive failed attempts (reset by a finished step)
+    events: int = 0  # events received
     last_report: dict[str, Any] | None = None
     last_error: str | None = None
     model_version: str | None = None
@@ -175,10 +201,19 @@ class SyncWorker:
     failure (Label Studio down, a guard refusing) after an exponential backoff capped at ``max_backoff``.
     """
 
-    def __init__(self, config: Config, holder: CampaignHolder, *, debounce: float = 2.0,
-                 max_wait: float = 10.0, busy_retry: float = 2.0, backoff: float = 1.0,
-                 max_backoff: float = 60.0, hook: Hook | None = None,
-                 on_step: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        holder: CampaignHolder,
+        *,
+        debounce: float = 2.0,
+        max_wait: float = 10.0,
+        busy_retry: float = 2.0,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        hook: Hook | None = None,
+        on_step: Callable[[], object] | None = None,
+    ) -> None:
         self.config = config
         self.holder = holder
         self.debounce, self.max_wait = debounce, max_wait
@@ -220,9 +255,17 @@ class SyncWorker:
     def snapshot(self) -> dict[str, Any]:
         with self._cond:
             s = self.state
-            return {"steps": s.steps, "busy": s.busy, "failures": s.failures, "events": s.events,
-                    "pending": self._pending, "running": self._running, "last_error": s.last_error,
-                    "last_report": s.last_report, "model_version": s.model_version}
+            return {
+                "steps": s.steps,
+                "busy": s.busy,
+                "failures": s.failures,
+                "events": s.events,
+                "pending": self._pending,
+                "running": self._running,
+                "last_error": s.last_error,
+                "last_report": s.last_report,
+                "model_version": s.model_version,
+            }
 
     def _due(self) -> float:
         due = self._last if self._urgent else min(self._last + self.debounce, self._first + self.max_wait)
@@ -285,12 +328,22 @@ class SyncWorker:
             self.state.failures = 0
             self.state.last_error = None
             self._not_before = 0.0
-            self.state.last_report = {"run": report.run, "pulled": report.pulled, "trained": report.trained,
-                                      "pushed": report.pushed_active + report.pushed_audit,
-                                      "queue_before": report.queue_before, "queue_after": report.queue_after,
-                                      "stopped": report.stopped}
-        log.info("run %d in %.1f s: %s", report.run, time.monotonic() - t0, report.message,
-                 extra={"run": report.run, "trained": report.trained, "queue_after": report.queue_after})
+            self.state.last_report = {
+                "run": report.run,
+                "pulled": report.pulled,
+                "trained": report.trained,
+                "pushed": report.pushed_active + report.pushed_audit,
+                "queue_before": report.queue_before,
+                "queue_after": report.queue_after,
+                "stopped": report.stopped,
+            }
+        log.info(
+            "run %d in %.1f s: %s",
+            report.run,
+            time.monotonic() - t0,
+            report.message,
+            extra={"run": report.run, "trained": report.trained, "queue_after": report.queue_after},
+        )
         for warning in report.warnings:
             log.warning(warning)
         if self.on_step is not None:
@@ -299,13 +352,16 @@ class SyncWorker:
 
 # -- predictions --------------------------------------------------------------------------------------
 
+
 @dataclass
 class _Model:
     round: int = -1
     version: str = COLD_START_VERSION
     head: Head | None = None
     checked: float = 0.0
-    prefill: float = 1.01  # the guess is pre-selected from this confidence (campaign.prefill_cutoff; > 1: never)
+    prefill: float = (
+        1.01  # the guess is pre-selected from this confidence (campaign.prefill_cutoff; > 1: never)
+    )
 
 
 @dataclass
@@ -314,7 +370,7 @@ class Predictor:
 
     config: Config
     holder: CampaignHolder
-    recheck: float = 1.0           # seconds between looks at the store for a newer model (cron may train one)
+    recheck: float = 1.0  # seconds between looks at the store for a newer model (cron may train one)
     _model: _Model = field(default_factory=_Model)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _encode_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -386,8 +442,18 @@ class Predictor:
             label = classes[int(np.argmax(p))]
             # Below the campaign's pre-selection cutoff the guess would anchor annotators: score only.
             shown = label in target.labels and float(np.max(p)) >= model.prefill
-            result = ([{"from_name": target.from_name, "to_name": target.to_name, "type": "choices",
-                        "value": {"choices": [label]}}] if shown else [])
+            result = (
+                [
+                    {
+                        "from_name": target.from_name,
+                        "to_name": target.to_name,
+                        "type": "choices",
+                        "value": {"choices": [label]},
+                    }
+                ]
+                if shown
+                else []
+            )
             out.append({"result": result, "score": float(np.max(p)), "model_version": model.version})
         return out
 
@@ -415,8 +481,15 @@ def _choices(label_config: str | None, campaign: Campaign) -> Any:
 
 # -- the HTTP face ----------------------------------------------------------------------------------------
 
-def create_app(config: Config, *, secret: str, worker: SyncWorker, predictor: Predictor,
-               project_id: Callable[[], int | None]) -> Any:
+
+def create_app(
+    config: Config,
+    *,
+    secret: str,
+    worker: SyncWorker,
+    predictor: Predictor,
+    project_id: Callable[[], int | None],
+) -> Any:
     """The Starlette app: webhooks, the ML backend protocol, ``/status``; the worker starts with the app."""
     from contextlib import asynccontextmanager
 
@@ -429,8 +502,11 @@ def create_app(config: Config, *, secret: str, worker: SyncWorker, predictor: Pr
     def refuse(request: Request) -> JSONResponse:
         client = request.client.host if request.client else "?"
         log.warning("401 %s %s from %s: missing or wrong secret", request.method, request.url.path, client)
-        return JSONResponse({"error": "unauthorized"}, status_code=401,
-                            headers={"WWW-Authenticate": 'Basic realm="labelloop"'})
+        return JSONResponse(
+            {"error": "unauthorized"},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Basic realm="labelloop"'},
+        )
 
     def bad(reason: str) -> JSONResponse:
         log.warning("400: %s", reason)
@@ -454,6 +530,7 @@ def create_app(config: Config, *, secret: str, worker: SyncWorker, predictor: Pr
                 return await handler(request)
             except BadRequest as exc:
                 return bad(str(exc))
+
         return endpoint
 
     async def health(request: Request) -> JSONResponse:
@@ -509,16 +586,20 @@ def create_app(config: Config, *, secret: str, worker: SyncWorker, predictor: Pr
         finally:
             await run_in_threadpool(worker.stop)
 
-    routes = [Route("/health", health, methods=["GET"]), Route("/", health, methods=["GET"]),
-              Route("/setup", guarded(setup), methods=["POST"]),
-              Route("/predict", guarded(predict), methods=["POST"]),
-              Route("/webhook", guarded(webhook), methods=["POST"]),
-              Route("/train", guarded(train), methods=["POST"]),
-              Route("/status", guarded(status), methods=["GET"])]
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/", health, methods=["GET"]),
+        Route("/setup", guarded(setup), methods=["POST"]),
+        Route("/predict", guarded(predict), methods=["POST"]),
+        Route("/webhook", guarded(webhook), methods=["POST"]),
+        Route("/train", guarded(train), methods=["POST"]),
+        Route("/status", guarded(status), methods=["GET"]),
+    ]
     return Starlette(routes=routes, lifespan=lifespan)
 
 
 # -- logging --------------------------------------------------------------------------------------------
+
 
 class _Redact(logging.Filter):
     """Belt and braces: whatever a message holds, the secrets never leave the process."""
@@ -540,11 +621,16 @@ class _JsonLines(logging.Formatter):
     _SKIP = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "color_message"}
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                               + f".{int(record.msecs):03d}Z", "level": record.levelname.lower(),
-                               "logger": record.name, "msg": record.getMessage()}
-        out.update({k: v for k, v in record.__dict__.items()
-                    if k not in self._SKIP and not k.startswith("_")})
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update(
+            {k: v for k, v in record.__dict__.items() if k not in self._SKIP and not k.startswith("_")}
+        )
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
@@ -555,8 +641,9 @@ def configure_logging(*, json_lines: bool, secrets: Sequence[str], level: int = 
     import sys
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonLines() if json_lines else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        _JsonLines() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     handler.addFilter(_Redact(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -569,8 +656,16 @@ def configure_logging(*, json_lines: bool, secrets: Sequence[str], level: int = 
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_server(config: Config, *, host: str = "127.0.0.1", port: int = 9090, json_logs: bool = False,
-               debounce: float = 2.0, max_wait: float = 10.0, hook: Hook | None = None) -> None:
+def run_server(
+    config: Config,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9090,
+    json_logs: bool = False,
+    debounce: float = 2.0,
+    max_wait: float = 10.0,
+    hook: Hook | None = None,
+) -> None:
     """Load the campaign, then serve until SIGTERM / Ctrl-C (``hook`` goes to each sync step: tests)."""
     try:
         import uvicorn
@@ -580,10 +675,21 @@ def run_server(config: Config, *, host: str = "127.0.0.1", port: int = 9090, jso
     configure_logging(json_lines=json_logs, secrets=[secret, os.environ.get("LABEL_STUDIO_API_KEY", "")])
     holder = CampaignHolder(config)
     predictor = Predictor(config, holder)
-    worker = SyncWorker(config, holder, debounce=debounce, max_wait=max_wait, hook=hook,
-                        on_step=lambda: predictor.model(force=True))
-    app = create_app(config, secret=secret, worker=worker, predictor=predictor,
-                     project_id=lambda: _project_id(config.state.path))
+    worker = SyncWorker(
+        config,
+        holder,
+        debounce=debounce,
+        max_wait=max_wait,
+        hook=hook,
+        on_step=lambda: predictor.model(force=True),
+    )
+    app = create_app(
+        config,
+        secret=secret,
+        worker=worker,
+        predictor=predictor,
+        project_id=lambda: _project_id(config.state.path),
+    )
     # Warm the encoder now, not when the first person opens a task that needs it.
     holder.encoder.encode(["warm-up"])
     log.info("serving campaign %s on http://%s:%d", config.state.path, host, port)

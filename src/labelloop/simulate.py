@@ -18,8 +18,16 @@ from .head import DEFAULT_C
 from .learner import evaluate, query, train
 from .strategies import DEFAULT_STRATEGY, ColdStart, Context, RandomSampling, Strategy, get_strategy
 
-__all__ = ["simulate", "full_pool", "labels_to_reach", "area_under_curve", "accuracy_at", "RoundRecord",
-           "SimulationResult", "INITIAL_STRATEGIES"]
+__all__ = [
+    "simulate",
+    "full_pool",
+    "labels_to_reach",
+    "area_under_curve",
+    "accuracy_at",
+    "RoundRecord",
+    "SimulationResult",
+    "INITIAL_STRATEGIES",
+]
 
 INITIAL_STRATEGIES = ("cold-start", "random")
 
@@ -48,8 +56,15 @@ class SimulationResult(TypedDict):
     rounds: list[RoundRecord]
 
 
-def full_pool(X_pool: np.ndarray, y_pool: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, n_classes: int,
-              *, C: float = DEFAULT_C) -> dict[str, float]:
+def full_pool(
+    X_pool: np.ndarray,
+    y_pool: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    *,
+    C: float = DEFAULT_C,
+) -> dict[str, float]:
     """The ceiling: the same head trained on every pool label."""
     head = train(X_pool, y_pool, np.arange(len(y_pool)), n_classes, C=C)
     m = evaluate(head, X_test, y_test)
@@ -96,8 +111,20 @@ def simulate(
 
     rounds: list[RoundRecord] = []
     while True:
-        record = _round(len(rounds), X_pool, y_pool, X_test, y_test, n_classes, labeled, strat,
-                        min(batch_size, budget - int(labeled.sum())), rng, C=C, seed=seed)
+        record = _round(
+            len(rounds),
+            X_pool,
+            y_pool,
+            X_test,
+            y_test,
+            n_classes,
+            labeled,
+            strat,
+            min(batch_size, budget - int(labeled.sum())),
+            rng,
+            C=C,
+            seed=seed,
+        )
         record["seconds"] += pending_select
         record["seconds_select"] += pending_select
         pending_select = 0.0
@@ -108,8 +135,16 @@ def simulate(
             break
     if ceiling is None:
         ceiling = full_pool(X_pool, y_pool, X_test, y_test, n_classes, C=C)
-    return SimulationResult(strategy=strategy, seed=seed, model=model, features=features, n_pool=n_pool,
-                            n_classes=n_classes, full_pool=ceiling, rounds=rounds)
+    return SimulationResult(
+        strategy=strategy,
+        seed=seed,
+        model=model,
+        features=features,
+        n_pool=n_pool,
+        n_classes=n_classes,
+        full_pool=ceiling,
+        rounds=rounds,
+    )
 
 
 def _check_plan(initial: int, initial_strategy: str, batch_size: int, budget: int) -> None:
@@ -121,9 +156,21 @@ def _check_plan(initial: int, initial_strategy: str, batch_size: int, budget: in
         raise ValueError(f"initial strategy must be one of {', '.join(INITIAL_STRATEGIES)}")
 
 
-def _round(number: int, X_pool: np.ndarray, y_pool: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-           n_classes: int, labeled: np.ndarray, strategy: Strategy, n: int, rng: np.random.Generator, *,
-           C: float, seed: int) -> RoundRecord:
+def _round(
+    number: int,
+    X_pool: np.ndarray,
+    y_pool: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    labeled: np.ndarray,
+    strategy: Strategy,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    C: float,
+    seed: int,
+) -> RoundRecord:
     """Train on the labeled rows, score the test set, then reveal the next ``n`` chosen rows (``labeled``
     is updated in place); ``n = 0`` ends the campaign."""
     t0 = time.perf_counter()
@@ -136,13 +183,22 @@ def _round(number: int, X_pool: np.ndarray, y_pool: np.ndarray, X_test: np.ndarr
         q = query(head, X_pool, np.flatnonzero(~labeled), strategy, n, rng, y=y_pool, labeled=idx)
         labeled[q.indices] = True
         t_score, t_select = q.seconds_score, q.seconds_select
-    return RoundRecord(round=number, n_labeled=len(idx), accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
-                       precision=metrics["precision"], recall=metrics["recall"],
-                       seconds=t_train + t_score + t_select, seconds_train=t_train, seconds_score=t_score,
-                       seconds_select=t_select)
+    return RoundRecord(
+        round=number,
+        n_labeled=len(idx),
+        accuracy=metrics["accuracy"],
+        macro_f1=metrics["macro_f1"],
+        precision=metrics["precision"],
+        recall=metrics["recall"],
+        seconds=t_train + t_score + t_select,
+        seconds_train=t_train,
+        seconds_score=t_score,
+        seconds_select=t_select,
+    )
 
 
 # -- summaries of a learning curve -------------------------------------------------------------
+
 
 def labels_to_reach(result: SimulationResult, fraction: float, metric: str = "accuracy") -> int | None:
     """Fewest labels at which ``metric`` reached ``fraction`` of the full-pool value (None: never)."""
@@ -171,11 +227,20 @@ def area_under_curve(result: SimulationResult, metric: str = "accuracy") -> floa
     return float(np.trapezoid(ys, xs) / (xs[-1] - xs[0]))
 
 
-def mean_curve(results: Sequence[SimulationResult], metric: str = "accuracy") -> tuple[np.ndarray, np.ndarray]:
+def mean_curve(
+    results: Sequence[SimulationResult], metric: str = "accuracy"
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean of several seeds' curves on the first seed's label counts."""
     xs = np.array([r["n_labeled"] for r in results[0]["rounds"]], dtype=float)
-    ys = np.mean([
-        np.interp(xs, [r["n_labeled"] for r in res["rounds"]], [r[metric] for r in res["rounds"]])  # type: ignore[literal-required]
-        for res in results
-    ], axis=0)
+    ys = np.mean(
+        [
+            np.interp(
+                xs,
+                [r["n_labeled"] for r in res["rounds"]],
+                [r[metric] for r in res["rounds"]],  # type: ignore[literal-required]
+            )
+            for res in results
+        ],
+        axis=0,
+    )
     return xs, ys

@@ -26,19 +26,31 @@ def who(rec: AnnotationRecord) -> str:
 
 def votes_of(records: Sequence[AnnotationRecord]) -> list[tuple[str, str, str]]:
     """(text id, annotator, label) of every live, non-skipped annotation."""
-    return [(r.id, who(r), r.label) for r in live_annotations(records) if not r.skipped and r.label is not None]
+    return [
+        (r.id, who(r), r.label) for r in live_annotations(records) if not r.skipped and r.label is not None
+    ]
 
 
 def _round_info(last: RoundRow | None) -> dict[str, Any]:
     if last is None:  # only a file whose first sync died before registering: print, do not crash
         return {"round": None, "model_version": None, "n_labeled": 0, "created_at": None}
-    return {"round": last.round, "model_version": last.model_version, "n_labeled": last.n_labeled,
-            "created_at": last.created_at}
+    return {
+        "round": last.round,
+        "model_version": last.model_version,
+        "n_labeled": last.n_labeled,
+        "created_at": last.created_at,
+    }
 
 
 def _escalations(store: Store) -> dict[str, int]:
     rows = store.escalations()
-    out = {"ties_open": 0, "ties_settled": 0, "suspects_open": 0, "suspects_confirmed": 0, "suspects_changed": 0}
+    out = {
+        "ties_open": 0,
+        "ties_settled": 0,
+        "suspects_open": 0,
+        "suspects_confirmed": 0,
+        "suspects_changed": 0,
+    }
     for e in rows:
         if e.reason == "tie":
             out["ties_open" if e.resolved_at is None else "ties_settled"] += 1
@@ -64,16 +76,21 @@ def summary(config: Config) -> dict[str, Any]:
         agreement = agreement_report(votes_of(records))
         guidelines = store.guidelines()
         return {
-            "runs": len(runs), "last_run": runs[-1].finished_at if runs else None,
+            "runs": len(runs),
+            "last_run": runs[-1].finished_at if runs else None,
             "stopped": runs[-1].stopped if runs else None,
-            "sent": len(store.pushes()), "queue": runs[-1].queue_after if runs else 0,
+            "sent": len(store.pushes()),
+            "queue": runs[-1].queue_after if runs else 0,
             "labeled": sum(r.label is not None for r in res.values()),
             "skipped": sum(r.skipped > 0 and not r.votes for r in res.values()),
             "empty": sum(r.empty for r in live),
             "disagreements": sum(r.disagreement for r in res.values()),
             "ties": sum(r.label is None and bool(r.votes) for r in res.values()),
-            "audit": {"size": len(audit), "sent": sum(i in audit for i in store.pushes()),
-                      "labeled": sum(i in audit and r.label is not None for i, r in res.items())},
+            "audit": {
+                "size": len(audit),
+                "sent": sum(i in audit for i in store.pushes()),
+                "labeled": sum(i in audit and r.label is not None for i, r in res.items()),
+            },
             "agreement": agreement,
             "escalations": _escalations(store),
             "guidelines": guidelines[-1] if guidelines else None,
@@ -92,26 +109,37 @@ def next_steps(s: Mapping[str, Any], config: Config) -> list[str]:
     if not s["runs"]:
         return [f"run `labelloop sync --config …` (nothing has been synced into {config.state.path} yet)"]
     if s["stopped"] and "exhausted" in s["stopped"]:
-        steps.append("campaign complete: the pool is exhausted (every text is labeled or was sent); write the "
-                     "report with `labelloop report`")
+        steps.append(
+            "campaign complete: the pool is exhausted (every text is labeled or was sent); write the "
+            "report with `labelloop report`"
+        )
     elif fired:
-        steps.append(f"stop: {', '.join(a.criterion for a in fired)} met; write the report (`labelloop report`), or "
-                     f"raise loop.budget / change stop.on to go on")
+        steps.append(
+            f"stop: {', '.join(a.criterion for a in fired)} met; write the report (`labelloop report`), or "
+            f"raise loop.budget / change stop.on to go on"
+        )
     ties_waiting = s["ties"] - s["escalations"]["ties_open"]
     if ties_waiting > 0:
-        steps.append(f"{ties_waiting} tie(s) reached quality.max_annotators: a reviewer should open them in Label "
-                     f"Studio and answer (the next sync settles them)")
+        steps.append(
+            f"{ties_waiting} tie(s) reached quality.max_annotators: a reviewer should open them in Label "
+            f"Studio and answer (the next sync settles them)"
+        )
     if s["escalations"]["ties_open"] or s["escalations"]["suspects_open"]:
-        steps.append(f"{s['escalations']['ties_open'] + s['escalations']['suspects_open']} second opinion(s) wait "
-                     f"for annotators (served first in Label Studio)")
+        steps.append(
+            f"{s['escalations']['ties_open'] + s['escalations']['suspects_open']} second opinion(s) wait "
+            f"for annotators (served first in Label Studio)"
+        )
     if s["queue"]:
         steps.append(f"{s['queue']} task(s) wait for annotators in Label Studio project {s['project_id']}")
     elif not fired and not (s["stopped"] and "exhausted" in s["stopped"]):
         steps.append("the queue is empty: run `labelloop sync` to top it up (is cron running?)")
     if s["guidelines"] is None:
-        steps.append("no guidelines: set [guidelines] path in the config (`labelloop init` writes a starter) so "
-                     "annotators share one set of rules")
+        steps.append(
+            "no guidelines: set [guidelines] path in the config (`labelloop init` writes a starter) so "
+            "annotators share one set of rules"
+        )
     if s["empty"]:
-        steps.append(f"{s['empty']} submission(s) had no choice and count as skips: remind annotators to Skip "
-                     f"instead")
+        steps.append(
+            f"{s['empty']} submission(s) had no choice and count as skips: remind annotators to Skip instead"
+        )
     return steps

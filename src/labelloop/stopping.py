@@ -33,8 +33,13 @@ def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(f1_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0))
 
 
-def audit_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, *,
-                  n_boot: int = 500, seed: int = 0) -> dict[str, float | int | list[float]]:
+def audit_metrics(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    *,
+    n_boot: int = 500,
+    seed: int = 0,
+) -> dict[str, float | int | list[float]]:
     """Accuracy (Wilson interval) and macro-F1 (percentile bootstrap interval) on a labeled sample."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     n = len(y_true)
@@ -43,9 +48,13 @@ def audit_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np
     correct = int((y_true == y_pred).sum())
     rng = np.random.default_rng(seed)
     boots = [_macro_f1(y_true[idx], y_pred[idx]) for idx in (rng.integers(0, n, n) for _ in range(n_boot))]
-    return {"n": n, "accuracy": correct / n, "accuracy_ci": list(wilson_interval(correct, n)),
-            "macro_f1": _macro_f1(y_true, y_pred),
-            "macro_f1_ci": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]}
+    return {
+        "n": n,
+        "accuracy": correct / n,
+        "accuracy_ci": list(wilson_interval(correct, n)),
+        "macro_f1": _macro_f1(y_true, y_pred),
+        "macro_f1_ci": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+    }
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,14 +70,24 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Advice:
-    criterion: str   # budget | stabilizing | plateau
+    criterion: str  # budget | stabilizing | plateau
     fired: bool
     reason: str
 
 
-def stop_advice(*, sent: int, budget: int, kappas: Sequence[float], audit_accuracy: Sequence[float],
-                audit_n: int, stabilizing_kappa: float = 0.99, stabilizing_rounds: int = 3,
-                plateau_rounds: int = 3, plateau_delta: float = 0.005, min_audit: int = 30) -> list[Advice]:
+def stop_advice(
+    *,
+    sent: int,
+    budget: int,
+    kappas: Sequence[float],
+    audit_accuracy: Sequence[float],
+    audit_n: int,
+    stabilizing_kappa: float = 0.99,
+    stabilizing_rounds: int = 3,
+    plateau_rounds: int = 3,
+    plateau_delta: float = 0.005,
+    min_audit: int = 30,
+) -> list[Advice]:
     """Each criterion's verdict, given the history of rounds (oldest first).
 
     * budget: every text the budget allows has been sent.
@@ -80,17 +99,33 @@ def stop_advice(*, sent: int, budget: int, kappas: Sequence[float], audit_accura
     out = [Advice("budget", sent >= budget, f"{sent} of {budget} texts sent")]
     recent = [k for k in kappas if not math.isnan(k)][-stabilizing_rounds:]
     stable = len(recent) == stabilizing_rounds and min(recent) >= stabilizing_kappa
-    out.append(Advice("stabilizing", stable,
-                      f"last {len(recent)} model-to-model kappa(s) on the stop set: "
-                      f"{', '.join(f'{k:.3f}' for k in recent) or 'none yet'} (stop at ≥ {stabilizing_kappa} "
-                      f"{stabilizing_rounds}× in a row)"))
+    out.append(
+        Advice(
+            "stabilizing",
+            stable,
+            f"last {len(recent)} model-to-model kappa(s) on the stop set: "
+            f"{', '.join(f'{k:.3f}' for k in recent) or 'none yet'} (stop at ≥ {stabilizing_kappa} "
+            f"{stabilizing_rounds}× in a row)",
+        )
+    )
     accs = list(audit_accuracy)
     if audit_n < min_audit or len(accs) <= plateau_rounds:
-        out.append(Advice("plateau", False, f"needs {min_audit} audit labels (have {audit_n}) and "
-                                            f"{plateau_rounds + 1} rounds with audit accuracy (have {len(accs)})"))
+        out.append(
+            Advice(
+                "plateau",
+                False,
+                f"needs {min_audit} audit labels (have {audit_n}) and "
+                f"{plateau_rounds + 1} rounds with audit accuracy (have {len(accs)})",
+            )
+        )
     else:
         gain = accs[-1] - max(accs[:-plateau_rounds])
-        out.append(Advice("plateau", gain < plateau_delta,
-                          f"audit accuracy gained {gain:+.3f} over the last {plateau_rounds} rounds "
-                          f"(stop below {plateau_delta:+.3f})"))
+        out.append(
+            Advice(
+                "plateau",
+                gain < plateau_delta,
+                f"audit accuracy gained {gain:+.3f} over the last {plateau_rounds} rounds "
+                f"(stop below {plateau_delta:+.3f})",
+            )
+        )
     return out

@@ -107,7 +107,9 @@ def _unpack(blob: bytes) -> dict[str, np.ndarray]:
 
 def _writable(path: Path) -> bool:
     """Whether this process may write the file and its folder (SQLite needs both: journal, WAL index)."""
-    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK) and not _read_only_mount(path)
+    return (
+        os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK) and not _read_only_mount(path)
+    )
 
 
 def _read_only_mount(path: Path) -> bool:
@@ -140,12 +142,21 @@ def _disk_full(path: Path) -> bool:
 
 
 def _damaged(path: Path, detail: str) -> str:
-    return (f"{path}: damaged state file ({detail}); restore a backup of it, or start a new campaign state "
-            f"with another state.path")
+    return (
+        f"{path}: damaged state file ({detail}); restore a backup of it, or start a new campaign state "
+        f"with another state.path"
+    )
 
 
 # SQLite's primary result codes (the low byte of an extended code).
-_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL = 3, 5, 8, 10, 11, 13
+_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL = (
+    3,
+    5,
+    8,
+    10,
+    11,
+    13,
+)
 _SQLITE_CANTOPEN, _SQLITE_NOTADB = 14, 26
 
 
@@ -158,11 +169,15 @@ def _store_error(path: Path, exc: sqlite3.Error, doing: str) -> StoreError:
     if code == _SQLITE_NOTADB:
         return StoreError(f"{path}: not a labelloop state file ({said})")
     if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _disk_full(path)):
-        return StoreError(f"{path}: cannot write the state file: the disk is full ({said}); free some space, "
-                          f"then run again (the last step was not recorded)")
+        return StoreError(
+            f"{path}: cannot write the state file: the disk is full ({said}); free some space, "
+            f"then run again (the last step was not recorded)"
+        )
     if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
-        return StoreError(f"{path}: cannot {doing} the state file ({said}); check the permissions of the file "
-                          f"and its folder")
+        return StoreError(
+            f"{path}: cannot {doing} the state file ({said}); check the permissions of the file "
+            f"and its folder"
+        )
     if code == _SQLITE_BUSY:
         return StoreError(f"{path}: the state file is locked by another process ({said}); try again")
     if doing == "open":  # no code: an older SQLite or Python; the historical wording
@@ -247,16 +262,16 @@ class QueryRow:
 
     item_id: str
     round: int
-    kind: str                      # "active" or "audit"
+    kind: str  # "active" or "audit"
     strategy: str
-    model_version: str | None      # of the prediction sent with it (None: sent without one)
+    model_version: str | None  # of the prediction sent with it (None: sent without one)
     score: float | None = None
     cluster: int | None = None
     predicted: str | None = None
     confidence: float | None = None
     status: str = "pending"
-    overlap: int = 1               # people asked to label it
-    prefilled: bool = False        # the model's guess was pre-selected
+    overlap: int = 1  # people asked to label it
+    prefilled: bool = False  # the model's guess was pre-selected
 
 
 @dataclass(frozen=True)
@@ -266,9 +281,9 @@ class EscalationRow:
     seq: int
     item_id: str
     task_id: int
-    reason: str                    # "tie" or "suspect"
+    reason: str  # "tie" or "suspect"
     round: int
-    overlap: int                   # people asked to label it after the escalation
+    overlap: int  # people asked to label it after the escalation
     raised_at: str
     label_before: str | None
     score: float | None
@@ -295,8 +310,10 @@ class RunRow:
     message: str | None
 
 
-_ROUND_COLUMNS = ("round, model_version, strategy, n_labeled, created_at, train_labels, metrics, "
-                  "model IS NOT NULL AS has_model")
+_ROUND_COLUMNS = (
+    "round, model_version, strategy, n_labeled, created_at, train_labels, metrics, "
+    "model IS NOT NULL AS has_model"
+)
 
 
 class Store:
@@ -332,7 +349,9 @@ class Store:
         if not path.exists():
             return None
         with cls._connect(path, create=False, readonly=True) as store:
-            return store.get("project_id") if store.conn.execute("PRAGMA user_version").fetchone()[0] else None
+            return (
+                store.get("project_id") if store.conn.execute("PRAGMA user_version").fetchone()[0] else None
+            )
 
     @classmethod
     def _connect(cls, path: Path, create: bool, readonly: bool = False) -> Store:
@@ -345,8 +364,10 @@ class Store:
         if not readonly and existed and not _writable(path):
             if create:  # a sync: say so before SQLite's "unable to open database file"
                 why = "read-only file system" if _read_only_mount(path) else "permission denied"
-                raise StoreError(f"{path}: cannot write the state file ({why}); check the permissions of the "
-                                 f"file and its folder")
+                raise StoreError(
+                    f"{path}: cannot write the state file ({why}); check the permissions of the "
+                    f"file and its folder"
+                )
             readonly = True  # status, report, predict only read: a read-only file or folder is fine for them
         raw = sqlite3.Connection.execute  # unwrapped: errors here are about opening, named below
         try:
@@ -357,12 +378,15 @@ class Store:
             raise _store_error(path, exc, "open") from None
         if version > SCHEMA_VERSION:
             conn.close()
-            raise StoreError(f"{path}: written by a newer labelloop (schema {version} > {SCHEMA_VERSION}); "
-                             f"upgrade labelloop")
+            raise StoreError(
+                f"{path}: written by a newer labelloop (schema {version} > {SCHEMA_VERSION}); "
+                f"upgrade labelloop"
+            )
         if version == 0 and tables:
             conn.close()
-            raise StoreError(f"{path}: an SQLite file that is not a labelloop state file; choose another "
-                             f"state.path")
+            raise StoreError(
+                f"{path}: an SQLite file that is not a labelloop state file; choose another state.path"
+            )
         if existed and version > 0:
             try:
                 problems = [r[0] for r in raw(conn, "PRAGMA quick_check(3)")]
@@ -382,8 +406,10 @@ class Store:
         if version < SCHEMA_VERSION and not readonly:
             if not create:
                 conn.close()
-                raise StoreError(f"{path}: schema {version} is older than {SCHEMA_VERSION}; run "
-                                 f"`labelloop sync` to migrate it")
+                raise StoreError(
+                    f"{path}: schema {version} is older than {SCHEMA_VERSION}; run "
+                    f"`labelloop sync` to migrate it"
+                )
             with store.tx():
                 for script in MIGRATIONS[version:]:
                     for statement in filter(str.strip, script.split(";")):
@@ -440,34 +466,54 @@ class Store:
         return None if row is None else row[0]
 
     def set(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
-                          "value = excluded.value", (key, value))
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "value = excluded.value",
+            (key, value),
+        )
 
     # -- items ----------------------------------------------------------------------------------
 
     def items(self) -> dict[str, tuple[str, str]]:
         """our id -> (text hash, role)."""
-        return {r["id"]: (r["text_hash"], r["role"]) for r in self.conn.execute(
-            "SELECT id, text_hash, role FROM items")}
+        return {
+            r["id"]: (r["text_hash"], r["role"])
+            for r in self.conn.execute("SELECT id, text_hash, role FROM items")
+        }
 
     def add_items(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
         """Insert (id, text hash, source, role) rows."""
         at = now()
-        self.conn.executemany("INSERT INTO items (id, text_hash, source, role, added_at) VALUES (?, ?, ?, ?, ?)",
-                              [(*r, at) for r in rows])
+        self.conn.executemany(
+            "INSERT INTO items (id, text_hash, source, role, added_at) VALUES (?, ?, ?, ?, ?)",
+            [(*r, at) for r in rows],
+        )
 
     def ids_with_role(self, role: str) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT id FROM items WHERE role = ? ORDER BY rowid", (role,))]
+        return [
+            r[0] for r in self.conn.execute("SELECT id FROM items WHERE role = ? ORDER BY rowid", (role,))
+        ]
 
     # -- annotations ----------------------------------------------------------------------------
 
     @staticmethod
     def _record(r: sqlite3.Row) -> AnnotationRecord:
         return AnnotationRecord(
-            event=r["event"], id=r["item_id"], project=0, task_id=r["task_id"], annotation_id=r["annotation_id"],
-            label=r["label"], skipped=bool(r["skipped"]), annotator=r["annotator"],
-            annotator_email=r["annotator_email"], created_at=r["created_at"], updated_at=r["updated_at"],
-            previous_label=r["previous_label"], task_deleted=bool(r["task_deleted"]), empty=bool(r["empty"]))
+            event=r["event"],
+            id=r["item_id"],
+            project=0,
+            task_id=r["task_id"],
+            annotation_id=r["annotation_id"],
+            label=r["label"],
+            skipped=bool(r["skipped"]),
+            annotator=r["annotator"],
+            annotator_email=r["annotator_email"],
+            created_at=r["created_at"],
+            updated_at=r["updated_at"],
+            previous_label=r["previous_label"],
+            task_deleted=bool(r["task_deleted"]),
+            empty=bool(r["empty"]),
+        )
 
     def records(self, item_ids: Sequence[str] | None = None) -> list[AnnotationRecord]:
         """Every pulled record in order, or only those of ``item_ids``."""
@@ -477,8 +523,8 @@ class Store:
             rows = []
             for chunk in _chunks(list(item_ids), 500):
                 rows += self.conn.execute(
-                    f"SELECT * FROM annotation_events WHERE item_id IN ({','.join('?' * len(chunk))})",
-                    chunk).fetchall()
+                    f"SELECT * FROM annotation_events WHERE item_id IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
             rows.sort(key=lambda r: r["seq"])
         return [self._record(r) for r in rows]
 
@@ -486,7 +532,8 @@ class Store:
         """The pull cursor: each live annotation's latest record (by index, not by replaying history)."""
         rows = self.conn.execute(
             "SELECT e.* FROM annotation_events e JOIN (SELECT annotation_id, MAX(seq) AS seq FROM annotation_events "
-            "GROUP BY annotation_id) last ON e.seq = last.seq WHERE e.event != 'deleted' ORDER BY e.seq").fetchall()
+            "GROUP BY annotation_id) last ON e.seq = last.seq WHERE e.event != 'deleted' ORDER BY e.seq"
+        ).fetchall()
         return PullCursor.from_records([self._record(r) for r in rows], self.get("scanned_at"))
 
     def add_records(self, run: int, records: Sequence[AnnotationRecord], scanned_at: str | None) -> None:
@@ -496,9 +543,27 @@ class Store:
             "INSERT INTO annotation_events (run, event, item_id, task_id, annotation_id, label, skipped, annotator, "
             "annotator_email, created_at, updated_at, previous_label, task_deleted, pulled_at, empty) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(run, r.event, r.id, r.task_id, r.annotation_id, r.label, int(r.skipped), r.annotator,
-              r.annotator_email, r.created_at, r.updated_at, r.previous_label, int(r.task_deleted), at,
-              int(r.empty)) for r in records])
+            [
+                (
+                    run,
+                    r.event,
+                    r.id,
+                    r.task_id,
+                    r.annotation_id,
+                    r.label,
+                    int(r.skipped),
+                    r.annotator,
+                    r.annotator_email,
+                    r.created_at,
+                    r.updated_at,
+                    r.previous_label,
+                    int(r.task_deleted),
+                    at,
+                    int(r.empty),
+                )
+                for r in records
+            ],
+        )
         if scanned_at:
             self.set("scanned_at", scanned_at)
         touched = sorted({r.id for r in records})
@@ -507,40 +572,74 @@ class Store:
         self.conn.executemany("DELETE FROM labels WHERE item_id = ?", [(i,) for i in touched])
         self.conn.executemany(
             "INSERT INTO labels (item_id, label, votes, skipped, disagreement, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [(k, r.label, json.dumps(r.votes, sort_keys=True), r.skipped, int(r.disagreement), at)
-             for k, r in resolve(self.records(touched)).items()])
+            [
+                (k, r.label, json.dumps(r.votes, sort_keys=True), r.skipped, int(r.disagreement), at)
+                for k, r in resolve(self.records(touched)).items()
+            ],
+        )
 
     def resolutions(self) -> dict[str, Resolution]:
         """Every text with at least one live annotation (a label, a skip, or a tied vote)."""
-        return {r["item_id"]: Resolution(r["item_id"], r["label"], json.loads(r["votes"]), r["skipped"],
-                                         bool(r["disagreement"]))
-                for r in self.conn.execute("SELECT * FROM labels")}
+        return {
+            r["item_id"]: Resolution(
+                r["item_id"], r["label"], json.loads(r["votes"]), r["skipped"], bool(r["disagreement"])
+            )
+            for r in self.conn.execute("SELECT * FROM labels")
+        }
 
     # -- rounds ---------------------------------------------------------------------------------
 
-    def add_round(self, round_: int, model_version: str, strategy: str, train_labels: dict[str, str],
-                  metrics: dict[str, Any], model: dict[str, np.ndarray] | None,
-                  stop_predictions: np.ndarray | None) -> None:
+    def add_round(
+        self,
+        round_: int,
+        model_version: str,
+        strategy: str,
+        train_labels: dict[str, str],
+        metrics: dict[str, Any],
+        model: dict[str, np.ndarray] | None,
+        stop_predictions: np.ndarray | None,
+    ) -> None:
         self.conn.execute(
             "INSERT INTO rounds (round, model_version, strategy, n_labeled, created_at, train_labels, metrics, "
             "model, stop_predictions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (round_, model_version, strategy, len(train_labels), now(), json.dumps(train_labels, sort_keys=True),
-             json.dumps(metrics, sort_keys=True), None if model is None else _pack(model),
-             None if stop_predictions is None else _pack({"p": stop_predictions})))
+            (
+                round_,
+                model_version,
+                strategy,
+                len(train_labels),
+                now(),
+                json.dumps(train_labels, sort_keys=True),
+                json.dumps(metrics, sort_keys=True),
+                None if model is None else _pack(model),
+                None if stop_predictions is None else _pack({"p": stop_predictions}),
+            ),
+        )
 
     @staticmethod
     def _round(r: sqlite3.Row) -> RoundRow:
-        return RoundRow(r["round"], r["model_version"], r["strategy"], r["n_labeled"], r["created_at"],
-                        json.loads(r["train_labels"]), json.loads(r["metrics"]), bool(r["has_model"]))
+        return RoundRow(
+            r["round"],
+            r["model_version"],
+            r["strategy"],
+            r["n_labeled"],
+            r["created_at"],
+            json.loads(r["train_labels"]),
+            json.loads(r["metrics"]),
+            bool(r["has_model"]),
+        )
 
     def rounds(self) -> list[RoundRow]:
         """Every round, oldest first, without weights."""
-        return [self._round(r) for r in self.conn.execute(f"SELECT {_ROUND_COLUMNS} FROM rounds ORDER BY round")]
+        return [
+            self._round(r) for r in self.conn.execute(f"SELECT {_ROUND_COLUMNS} FROM rounds ORDER BY round")
+        ]
 
     def last_round(self, *, trained: bool = False) -> RoundRow | None:
         """The latest round (``trained``: the latest with a model), without weights."""
         where = "WHERE model IS NOT NULL " if trained else ""
-        row = self.conn.execute(f"SELECT {_ROUND_COLUMNS} FROM rounds {where}ORDER BY round DESC LIMIT 1").fetchone()
+        row = self.conn.execute(
+            f"SELECT {_ROUND_COLUMNS} FROM rounds {where}ORDER BY round DESC LIMIT 1"
+        ).fetchone()
         return None if row is None else self._round(row)
 
     def _blob(self, column: str, round_: int) -> dict[str, np.ndarray] | None:
@@ -565,57 +664,117 @@ class Store:
         at = now()
         self.conn.executemany(
             "INSERT INTO queries (item_id, round, kind, strategy, model_version, score, cluster, predicted, "
-            "confidence, queried_at, status, overlap, prefilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-            [(q.item_id, q.round, q.kind, q.strategy, q.model_version, q.score, q.cluster, q.predicted,
-              q.confidence, at, q.overlap, int(q.prefilled)) for q in rows])
+            "confidence, queried_at, status, overlap, prefilled) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            [
+                (
+                    q.item_id,
+                    q.round,
+                    q.kind,
+                    q.strategy,
+                    q.model_version,
+                    q.score,
+                    q.cluster,
+                    q.predicted,
+                    q.confidence,
+                    at,
+                    q.overlap,
+                    int(q.prefilled),
+                )
+                for q in rows
+            ],
+        )
 
     def queries(self, status: str | None = None) -> list[QueryRow]:
-        sql = ("SELECT item_id, round, kind, strategy, model_version, score, cluster, predicted, confidence, status, "
-               "overlap, prefilled FROM queries" + (" WHERE status = ?" if status else "") + " ORDER BY rowid")
-        return [QueryRow(r["item_id"], r["round"], r["kind"], r["strategy"], r["model_version"], r["score"],
-                         r["cluster"], r["predicted"], r["confidence"], r["status"], r["overlap"], bool(r["prefilled"]))
-                for r in self.conn.execute(sql, (status,) if status else ())]
+        sql = (
+            "SELECT item_id, round, kind, strategy, model_version, score, cluster, predicted, confidence, status, "
+            "overlap, prefilled FROM queries" + (" WHERE status = ?" if status else "") + " ORDER BY rowid"
+        )
+        return [
+            QueryRow(
+                r["item_id"],
+                r["round"],
+                r["kind"],
+                r["strategy"],
+                r["model_version"],
+                r["score"],
+                r["cluster"],
+                r["predicted"],
+                r["confidence"],
+                r["status"],
+                r["overlap"],
+                bool(r["prefilled"]),
+            )
+            for r in self.conn.execute(sql, (status,) if status else ())
+        ]
 
     # -- guidelines and escalations ---------------------------------------------------------------
 
     def add_guidelines(self, version: str, source: str, text: str, applied_at: str | None = None) -> None:
-        self.conn.execute("INSERT INTO guidelines (version, applied_at, source, text) VALUES (?, ?, ?, ?) "
-                          "ON CONFLICT (version) DO NOTHING", (version, applied_at or now(), source, text))
+        self.conn.execute(
+            "INSERT INTO guidelines (version, applied_at, source, text) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (version) DO NOTHING",
+            (version, applied_at or now(), source, text),
+        )
 
     def guidelines(self) -> list[tuple[str, str]]:
         """(version, applied_at) of every guidelines text the project was given, oldest first."""
-        return [(r[0], r[1]) for r in self.conn.execute("SELECT version, applied_at FROM guidelines ORDER BY "
-                                                        "applied_at, rowid")]
+        return [
+            (r[0], r[1])
+            for r in self.conn.execute(
+                "SELECT version, applied_at FROM guidelines ORDER BY applied_at, rowid"
+            )
+        ]
 
-    def add_escalation(self, item_id: str, task_id: int, reason: str, round_: int, overlap: int,
-                       label_before: str | None, score: float | None = None) -> None:
+    def add_escalation(
+        self,
+        item_id: str,
+        task_id: int,
+        reason: str,
+        round_: int,
+        overlap: int,
+        label_before: str | None,
+        score: float | None = None,
+    ) -> None:
         self.conn.execute(
             "INSERT INTO escalations (item_id, task_id, reason, round, overlap, raised_at, label_before, score) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (item_id, task_id, reason, round_, overlap, now(), label_before, score))
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (item_id, task_id, reason, round_, overlap, now(), label_before, score),
+        )
 
     def resolve_escalation(self, seq: int, label_after: str | None, decided_by: str | None) -> None:
-        self.conn.execute("UPDATE escalations SET resolved_at = ?, label_after = ?, decided_by = ? WHERE seq = ?",
-                          (now(), label_after, decided_by, seq))
+        self.conn.execute(
+            "UPDATE escalations SET resolved_at = ?, label_after = ?, decided_by = ? WHERE seq = ?",
+            (now(), label_after, decided_by, seq),
+        )
 
     def escalations(self, *, open_only: bool = False) -> list[EscalationRow]:
-        sql = "SELECT * FROM escalations" + (" WHERE resolved_at IS NULL" if open_only else "") + " ORDER BY seq"
+        sql = (
+            "SELECT * FROM escalations"
+            + (" WHERE resolved_at IS NULL" if open_only else "")
+            + " ORDER BY seq"
+        )
         return [EscalationRow(*r) for r in self.conn.execute(sql)]
 
     def mark_pushed(self, task_ids: dict[str, int], how: str = "pushed") -> None:
         """Record tasks that exist in Label Studio; their queries stop being pending."""
         at = now()
         for item_id, task_id in task_ids.items():
-            q = self.conn.execute("SELECT round, model_version FROM queries WHERE item_id = ?", (item_id,)).fetchone()
+            q = self.conn.execute(
+                "SELECT round, model_version FROM queries WHERE item_id = ?", (item_id,)
+            ).fetchone()
             self.conn.execute(
                 "INSERT INTO pushes (item_id, task_id, round, model_version, pushed_at, how) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (item_id) DO NOTHING",
-                (item_id, task_id, None if q is None else q[0], None if q is None else q[1], at, how))
+                (item_id, task_id, None if q is None else q[0], None if q is None else q[1], at, how),
+            )
             self.conn.execute("UPDATE queries SET status = 'pushed' WHERE item_id = ?", (item_id,))
 
     def drop_pending(self, item_ids: Sequence[str]) -> None:
         """Forget selections that were never sent (the queue filled up meanwhile, or the text is gone)."""
-        self.conn.executemany("DELETE FROM queries WHERE item_id = ? AND status = 'pending'",
-                              [(i,) for i in item_ids])
+        self.conn.executemany(
+            "DELETE FROM queries WHERE item_id = ? AND status = 'pending'", [(i,) for i in item_ids]
+        )
 
     def pushes(self) -> dict[str, int]:
         """our id -> task id, for every text ever sent (or found) in Label Studio."""
@@ -637,14 +796,19 @@ class Store:
         self.conn.execute(f"UPDATE runs SET {column} = {column} + ? WHERE run = ?", (n, run))
 
     def runs(self) -> list[RunRow]:
-        return [RunRow(*r) for r in self.conn.execute(
-            "SELECT run, started_at, finished_at, pulled, trained, pushed, adopted, predictions_updated, "
-            "queue_before, queue_after, stopped, message FROM runs ORDER BY run")]
+        return [
+            RunRow(*r)
+            for r in self.conn.execute(
+                "SELECT run, started_at, finished_at, pulled, trained, pushed, adopted, predictions_updated, "
+                "queue_before, queue_after, stopped, message FROM runs ORDER BY run"
+            )
+        ]
 
     def last_run(self) -> RunRow | None:
         rows = self.conn.execute(
             "SELECT run, started_at, finished_at, pulled, trained, pushed, adopted, predictions_updated, "
-            "queue_before, queue_after, stopped, message FROM runs ORDER BY run DESC LIMIT 1").fetchall()
+            "queue_before, queue_after, stopped, message FROM runs ORDER BY run DESC LIMIT 1"
+        ).fetchall()
         return RunRow(*rows[0]) if rows else None
 
 

@@ -83,12 +83,21 @@ class Context:
 Strategy = Callable[[Context, int, np.random.Generator], Selection]
 """The one signature every strategy has."""
 
-StrategyName = Literal["random", "least-confidence", "entropy", "margin", "least-confidence-kmeans",
-                       "entropy-kmeans", "margin-kmeans", "cold-start"]
+StrategyName = Literal[
+    "random",
+    "least-confidence",
+    "entropy",
+    "margin",
+    "least-confidence-kmeans",
+    "entropy-kmeans",
+    "margin-kmeans",
+    "cold-start",
+]
 """The names the CLI, the config and :func:`get_strategy` accept."""
 
 
 # -- uncertainty scores: higher means the model is less sure --------------------------------------
+
 
 def least_confidence(probs: np.ndarray) -> np.ndarray:
     """1 − p(top class)."""
@@ -135,6 +144,7 @@ def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray
 
 
 # -- strategies ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RandomSampling:

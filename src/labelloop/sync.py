@@ -47,8 +47,9 @@ def sync_lock(state_path: Path) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise SyncBusy(f"another labelloop sync is running (lock {lock_path} is held); this run did "
-                       f"nothing") from None
+        raise SyncBusy(
+            f"another labelloop sync is running (lock {lock_path} is held); this run did nothing"
+        ) from None
     except OSError as exc:
         raise StoreError(f"cannot create the lock file {lock_path}: {exc.strerror}") from None
     try:
@@ -59,8 +60,15 @@ def sync_lock(state_path: Path) -> Iterator[None]:
 
 # -- one sync ---------------------------------------------------------------------------------------
 
-def sync(config: Config, *, campaign: Campaign | None = None, connector: Connector | None = None,
-         progress: bool = False, hook: Hook | None = None) -> SyncReport:
+
+def sync(
+    config: Config,
+    *,
+    campaign: Campaign | None = None,
+    connector: Connector | None = None,
+    progress: bool = False,
+    hook: Hook | None = None,
+) -> SyncReport:
     """Run one sync step (see the module docstring). ``hook(step)`` is called between steps (tests kill there)."""
     state = config.state.path
     if not state.parent.is_dir():
@@ -72,11 +80,15 @@ def sync(config: Config, *, campaign: Campaign | None = None, connector: Connect
         campaign = campaign or load_campaign(config, progress=progress)
         if stored_project is not None:  # never create a project for a campaign that has one
             found = ls.find_project(config.labelstudio.project)
-            ours = found if found is not None and found.id == int(stored_project) else ls.find_project(
-                int(stored_project))
+            ours = (
+                found
+                if found is not None and found.id == int(stored_project)
+                else ls.find_project(int(stored_project))
+            )
             _check_same_project(found, ours, int(stored_project), state, config, ls.display_url)
-        info = ls.ensure_project(config.labelstudio.project, config.labels,
-                                 instructions=guidelines.html if guidelines else None)
+        info = ls.ensure_project(
+            config.labelstudio.project, config.labels, instructions=guidelines.html if guidelines else None
+        )
         with Store.open(state) as store:
             _check_identity(store, info, state)
             with store.tx():
@@ -87,17 +99,21 @@ def sync(config: Config, *, campaign: Campaign | None = None, connector: Connect
             return step.run(info, guidelines)
 
 
-def _check_same_project(found: ProjectInfo | None, ours: ProjectInfo | None, stored: int, state: Path,
-                        config: Config, url: str) -> None:
+def _check_same_project(
+    found: ProjectInfo | None, ours: ProjectInfo | None, stored: int, state: Path, config: Config, url: str
+) -> None:
     """The config's project must be the campaign's; if the campaign's project is gone, say so."""
     if ours is None:
         raise CampaignGuardError(
             f"{state} is the campaign of Label Studio project {stored} ({config.labelstudio.project!r}), which "
             f"{url} no longer has: was the server restarted with a new data directory? Restore its data; "
-            f"nothing was written")
+            f"nothing was written"
+        )
     if found is None or found.id != stored:
-        raise StoreError(f"{state} belongs to Label Studio project {stored}, not {config.labelstudio.project!r}; "
-                         f"use another state.path for another project")
+        raise StoreError(
+            f"{state} belongs to Label Studio project {stored}, not {config.labelstudio.project!r}; "
+            f"use another state.path for another project"
+        )
 
 
 def _check_identity(store: Store, info: ProjectInfo, state: Path) -> None:
@@ -108,6 +124,5 @@ def _check_identity(store: Store, info: ProjectInfo, state: Path) -> None:
             f"project {info.id} {info.title!r} was created at {info.created_at}, but this campaign's project was "
             f"created at {known}: it was replaced (a restarted server with a new data directory?). Its tasks "
             f"would all count as deleted, so nothing was written; restore the server's data, or start a new "
-            f"campaign with another state.path")
-
-
+            f"campaign with another state.path"
+        )

@@ -40,11 +40,11 @@ class SyncReport:
     predictions_updated: int = 0
     queue_before: int = 0
     queue_after: int = 0
-    escalated: int = 0           # ties sent to one more annotator
-    suspects_sent: int = 0       # suspected label errors sent back for another opinion
-    settled: int = 0             # second opinions that came back with a label
+    escalated: int = 0  # ties sent to one more annotator
+    suspects_sent: int = 0  # suspected label errors sent back for another opinion
+    settled: int = 0  # second opinions that came back with a label
     stopped: str | None = None
-    rebuilt: bool = False        # the ledger had no run before this one
+    rebuilt: bool = False  # the ledger had no run before this one
     advice: list[Advice] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -52,15 +52,22 @@ class SyncReport:
     def message(self) -> str:
         parts = [f"pulled {self.pulled} change(s)"]
         parts.append(f"trained {self.trained}" if self.trained else "model unchanged")
-        parts.append(f"sent {self.pushed_active} + {self.pushed_audit} audit" if not self.stopped
-                     else f"stopped: {self.stopped}")
+        parts.append(
+            f"sent {self.pushed_active} + {self.pushed_audit} audit"
+            if not self.stopped
+            else f"stopped: {self.stopped}"
+        )
         if self.adopted and self.rebuilt:
-            parts.append(f"found {self.adopted} task(s) already in the project (a new or rebuilt state file): adopted")
+            parts.append(
+                f"found {self.adopted} task(s) already in the project (a new or rebuilt state file): adopted"
+            )
         elif self.adopted:
             parts.append(f"recovered {self.adopted} task(s) of an interrupted run")
         if self.escalated or self.suspects_sent or self.settled:
-            parts.append(f"second opinions: {self.escalated} tie(s) and {self.suspects_sent} suspect label(s) sent, "
-                         f"{self.settled} settled")
+            parts.append(
+                f"second opinions: {self.escalated} tie(s) and {self.suspects_sent} suspect label(s) sent, "
+                f"{self.settled} settled"
+            )
         if self.predictions_updated:
             parts.append(f"new predictions on {self.predictions_updated} waiting task(s)")
         parts.append(f"queue {self.queue_before} → {self.queue_after}")
@@ -117,7 +124,8 @@ class SyncStep:
             raise CampaignGuardError(
                 f"{len(gone)} of the campaign's {len(known)} tasks are gone from project {self.project_id} "
                 f"(more than quality.max_delete_share = {share:g}); refusing to record them as deleted, nothing "
-                f"was written. Restore them in Label Studio, or raise max_delete_share if this was intended")
+                f"was written. Restore them in Label Studio, or raise max_delete_share if this was intended"
+            )
 
     def pull(self) -> None:
         """(2) The cursor is the stored records, so a pull lands whole or not at all; the run's ledger row
@@ -137,12 +145,16 @@ class SyncStep:
         cfg = self.campaign.config
         unlabeled = sum(lab is None for lab in self.campaign.pool.labels)
         if cfg.loop.budget > unlabeled:
-            self.report.warnings.append(f"loop.budget {cfg.loop.budget} exceeds the {unlabeled} unlabeled text(s) in "
-                                        f"the pool: the campaign ends when the pool runs out")
+            self.report.warnings.append(
+                f"loop.budget {cfg.loop.budget} exceeds the {unlabeled} unlabeled text(s) in "
+                f"the pool: the campaign ends when the pool runs out"
+            )
         audit = len(self.store.ids_with_role("audit"))
         if "plateau" in cfg.stop.on and audit < cfg.stop.min_audit:
-            self.report.warnings.append(f"stop.plateau can never fire: the audit sample holds {audit} text(s), fewer "
-                                        f"than stop.min_audit = {cfg.stop.min_audit}")
+            self.report.warnings.append(
+                f"stop.plateau can never fire: the audit sample holds {audit} text(s), fewer "
+                f"than stop.min_audit = {cfg.stop.min_audit}"
+            )
 
     def adopt(self) -> None:
         """Tasks in Label Studio that the ledger lacks: pushed by a run killed before it could record them."""
@@ -157,7 +169,8 @@ class SyncStep:
             self.report.adopted = len(found)
 
     def apply_guidelines(self, info: ProjectInfo, guidelines: Guidelines) -> None:
-        """(3) The guidelines file, rendered to the project's instructions when it changed; each version in the ledger."""
+        """(3) The guidelines file, rendered to the project's instructions when it changed; each version is
+        kept in the ledger."""
         known = [v for v, _ in self.store.guidelines()]
         if known and known[-1] == guidelines.version and info.instructions:
             return
@@ -193,8 +206,10 @@ class SyncStep:
         still_open = {e.item_id for e in self.store.escalations(open_only=True)}
         ties, stuck = ties_to_escalate(res, tasks, still_open, self.campaign.config.quality.max_annotators)
         if stuck:
-            self.report.warnings.append(f"{len(stuck)} tie(s) reached quality.max_annotators and wait for a "
-                                        f"reviewer to answer them in Label Studio (e.g. {', '.join(stuck[:3])})")
+            self.report.warnings.append(
+                f"{len(stuck)} tie(s) reached quality.max_annotators and wait for a "
+                f"reviewer to answer them in Label Studio (e.g. {', '.join(stuck[:3])})"
+            )
         self.escalate(ties, model)
         self.report.escalated = len(ties)
 
@@ -204,8 +219,9 @@ class SyncStep:
             return
         with self.store.tx():
             for e in escalations:
-                self.store.add_escalation(e.item_id, e.task_id, e.reason, model.round, e.overlap, e.label_before,
-                                          e.score)
+                self.store.add_escalation(
+                    e.item_id, e.task_id, e.reason, model.round, e.overlap, e.label_before, e.score
+                )
         self.ls.reopen(self.project_id, {e.task_id: e.overlap for e in escalations}, model.model_version)
         self.hook("escalated")
 
@@ -227,7 +243,7 @@ class SyncStep:
         cfg, index = self.campaign.config, self.campaign.index
         pending = [q.item_id for q in self.store.queries("pending")]
         sendable = [i for i in pending if i in index]
-        drop = [i for i in pending if i not in index] + sendable[self.room():]
+        drop = [i for i in pending if i not in index] + sendable[self.room() :]
         if drop:
             with self.store.tx():
                 self.store.drop_pending(drop)
@@ -249,7 +265,9 @@ class SyncStep:
     def _item(self, q: QueryRow) -> PushItem:
         text = self.campaign.pool.texts[self.campaign.index[q.item_id]]
         score = q.confidence if q.predicted is not None else blind_priority(q.kind, q.confidence)
-        return PushItem(q.item_id, text, q.predicted, score, q.cluster, prefill=q.prefilled, overlap=q.overlap)
+        return PushItem(
+            q.item_id, text, q.predicted, score, q.cluster, prefill=q.prefilled, overlap=q.overlap
+        )
 
     def push_pending(self, model: RoundRow) -> None:
         """Send every pending selection (idempotent: Label Studio is checked by our id) and record it.
@@ -259,21 +277,33 @@ class SyncStep:
         pending = [q for q in self.store.queries("pending") if q.item_id in self.campaign.index]
         by_version: dict[str, list[QueryRow]] = {}
         for q in pending:
-            by_version.setdefault(q.model_version if q.predicted and q.model_version else model.model_version,
-                                  []).append(q)
+            by_version.setdefault(
+                q.model_version if q.predicted and q.model_version else model.model_version, []
+            ).append(q)
         for version, qs in by_version.items():
+
             def progress(n: int, total: int) -> None:
                 if 0 < n < total:
                     self.hook("mid-push")
-            pushed = self.ls.push(self.project_id, [self._item(q) for q in qs], version,
-                                  batch_size=self.campaign.config.labelstudio.batch_size, progress=progress)
+
+            pushed = self.ls.push(
+                self.project_id,
+                [self._item(q) for q in qs],
+                version,
+                batch_size=self.campaign.config.labelstudio.batch_size,
+                progress=progress,
+            )
             self.hook("pushed")
             with self.store.tx():
                 self.store.mark_pushed(pushed.task_ids)
                 self.store.count_in_run(self.report.run, "pushed", len(pushed.task_ids))
             overlap = {q.item_id: q.overlap for q in qs}
-            self.existing.update({i: ExistingTask(t, frozenset({version}), version, overlap.get(i, 1))
-                                  for i, t in pushed.task_ids.items()})
+            self.existing.update(
+                {
+                    i: ExistingTask(t, frozenset({version}), version, overlap.get(i, 1))
+                    for i, t in pushed.task_ids.items()
+                }
+            )
         audit = sum(q.kind == "audit" for q in pending)
         self.report.pushed_active += len(pending) - audit
         self.report.pushed_audit += audit
@@ -282,16 +312,27 @@ class SyncStep:
         """(6) The new model's predictions for tasks still waiting (blind where a guess would anchor), and
         the project's model version."""
         index = self.campaign.index
-        stale = [i for i in dict.fromkeys(waiting) if i in self.existing and i in index
-                 and model.model_version not in self.existing[i].model_versions]
+        stale = [
+            i
+            for i in dict.fromkeys(waiting)
+            if i in self.existing
+            and i in index
+            and model.model_version not in self.existing[i].model_versions
+        ]
         items = self._refreshed(stale) if stale else []
         if items:
             # create=False: a task deleted since `existing` was read stays deleted.
-            pushed = self.ls.push(self.project_id, items, model.model_version,
-                                  batch_size=self.campaign.config.labelstudio.batch_size, create=False)
+            pushed = self.ls.push(
+                self.project_id,
+                items,
+                model.model_version,
+                batch_size=self.campaign.config.labelstudio.batch_size,
+                create=False,
+            )
             self.report.predictions_updated = len(pushed.predictions_added)
         elif project_version != model.model_version and any(
-                model.model_version in t.model_versions for t in self.existing.values()):
+            model.model_version in t.model_versions for t in self.existing.values()
+        ):
             # Label Studio refuses a version without predictions; with none waiting, the next push sets it.
             self.ls.set_model_version(self.project_id, model.model_version)
 
@@ -303,16 +344,26 @@ class SyncStep:
         double = {q.item_id for q in self.store.queries() if q.overlap > 1}
         threshold = prefill_cutoff(self.store, self.campaign)
         index, texts, classes = self.campaign.index, self.campaign.pool.texts, self.campaign.classes
-        probs = (self.head.predict_proba(self.campaign.X[[index[i] for i in ids]]) if self.head is not None
-                 else [None] * len(ids))
+        probs = (
+            self.head.predict_proba(self.campaign.X[[index[i] for i in ids]])
+            if self.head is not None
+            else [None] * len(ids)
+        )
         items = []
         for i, p in zip(ids, probs, strict=True):
             if i in audit or i in opened:
                 items.append(PushItem(i, texts[index[i]], None, 0.0, prefill=False))
             elif p is not None:
                 conf = float(p.max())
-                items.append(PushItem(i, texts[index[i]], classes[int(p.argmax())], conf,
-                                      prefill=i not in double and conf >= threshold))
+                items.append(
+                    PushItem(
+                        i,
+                        texts[index[i]],
+                        classes[int(p.argmax())],
+                        conf,
+                        prefill=i not in double and conf >= threshold,
+                    )
+                )
         return items
 
     def finish(self) -> None:
@@ -321,6 +372,12 @@ class SyncStep:
         r.queue_after = len(self.queue())
         self.hook("ledger")
         with self.store.tx():
-            self.store.update_run(r.run, finished_at=now(), predictions_updated=r.predictions_updated,
-                                  queue_before=r.queue_before, queue_after=r.queue_after, stopped=r.stopped,
-                                  message=r.message)
+            self.store.update_run(
+                r.run,
+                finished_at=now(),
+                predictions_updated=r.predictions_updated,
+                queue_before=r.queue_before,
+                queue_after=r.queue_after,
+                stopped=r.stopped,
+                message=r.message,
+            )

@@ -112,7 +112,7 @@ def test_two_pulls_at_once_into_one_file_write_each_record_once(ls_server, sdk, 
 
     info = connector.ensure_project(title, ["billing", "bug", "other"])
     report = connector.push(info.id, [PushItem(f"d{i:03d}", f"text {i}") for i in range(120)])
-    for our_id, task_id in list(report.task_ids.items())[:60]:
+    for _our_id, task_id in list(report.task_ids.items())[:60]:
         annotate(sdk, task_id, "bug")
     out = tmp_path / "labels.jsonl"
     pulls = [labelloop(ls_server, tmp_path, "pull", "--project", str(info.id), "--out", str(out))

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 from lshelpers import LABELS, run_cli
 
-from labelloop.labelstudio import (Connector, LabelSetMismatchError, LabelStudioError, LabelStudioInputError,
-                                   ProjectNotFoundError)
+from labelloop.labelstudio import (
+    Connector,
+    LabelSetMismatchError,
+    LabelStudioError,
+    LabelStudioInputError,
+    ProjectNotFoundError,
+)
 
 pytestmark = pytest.mark.labelstudio
 

@@ -135,7 +135,7 @@ def cli_sync(config_path: Path) -> subprocess.CompletedProcess:
 
 def test_a_replaced_project_and_a_mass_deletion_are_refused_with_nothing_written(
         tmp_path, title, ls_server, env, sdk, embedding_cache) -> None:
-    config_path, truth = write_campaign(tmp_path, title, embedding_cache, 120)
+    config_path, _ = write_campaign(tmp_path, title, embedding_cache, 120)
     config = load_config(config_path)
     sync(config)
     state = config.state.path

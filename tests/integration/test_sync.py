@@ -254,7 +254,7 @@ def test_a_missing_project_id_is_refused(campaign) -> None:
 
 
 def test_a_choice_outside_the_label_set_fails_the_pull_and_keeps_the_store(campaign, sdk) -> None:
-    config_path, truth = campaign
+    config_path, _ = campaign
     config = load_config(config_path)
     sync(config)
     store = Store.open_existing(config.state.path)

@@ -7,11 +7,18 @@ import json
 import numpy as np
 import pytest
 
-from labelloop.campaign import (Campaign, push_picks, register, select, train_if_due, training_labels)
+from labelloop.campaign import Campaign, push_picks, register, select, train_if_due, training_labels
 from labelloop.config import load_config
 from labelloop.data import Pool
-from labelloop.labelstudio import (AnnotationRecord, ChoicesConfig, ExistingTask, ProjectInfo, PullCursor,
-                                   PullResult, PushReport)
+from labelloop.labelstudio import (
+    AnnotationRecord,
+    ChoicesConfig,
+    ExistingTask,
+    ProjectInfo,
+    PullCursor,
+    PullResult,
+    PushReport,
+)
 from labelloop.store import Store
 from labelloop.sync import SyncStep
 
@@ -76,7 +83,7 @@ class QuietLabelStudio:
     def existing(self, project_id: int) -> dict[str, ExistingTask]:
         return dict(self.tasks)
 
-    def push(self, project_id: int, items, model_version=None, **kw) -> PushReport:  # noqa: ANN001
+    def push(self, project_id: int, items, model_version=None, **kw) -> PushReport:
         self.pushed.append([it.id for it in items])
         return PushReport([], [], [], {}, model_version)
 

@@ -125,7 +125,7 @@ def test_cache_is_keyed_by_model_identity(encoder):
 def test_missing_model_directory_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="model directory not found"):
         Encoder(tmp_path / "nope")
-    with pytest.raises(ModelError, match="no config.json"):
+    with pytest.raises(ModelError, match=r"no config\.json"):
         Encoder(tmp_path)
 
 

@@ -134,7 +134,7 @@ def test_sync_refuses_a_campaign_embedded_by_another_backend(tmp_path, encoder):
     with Store.open(tmp_path / "s.db") as store:
         with store.tx():
             register(store, first, 1)
-        with pytest.raises(StoreError, match="was embedded with encoder.*backend = \"torch\""), store.tx():
+        with pytest.raises(StoreError, match=r"was embedded with encoder.*backend = \"torch\""), store.tx():
             register(store, then, 1)
 
 

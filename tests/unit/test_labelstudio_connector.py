@@ -18,8 +18,15 @@ from label_studio_sdk.core.api_error import ApiError
 
 from labelloop.cli.labelstudio import append_records, read_records, read_scan_mark, write_scan_mark
 from labelloop.errors import DataError
-from labelloop.labelstudio import (AnnotationRecord, Connector, LabelStudioError, LabelStudioInputError,
-                                   ProjectNotFoundError, PushItem, labeling_config)
+from labelloop.labelstudio import (
+    AnnotationRecord,
+    Connector,
+    LabelStudioError,
+    LabelStudioInputError,
+    ProjectNotFoundError,
+    PushItem,
+    labeling_config,
+)
 
 KEY = "0123456789abcdef-secret-key"
 

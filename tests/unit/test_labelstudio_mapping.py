@@ -9,10 +9,22 @@ from pathlib import Path
 import pytest
 
 from labelloop.labels import LabelSetError
-from labelloop.labelstudio import (ChoicesConfig, LabelSetMismatchError, LabelStudioInputError, PullCursor,
-                                   PushItem, UnknownChoiceError, check_label_set, diff_task,
-                                   existing_from_tasks, labeling_config, parse_config, resolve, task_payload,
-                                   tasks_to_fetch)
+from labelloop.labelstudio import (
+    ChoicesConfig,
+    LabelSetMismatchError,
+    LabelStudioInputError,
+    PullCursor,
+    PushItem,
+    UnknownChoiceError,
+    check_label_set,
+    diff_task,
+    existing_from_tasks,
+    labeling_config,
+    parse_config,
+    resolve,
+    task_payload,
+    tasks_to_fetch,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "labelstudio"
 

@@ -12,12 +12,11 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 import ipykernel  # noqa: F401  (the kernel the notebook runs in)
 import jupytext
 import nbclient
 import nbformat
+import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOK = NOTEBOOKS / "explore.ipynb"

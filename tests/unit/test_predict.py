@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from labelloop.cli import app
 from labelloop.data import demo_paths
+from labelloop.errors import LabelloopError
 from labelloop.features import DEFAULT_SMOOTHING
 from labelloop.head import Head
-from labelloop.errors import LabelloopError
 from labelloop.store import Store
 
 

@@ -10,12 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from labelloop import plots, report
+from labelloop.campaign import Campaign
 from labelloop.config import load_config
 from labelloop.data import Pool, load_pool
 from labelloop.head import Head
 from labelloop.labelstudio import AnnotationRecord
 from labelloop.store import Store
-from labelloop.campaign import Campaign
 
 LABELS = ["billing", "bug", "other"]
 LONG = "text 6 | <b>six</b> *stars* " + "and on " * 20  # user text: escaped, cut at 80 characters

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from labelloop.labelstudio.annotations import AnnotationRecord, Resolution
+from labelloop.labelstudio.annotations import AnnotationRecord, PullCursor, Resolution
 from labelloop.labelstudio.labelconfig import ChoicesConfig
 from labelloop.labelstudio.payloads import PushItem, diff_task, prediction_payload
-from labelloop.labelstudio.annotations import PullCursor
 from labelloop.review import blind_priority, plan_overlap, prefill, settled, ties_to_escalate
 from labelloop.store import EscalationRow, QueryRow
 

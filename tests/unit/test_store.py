@@ -9,7 +9,7 @@ import pytest
 
 from labelloop.head import Head
 from labelloop.labelstudio import AnnotationRecord
-from labelloop.store import QueryRow, SCHEMA_VERSION, Store, StoreError
+from labelloop.store import SCHEMA_VERSION, QueryRow, Store, StoreError
 
 
 def rec(event: str, item: str, ann: int, label: str | None, **kw) -> AnnotationRecord:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from labelloop.strategies import (
-    Context,
     STRATEGIES,
     ColdStart,
+    Context,
     DiverseUncertainty,
     RandomSampling,
     Uncertainty,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from labelloop.errors import LabelloopError
 from labelloop.config import load_config
+from labelloop.errors import LabelloopError
 
 LABELS = '["billing", "bug", "other"]'
 POOL = "id,text\na1,My invoice is wrong\na2,The app crashes\na3,Just saying hi\n"

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from labelloop.campaign import Campaign, register, train_if_due, training_labels
 from labelloop.config import load_config
 from labelloop.data import Pool
 from labelloop.labelstudio import AnnotationRecord, Connector, LabelStudioError
 from labelloop.store import Store, StoreError
-from labelloop.campaign import Campaign, register, train_if_due, training_labels
 
 LABELS = ["billing", "bug", "other"]
 

@@ -35,8 +35,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version.",
-                                 metavar=""),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version.", metavar=""
+    ),
 ) -> None:
     """Active learning for text classification, wired to Label Studio."""
 
@@ -47,7 +48,10 @@ def main() -> None:
     from rich.console import Console
 
     # typer ≥ 0.26 raises its own vendored click's exceptions, older typer raises click's.
-    usage_errors = (click.ClickException, *([typer.TyperException] if hasattr(typer, "TyperException") else []))
+    usage_errors = (
+        click.ClickException,
+        *([typer.TyperException] if hasattr(typer, "TyperException") else []),
+    )
     try:
         code = app(standalone_mode=False)  # returns 130 on Ctrl-C instead of raising
     except LabelloopError as exc:
@@ -66,7 +70,7 @@ def main() -> None:
 
 from . import embed as _embed  # noqa: E402,F401
 from . import labelstudio as _labelstudio  # noqa: E402,F401  (registers commands)
-from . import simulate as _simulate  # noqa: E402,F401
-from . import sync as _sync  # noqa: E402,F401
-from . import suspects as _suspects  # noqa: E402,F401
 from . import serve as _serve  # noqa: E402,F401
+from . import simulate as _simulate  # noqa: E402,F401
+from . import suspects as _suspects  # noqa: E402,F401
+from . import sync as _sync  # noqa: E402,F401

@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 
 from ..data import load_pool
-from ..embeddings import EmbeddingCache, Encoder, default_cache_dir, embed as embed_texts, text_key
+from ..embeddings import EmbeddingCache, Encoder, default_cache_dir, text_key
+from ..embeddings import embed as embed_texts
 from ..encoders import BACKENDS, DEFAULT_BACKEND, PRECISIONS, available_cpus
 from ..errors import DataError, LabelloopError
 from . import app
@@ -34,14 +35,20 @@ def embed(
     id_column: IdColumn = None,
     model: ModelPath = None,
     cache_dir: CacheDir = None,
-    backend: Annotated[str, typer.Option(
-        help=f"Who runs the encoder: {', '.join(BACKENDS)}.")] = DEFAULT_BACKEND,
-    precision: Annotated[Optional[str], typer.Option(
-        help=f"{', '.join(PRECISIONS)} (default fp32; int8 is faster, onnx only).")] = None,
-    threads: Annotated[Optional[int], typer.Option(
-        help="CPU threads (default: every core this process may use).", min=1)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(
-        help="Texts per forward pass (default: 32 for onnx, 64 for torch).", min=1)] = None,
+    backend: Annotated[
+        str, typer.Option(help=f"Who runs the encoder: {', '.join(BACKENDS)}.")
+    ] = DEFAULT_BACKEND,
+    precision: Annotated[
+        Optional[str],
+        typer.Option(help=f"{', '.join(PRECISIONS)} (default fp32; int8 is faster, onnx only)."),
+    ] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="CPU threads (default: every core this process may use).", min=1)
+    ] = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(help="Texts per forward pass (default: 32 for onnx, 64 for torch).", min=1),
+    ] = None,
 ) -> None:
     """Embed a file's texts into a Parquet file (column `embedding`: float32 unit vectors).
 
@@ -53,15 +60,21 @@ def embed(
         raise LabelloopError(f"--out {out}: must be a .parquet file")
     if not out.parent.exists():
         raise LabelloopError(f"--out {out}: folder {out.parent} does not exist")
-    pool = load_pool(data, text_column, label_column=None, id_column=id_column,
-                     unique_ids=id_column is not None)
+    pool = load_pool(
+        data, text_column, label_column=None, id_column=id_column, unique_ids=id_column is not None
+    )
     from ..data import _read_frame
 
     frame = _read_frame(Path(data))
     if len(frame) != len(pool):  # load_pool keeps every row unless told to skip: a bug if not
         raise DataError(f"{data}: read {len(frame)} rows but {len(pool)} texts")
-    encoder = Encoder(model, batch_size=batch_size, threads=threads, backend=backend,  # type: ignore[arg-type]
-                      precision=precision)  # type: ignore[arg-type]
+    encoder = Encoder(
+        model,
+        batch_size=batch_size,
+        threads=threads,
+        backend=backend,  # type: ignore[arg-type]
+        precision=precision,  # type: ignore[arg-type]
+    )
     cache = EmbeddingCache(cache_dir or default_cache_dir(), encoder.identity)
     unique = set(map(text_key, pool.texts))
     cached = len(cache.get(list(unique)))
@@ -86,7 +99,10 @@ def embed(
         tmp.unlink(missing_ok=True)
     new = len(unique) - cached
     rate = f"{new / wall:,.0f} texts/s, {1000 * cpu / new:.2f} CPU ms/text" if new else "nothing to embed"
-    console.print(f"wrote {len(pool):,} rows to {out} ({vectors.shape[1]}-d); embedded {new:,} new text(s), "
-                  f"{cached:,} from the cache, in {wall:.1f} s ({rate}; {encoder.backend} "
-                  f"{encoder.precision}, {threads or available_cpus()} thread(s))",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {len(pool):,} rows to {out} ({vectors.shape[1]}-d); embedded {new:,} new text(s), "
+        f"{cached:,} from the cache, in {wall:.1f} s ({rate}; {encoder.backend} "
+        f"{encoder.precision}, {threads or available_cpus()} thread(s))",
+        highlight=False,
+        soft_wrap=True,
+    )

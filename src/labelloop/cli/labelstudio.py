@@ -7,26 +7,24 @@ land in the shell history.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.progress import TextColumn as ProgressText
 
+from ..campaign import push_picks
 from ..data import Pool, load_pool
 from ..errors import DataError, LabelloopError
-from ..campaign import push_picks
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import featurize
 from ..labels import LabelSet
-from ..labelstudio import ID_FIELD, AnnotationRecord, PullCursor, PushItem, ProjectInfo, resolve
+from ..labelstudio import ID_FIELD, AnnotationRecord, ProjectInfo, PullCursor, PushItem, resolve
 from ..labelstudio.locks import output_lock
 from ..learner import ActiveLearner
 from ..review import prefill
@@ -35,14 +33,31 @@ from . import app
 
 if TYPE_CHECKING:
     from ..labelstudio import Connector
-from ._common import (CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, StrategyOpt,
-                      TextColumn)
+from ._common import (
+    CacheDir,
+    IdColumn,
+    LabelColumn,
+    ModelPath,
+    Neighbours,
+    SkipEmpty,
+    StrategyOpt,
+    TextColumn,
+)
 
 ProjectOpt = Annotated[str, typer.Option("--project", help="Label Studio project id, or title.")]
-UrlOpt = Annotated[Optional[str], typer.Option(
-    "--url", help="Label Studio URL (default: $LABEL_STUDIO_URL); the key comes from $LABEL_STUDIO_API_KEY.")]
-LabelsOpt = Annotated[Optional[str], typer.Option(
-    "--labels", help="Comma-separated label set (default: the project's choices, else the data's labels).")]
+UrlOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--url",
+        help="Label Studio URL (default: $LABEL_STUDIO_URL); the key comes from $LABEL_STUDIO_API_KEY.",
+    ),
+]
+LabelsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--labels", help="Comma-separated label set (default: the project's choices, else the data's labels)."
+    ),
+]
 
 
 def _connector(url: str | None) -> Connector:
@@ -57,8 +72,13 @@ def _labels(arg: str | None) -> list[str] | None:
 
 
 def _bar(console: Console) -> Progress:
-    return Progress(ProgressText("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console)
+    return Progress(
+        ProgressText("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 RECORD_START = b'{"event": '
@@ -89,7 +109,9 @@ def read_records(path: Path, *, repair: bool = False) -> list[AnnotationRecord]:
     if tail:
         n = complete.count(b"\n") + 1
         if not (tail.startswith(RECORD_START) or RECORD_START.startswith(tail)):
-            raise DataError(f"{path}:{n}: not a labelloop pull record (and no final newline); use a new --out")
+            raise DataError(
+                f"{path}:{n}: not a labelloop pull record (and no final newline); use a new --out"
+            )
         if repair:
             with open(path, "r+b") as fh:
                 fh.truncate(cut)
@@ -135,7 +157,8 @@ def project_cmd(project: ProjectOpt, labels: LabelsOpt = None, url: UrlOpt = Non
     info = _connector(url).ensure_project(project, _labels(labels))
     Console(stderr=True, soft_wrap=True).print(
         f"{'Created' if info.created else 'Found'} project {info.id} {info.title!r} with "
-        f"{len(info.labels)} labels: {', '.join(info.labels)}")
+        f"{len(info.labels)} labels: {', '.join(info.labels)}"
+    )
     typer.echo(info.id)
 
 
@@ -147,23 +170,43 @@ def push(
     label_column: LabelColumn = "label",
     id_column: IdColumn = None,
     labels: LabelsOpt = None,
-    labels_file: Annotated[Optional[Path], typer.Option(
-        help="Labels pulled before (`labelloop pull --out`); they count as known labels.")] = None,
+    labels_file: Annotated[
+        Optional[Path],
+        typer.Option(help="Labels pulled before (`labelloop pull --out`); they count as known labels."),
+    ] = None,
     n: Annotated[int, typer.Option("--n", help="Texts to send.")] = 100,
     strategy: StrategyOpt = DEFAULT_STRATEGY,
-    model_version: Annotated[Optional[str], typer.Option(
-        help="Model version of the predictions (default: derived from the training labels).")] = None,
+    model_version: Annotated[
+        Optional[str],
+        typer.Option(help="Model version of the predictions (default: derived from the training labels)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (k-means, ties).")] = 0,
-    import_batch_size: Annotated[int, typer.Option(
-        "--import-batch-size", help="Tasks per import request (network batching; not the --n texts chosen).")] = 250,
-    prefill_confidence: Annotated[Optional[float], typer.Option(
-        min=0.0, max=1.0, help="Pre-select the model's guess for annotators at or above this confidence (default: "
-                               "never; a fixed threshold does not carry across label sets, see "
-                               "benchmarks/results/prefill.md).")] = None,
-    prediction_clusters: Annotated[bool, typer.Option(
-        "--prediction-clusters", metavar="",
-        help="Also write the cluster into each prediction's `cluster` field: one request per text (slow); "
-             "it is always in the task's meta.")] = False,
+    import_batch_size: Annotated[
+        int,
+        typer.Option(
+            "--import-batch-size",
+            help="Tasks per import request (network batching; not the --n texts chosen).",
+        ),
+    ] = 250,
+    prefill_confidence: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Pre-select the model's guess for annotators at or above this confidence (default: "
+            "never; a fixed threshold does not carry across label sets, see "
+            "benchmarks/results/prefill.md).",
+        ),
+    ] = None,
+    prediction_clusters: Annotated[
+        bool,
+        typer.Option(
+            "--prediction-clusters",
+            metavar="",
+            help="Also write the cluster into each prediction's `cluster` field: one request per text (slow); "
+            "it is always in the task's meta.",
+        ),
+    ] = False,
     model: ModelPath = None,
     cache_dir: CacheDir = None,
     neighbours: Neighbours = DEFAULT_SMOOTHING.k,
@@ -188,12 +231,27 @@ def push(
     outside = classes.unknown(known.values())
     if outside:
         raise DataError(f"labels not in project {info.id}'s label set {list(classes)}: {outside[:10]}")
-    console.print(f"{'Created' if info.created else 'Using'} project {info.id} {info.title!r} "
-                  f"({len(classes)} labels); {len(known)} of {len(pool)} texts labeled.")
-    f = featurize(pool.texts, model=model, cache_dir=cache_dir, smoothing=NeighbourSmoothing(k=neighbours),
-                  progress=True)
-    learner = ActiveLearner(pool.ids, pool.texts, f.pool, classes, strategy=check_strategy(strategy), seed=seed,
-                            encoder_identity=f.encoder_identity, features=str(f.smoothing))
+    console.print(
+        f"{'Created' if info.created else 'Using'} project {info.id} {info.title!r} "
+        f"({len(classes)} labels); {len(known)} of {len(pool)} texts labeled."
+    )
+    f = featurize(
+        pool.texts,
+        model=model,
+        cache_dir=cache_dir,
+        smoothing=NeighbourSmoothing(k=neighbours),
+        progress=True,
+    )
+    learner = ActiveLearner(
+        pool.ids,
+        pool.texts,
+        f.pool,
+        classes,
+        strategy=check_strategy(strategy),
+        seed=seed,
+        encoder_identity=f.encoder_identity,
+        features=str(f.smoothing),
+    )
     head = learner.fit(known)
     version = model_version or learner.version(known, f"push,{seed}" + ("" if head else ",cold"))
     existing = ls.existing(info.id)
@@ -201,20 +259,37 @@ def push(
     if not picks:
         console.print("Nothing to send: every unlabeled text is already in the project.")
         return
-    items = [PushItem(p.id, p.text, p.predicted, 0.0 if p.confidence is None else p.confidence, p.cluster,
-                      prefill=prefill(p.confidence, 1.01 if prefill_confidence is None else prefill_confidence))
-             for p in picks]
-    console.print(f"{f'Model {version}' if head else 'Cold start'}: sending {len(items)} texts "
-                  f"({strategy if head else 'k-means coverage'}).")
+    items = [
+        PushItem(
+            p.id,
+            p.text,
+            p.predicted,
+            0.0 if p.confidence is None else p.confidence,
+            p.cluster,
+            prefill=prefill(p.confidence, 1.01 if prefill_confidence is None else prefill_confidence),
+        )
+        for p in picks
+    ]
+    console.print(
+        f"{f'Model {version}' if head else 'Cold start'}: sending {len(items)} texts "
+        f"({strategy if head else 'k-means coverage'})."
+    )
     with _bar(console) as bar:
         task = bar.add_task("pushing", total=len(items))
-        report = ls.push(info.id, items, version, batch_size=import_batch_size,
-                         prediction_clusters=prediction_clusters,
-                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+        report = ls.push(
+            info.id,
+            items,
+            version,
+            batch_size=import_batch_size,
+            prediction_clusters=prediction_clusters,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     n_added = len(report.predictions_added)
     added = f" ({n_added} given this model's prediction)" if n_added else ""
-    console.print(f"Created {len(report.created)} task(s); {len(report.existing)} already there{added}. "
-                  f"Project: {ls.display_url}/projects/{info.id}")
+    console.print(
+        f"Created {len(report.created)} task(s); {len(report.existing)} already there{added}. "
+        f"Project: {ls.display_url}/projects/{info.id}"
+    )
 
 
 def _known_labels(pool: Pool, labels_file: Path | None, console: Console) -> dict[str, str]:
@@ -233,8 +308,9 @@ def _known_labels(pool: Pool, labels_file: Path | None, console: Console) -> dic
     return known
 
 
-def _project_for(ls: Connector, project: str, labels: str | None, known: dict[str, str],
-                 data: Path) -> ProjectInfo:
+def _project_for(
+    ls: Connector, project: str, labels: str | None, known: dict[str, str], data: Path
+) -> ProjectInfo:
     """The project, created with ``--labels`` (or the data's labels) when it does not exist yet."""
     wanted = _labels(labels)
     if wanted is None and ls.find_project(project) is None:
@@ -267,11 +343,16 @@ def pull(
         before = read_records(out, repair=True)  # verifies every line before cutting a torn one
         other = {r.project for r in before} - {info.id}
         if other:
-            raise DataError(f"{out} holds records of project(s) {sorted(other)}, not {info.id}; use a new --out")
+            raise DataError(
+                f"{out} holds records of project(s) {sorted(other)}, not {info.id}; use a new --out"
+            )
         with _bar(console) as bar:
             task = bar.add_task("pulling", total=None)
-            result = ls.pull(info.id, PullCursor.from_records(before, read_scan_mark(out, info.id)),
-                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+            result = ls.pull(
+                info.id,
+                PullCursor.from_records(before, read_scan_mark(out, info.id)),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
         append_records(out, result.records)
         write_scan_mark(out, info.id, result.cursor.scanned_at)
     events = Counter(r.event for r in result.records)
@@ -279,12 +360,17 @@ def pull(
     labeled = sum(r.label is not None for r in resolved.values())
     disagree = sorted(k for k, r in resolved.items() if r.disagreement)
     skipped = sum(1 for r in resolved.values() if r.skipped and not r.votes)
-    console.print(f"{len(result.records)} new record(s) ({events['created']} created, {events['updated']} "
-                  f"updated, {events['deleted']} deleted); fetched {result.tasks_fetched} of "
-                  f"{result.tasks_scanned} tasks.")
+    console.print(
+        f"{len(result.records)} new record(s) ({events['created']} created, {events['updated']} "
+        f"updated, {events['deleted']} deleted); fetched {result.tasks_fetched} of "
+        f"{result.tasks_scanned} tasks."
+    )
     which = f" ({', '.join(disagree[:5])}{', …' if len(disagree) > 5 else ''})" if disagree else ""
-    console.print(f"{out}: {labeled} text(s) labeled, {skipped} only skipped, {len(disagree)} with "
-                  f"disagreement{which}.")
+    console.print(
+        f"{out}: {labeled} text(s) labeled, {skipped} only skipped, {len(disagree)} with disagreement{which}."
+    )
     if result.foreign_tasks:
-        console.print(f"[yellow]{result.foreign_tasks} annotated task(s) have no {ID_FIELD!r}: made outside "
-                      f"labelloop, ignored[/]")
+        console.print(
+            f"[yellow]{result.foreign_tasks} annotated task(s) have no {ID_FIELD!r}: made outside "
+            f"labelloop, ignored[/]"
+        )

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn as ProgressText, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.progress import TextColumn as ProgressText
 from rich.table import Table
 
 from ..data import check_test_labels, demo_paths, load_pool
@@ -17,8 +18,8 @@ from ..errors import LabelloopError
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import featurize
 from ..outputs import atomic_path, atomic_write, check_output
-from ..simulate import (INITIAL_STRATEGIES, SimulationResult, area_under_curve, full_pool,
-                        labels_to_reach, simulate as run_simulation)
+from ..simulate import INITIAL_STRATEGIES, SimulationResult, area_under_curve, full_pool, labels_to_reach
+from ..simulate import simulate as run_simulation
 from ..strategies import DEFAULT_STRATEGY, STRATEGIES, check_strategy
 from . import app
 from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, TextColumn
@@ -26,18 +27,28 @@ from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, Ski
 
 @app.command()
 def simulate(
-    train: Annotated[Optional[Path], typer.Option(help="Pool with known labels (CSV, JSONL or Parquet). "
-                                                       "Default: the bundled demo tickets.")] = None,
-    test: Annotated[Optional[Path], typer.Option(help="Held-out labeled file to score each round on.")] = None,
+    train: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Pool with known labels (CSV, JSONL or Parquet). Default: the bundled demo tickets."
+        ),
+    ] = None,
+    test: Annotated[
+        Optional[Path], typer.Option(help="Held-out labeled file to score each round on.")
+    ] = None,
     text_column: TextColumn = "text",
     label_column: LabelColumn = "label",
     id_column: IdColumn = None,
-    strategy: Annotated[str, typer.Option(
-        help=f"Query strategy, or several comma-separated: {', '.join(s for s in STRATEGIES if s != 'cold-start')}."
-    )] = DEFAULT_STRATEGY,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help=f"Query strategy, or several comma-separated: {', '.join(s for s in STRATEGIES if s != 'cold-start')}."
+        ),
+    ] = DEFAULT_STRATEGY,
     initial: Annotated[int, typer.Option(help="Labels before the first model; 0 = cold start.")] = 100,
-    initial_strategy: Annotated[str, typer.Option(help="How the initial labels are chosen: cold-start "
-                                                       "(k-means coverage) or random.")] = "cold-start",
+    initial_strategy: Annotated[
+        str, typer.Option(help="How the initial labels are chosen: cold-start (k-means coverage) or random.")
+    ] = "cold-start",
     batch_size: Annotated[int, typer.Option(help="Texts queried per round.")] = 100,
     budget: Annotated[int, typer.Option(help="Total labels to spend (capped at the pool size).")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed (k-means, ties, random sampling).")] = 0,
@@ -74,7 +85,9 @@ def simulate(
         from matplotlib.backend_bases import FigureCanvasBase
 
         if plot.suffix.lstrip(".").lower() not in FigureCanvasBase.get_supported_filetypes():
-            raise LabelloopError(f"--plot {plot}: unsupported image type {plot.suffix!r}; use .png, .svg or .pdf")
+            raise LabelloopError(
+                f"--plot {plot}: unsupported image type {plot.suffix!r}; use .png, .svg or .pdf"
+            )
     if (train is None) != (test is None):
         raise LabelloopError("give both --train and --test, or neither (to use the bundled demo data)")
     if train is None:
@@ -82,29 +95,55 @@ def simulate(
         console.print(f"No data given: using the bundled demo tickets ({train.parent}).")
     assert test is not None
     pool = load_pool(train, text_column, label_column, id_column, skip_empty=skip_empty, require_labels=True)
-    held = load_pool(test, text_column, label_column, None, skip_empty=skip_empty, require_labels=True,
-                     unique_ids=False)
+    held = load_pool(
+        test, text_column, label_column, None, skip_empty=skip_empty, require_labels=True, unique_ids=False
+    )
     check_test_labels(pool, held)
     classes = pool.label_set
     y_pool, y_test = pool.label_array(classes), held.label_array(classes)
     console.print(f"Pool {len(pool)} texts, test {len(held)}, {len(classes)} classes.")
     encoder = Encoder(model)
-    f = featurize(pool.texts, held.texts, encoder=encoder, cache_dir=cache_dir,
-                  smoothing=NeighbourSmoothing(k=neighbours), progress=True)
+    f = featurize(
+        pool.texts,
+        held.texts,
+        encoder=encoder,
+        cache_dir=cache_dir,
+        smoothing=NeighbourSmoothing(k=neighbours),
+        progress=True,
+    )
     smoothing, X_pool, X_test = f.smoothing, f.pool, f.others[0]
     ceiling = full_pool(X_pool, y_pool, X_test, y_test, len(classes))
 
     results: list[SimulationResult] = []
-    with Progress(ProgressText("{task.description}"), BarColumn(), MofNCompleteColumn(), ProgressText("labels"),
-                  TimeElapsedColumn(), console=console) as bar:
+    with Progress(
+        ProgressText("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        ProgressText("labels"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         for name in strategies:
             task = bar.add_task(f"simulating {name}", total=min(budget, len(pool)))
-            results.append(run_simulation(
-                X_pool, y_pool, X_test, y_test, len(classes), strategy=name, initial=initial,
-                initial_strategy=initial_strategy, batch_size=batch_size, budget=budget, seed=seed,
-                model=encoder.name, features=str(smoothing), ceiling=ceiling,
-                progress=lambda n, total, task=task: bar.update(task, completed=n),
-            ))
+            results.append(
+                run_simulation(
+                    X_pool,
+                    y_pool,
+                    X_test,
+                    y_test,
+                    len(classes),
+                    strategy=name,
+                    initial=initial,
+                    initial_strategy=initial_strategy,
+                    batch_size=batch_size,
+                    budget=budget,
+                    seed=seed,
+                    model=encoder.name,
+                    features=str(smoothing),
+                    ceiling=ceiling,
+                    progress=lambda n, total, task=task: bar.update(task, completed=n),
+                )
+            )
 
     with atomic_write(out) as fh:
         fh.write(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
@@ -121,7 +160,9 @@ def simulate(
 
 def curve_table(results: list[SimulationResult]) -> Table:
     """Accuracy per round, one column per strategy."""
-    table = Table(title=f"Test accuracy by labels spent (full pool: {results[0]['full_pool']['accuracy']:.3f})")
+    table = Table(
+        title=f"Test accuracy by labels spent (full pool: {results[0]['full_pool']['accuracy']:.3f})"
+    )
     table.add_column("labels", justify="right")
     for res in results:
         table.add_column(res["strategy"], justify="right")
@@ -143,6 +184,10 @@ def summary_table(results: list[SimulationResult]) -> Table:
     for res in results:
         reach = [labels_to_reach(res, f) for f in (0.95, 0.98, 1.0)]
         last = res["rounds"][-1]
-        table.add_row(res["strategy"], *["—" if r is None else str(r) for r in reach],
-                      f"{area_under_curve(res):.3f}", f"{last['accuracy']:.3f}")
+        table.add_row(
+            res["strategy"],
+            *["—" if r is None else str(r) for r in reach],
+            f"{area_under_curve(res):.3f}",
+            f"{last['accuracy']:.3f}",
+        )
     return table

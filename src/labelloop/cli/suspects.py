@@ -30,16 +30,28 @@ FOLDS = 5
 
 @app.command()
 def suspects(
-    data: Annotated[Path, typer.Option(help="Texts with labels (CSV, JSONL or Parquet); unlabeled rows are "
-                                            "used as neighbours only.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="Texts with labels (CSV, JSONL or Parquet); unlabeled rows are used as neighbours only."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="CSV to write: id,label,suggested,score,flagged.")],
     text_column: TextColumn = "text",
     label_column: LabelColumn = "label",
-    id_column: Annotated[Optional[str], typer.Option(
-        help="Column with stable ids (default: `id` if the file has one, else derived from the text).")] = None,
-    labels_file: Annotated[Optional[Path], typer.Option(
-        help="Labels pulled from Label Studio (`labelloop pull --out`); their agreed labels override or add to "
-             "the data's.")] = None,
+    id_column: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Column with stable ids (default: `id` if the file has one, else derived from the text)."
+        ),
+    ] = None,
+    labels_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Labels pulled from Label Studio (`labelloop pull --out`); their agreed labels override or add to "
+            "the data's."
+        ),
+    ] = None,
     model: ModelPath = None,
     cache_dir: CacheDir = None,
 ) -> None:
@@ -61,15 +73,19 @@ def suspects(
     known = _known(pool, labels_file, label_column, console)
     classes = sorted(set(known.values()))
     if len(classes) < 2:
-        raise DataError(f"{data}: labels of at least two classes are needed to find suspicious ones, found "
-                        f"{len(classes)}" + (f" ({classes[0]!r})" if classes else ""))
+        raise DataError(
+            f"{data}: labels of at least two classes are needed to find suspicious ones, found "
+            f"{len(classes)}" + (f" ({classes[0]!r})" if classes else "")
+        )
     counts = Counter(known.values())
     rare = sorted((c, n) for c, n in counts.items() if n < FOLDS)
     if rare:
         shown = ", ".join(f"{c!r}: {n}" for c, n in rare[:8]) + (", …" if len(rare) > 8 else "")
-        raise DataError(f"{len(rare)} class(es) have fewer than {FOLDS} labels ({shown}); each row is scored by a "
-                        f"model trained on the other {FOLDS - 1} of {FOLDS} folds, so every class needs at least "
-                        f"{FOLDS}: label more of them or leave those rows out")
+        raise DataError(
+            f"{len(rare)} class(es) have fewer than {FOLDS} labels ({shown}); each row is scored by a "
+            f"model trained on the other {FOLDS - 1} of {FOLDS} folds, so every class needs at least "
+            f"{FOLDS}: label more of them or leave those rows out"
+        )
     rows = [i for i, k in enumerate(pool.ids) if k in known]
     console.print(f"{len(rows)} labeled of {len(pool)} texts, {len(classes)} classes.")
     f = featurize(pool.texts, model=model, cache_dir=cache_dir, progress=True)
@@ -80,12 +96,23 @@ def suspects(
 
     with console.status(f"scoring out-of-fold ({FOLDS} folds) and finding label issues"):
         s = rank_label_errors(f.pool[rows], y, len(classes), folds=FOLDS)
-    _write_atomic(out, [
-        (pool.ids[rows[j]], classes[y[j]], classes[s.suggested[j]], f"{s.score[j]:.6f}", int(s.flagged[j]))
-        for j in s.order
-    ])
-    console.print(f"Flagged {int(s.flagged.sum())} of {len(rows)} labels for a second opinion (estimated "
-                  f"{s.noise_rate:.1%} wrong). Wrote {out}")
+    _write_atomic(
+        out,
+        [
+            (
+                pool.ids[rows[j]],
+                classes[y[j]],
+                classes[s.suggested[j]],
+                f"{s.score[j]:.6f}",
+                int(s.flagged[j]),
+            )
+            for j in s.order
+        ],
+    )
+    console.print(
+        f"Flagged {int(s.flagged.sum())} of {len(rows)} labels for a second opinion (estimated "
+        f"{s.noise_rate:.1%} wrong). Wrote {out}"
+    )
 
 
 def _check_out(out: Path) -> None:
@@ -116,8 +143,10 @@ def _known(pool: Pool, labels_file: Path | None, label_column: str, console: Con
     known = {i: lab for i, lab in zip(pool.ids, pool.labels, strict=True) if lab is not None}
     if labels_file is None:
         if not known:
-            raise DataError(f"{pool.source}: no labels in column {label_column!r} (missing or empty); pass "
-                            f"--label-column or --labels-file")
+            raise DataError(
+                f"{pool.source}: no labels in column {label_column!r} (missing or empty); pass "
+                f"--label-column or --labels-file"
+            )
         return known
     from ..labelstudio import resolve
     from .labelstudio import read_records
@@ -131,7 +160,9 @@ def _known(pool: Pool, labels_file: Path | None, label_column: str, console: Con
         console.print(f"[yellow]{outside} pulled label(s) are for ids not in {pool.source}; ignored[/]")
     changed = sum(1 for k, v in pulled.items() if k in known and known[k] != v)
     known.update({k: v for k, v in pulled.items() if k in in_pool})
-    console.print(f"{labels_file}: {len(pulled) - outside} agreed label(s) used ({changed} replace the data's).")
+    console.print(
+        f"{labels_file}: {len(pulled) - outside} agreed label(s) used ({changed} replace the data's)."
+    )
     return known
 
 

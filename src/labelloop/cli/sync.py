@@ -26,9 +26,13 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The campaign's 
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the example config.")] = Path("labelloop.toml"),
     data: Annotated[str, typer.Option(help="The texts to label (CSV, JSONL or Parquet).")] = "texts.csv",
-    labels: Annotated[Optional[str], typer.Option(
-        help="Comma-separated label set (default: the data's labels when it has a label column, else "
-             "billing,bug,other).")] = None,
+    labels: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated label set (default: the data's labels when it has a label column, else "
+            "billing,bug,other)."
+        ),
+    ] = None,
     project: Annotated[str, typer.Option(help="Label Studio project title or id.")] = "labelloop",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.", metavar="")] = False,
 ) -> None:
@@ -54,21 +58,37 @@ def init(
         console.print(f"[yellow]warning:[/] {found.problem}", highlight=False)
     names = [s.strip() for s in labels.split(",") if s.strip()] if labels is not None else []
     if labels is None:
-        names = found.labels if found is not None and 2 <= len(found.labels) <= 100 else ["billing", "bug", "other"]
+        names = (
+            found.labels
+            if found is not None and 2 <= len(found.labels) <= 100
+            else ["billing", "bug", "other"]
+        )
     columns = found.columns if found is not None else {}
     guidelines = path.parent / "guidelines.md"
-    text = example_config(labels=names, data=data, project=project, text_column=columns.get("text", "text"),
-                          id_column=columns.get("id"), label_column=columns.get("label"),
-                          guidelines=guidelines.name)
+    text = example_config(
+        labels=names,
+        data=data,
+        project=project,
+        text_column=columns.get("text", "text"),
+        id_column=columns.get("id"),
+        label_column=columns.get("label"),
+        guidelines=guidelines.name,
+    )
     config = parse_config(text, path)  # validated before anything is written
     if found is not None and found.rows is not None and config.loop.budget > found.rows:
-        console.print(f"[yellow]warning:[/] loop.budget {config.loop.budget} exceeds the {found.rows} text(s) in "
-                      f"{data}; lower it in {path}", highlight=False)
+        console.print(
+            f"[yellow]warning:[/] loop.budget {config.loop.budget} exceeds the {found.rows} text(s) in "
+            f"{data}; lower it in {path}",
+            highlight=False,
+        )
     if found is not None and found.labels and labels is not None:
         extra = sorted(set(found.labels) - set(config.labels))
         if extra:
-            console.print(f"[yellow]warning:[/] {data} has label(s) not in --labels: {', '.join(extra[:10])}"
-                          f"{' …' if len(extra) > 10 else ''}", highlight=False)
+            console.print(
+                f"[yellow]warning:[/] {data} has label(s) not in --labels: {', '.join(extra[:10])}"
+                f"{' …' if len(extra) > 10 else ''}",
+                highlight=False,
+            )
     if not guidelines.exists():  # a starter for the team to fill in; never overwritten
         from ..guidelines import starter_guidelines
 
@@ -77,16 +97,21 @@ def init(
     with atomic_write(path, option="PATH") as fh:
         fh.write(text)
     detected = ", ".join(f"{role} column {name!r}" for role, name in columns.items())
-    console.print(f"Wrote {path}{f' (detected {detected})' if detected else ''}. Set LABEL_STUDIO_URL and "
-                  f"LABEL_STUDIO_API_KEY, then run `labelloop sync --config {path}` (e.g. every 5 minutes "
-                  f"from cron).", highlight=False)
+    console.print(
+        f"Wrote {path}{f' (detected {detected})' if detected else ''}. Set LABEL_STUDIO_URL and "
+        f"LABEL_STUDIO_API_KEY, then run `labelloop sync --config {path}` (e.g. every 5 minutes "
+        f"from cron).",
+        highlight=False,
+    )
 
 
 @app.command("sync")
-def sync_cmd(config: ConfigOpt = Path("labelloop.toml"),
-             quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (for cron).",
-                                                           metavar="")] = False
-             ) -> None:
+def sync_cmd(
+    config: ConfigOpt = Path("labelloop.toml"),
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars (for cron).", metavar="")
+    ] = False,
+) -> None:
     """One safe step: pull labels, retrain if enough are new, top the queue up, record the round.
 
     Safe to kill at any moment and to run from cron: a second sync started while one runs
@@ -120,22 +145,28 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
     console = Console(soft_wrap=True)
     empty = f" ({s['empty']} of them empty submissions)" if s["empty"] else ""
     console.print(f"[bold]{cfg.state.path}[/]: {s['runs']} sync run(s), last {s['last_run'] or 'never'}")
-    console.print(f"sent {s['sent']} of budget {cfg.loop.budget}; queue after the last sync: {s['queue']} "
-                  f"(target {cfg.loop.queue_target}); {s['labeled']} text(s) labeled, {s['skipped']} skipped"
-                  f"{empty}, "
-                  f"{s['disagreements']} with disagreement, {s['ties']} tied")
+    console.print(
+        f"sent {s['sent']} of budget {cfg.loop.budget}; queue after the last sync: {s['queue']} "
+        f"(target {cfg.loop.queue_target}); {s['labeled']} text(s) labeled, {s['skipped']} skipped"
+        f"{empty}, "
+        f"{s['disagreements']} with disagreement, {s['ties']} tied"
+    )
     a = s["audit"]
     console.print(f"audit sample: {a['labeled']} labeled of {a['sent']} sent ({a['size']} reserved)")
     _print_agreement(console, s)
     r = s["round"]
-    console.print(f"round {r['round']}: model {r['model_version']} trained on {r['n_labeled']} labels "
-                  f"({r['created_at']})")
+    console.print(
+        f"round {r['round']}: model {r['model_version']} trained on {r['n_labeled']} labels "
+        f"({r['created_at']})"
+    )
     for name in ("audit", "test"):
         m = s["metrics"].get(name)
         if m and m.get("n"):
-            console.print(f"{name}: accuracy {m['accuracy']:.3f} [{m['accuracy_ci'][0]:.3f}, "
-                          f"{m['accuracy_ci'][1]:.3f}], macro-F1 {m['macro_f1']:.3f} "
-                          f"[{m['macro_f1_ci'][0]:.3f}, {m['macro_f1_ci'][1]:.3f}] on {m['n']} texts")
+            console.print(
+                f"{name}: accuracy {m['accuracy']:.3f} [{m['accuracy_ci'][0]:.3f}, "
+                f"{m['accuracy_ci'][1]:.3f}], macro-F1 {m['macro_f1']:.3f} "
+                f"[{m['macro_f1_ci'][0]:.3f}, {m['macro_f1_ci'][1]:.3f}] on {m['n']} texts"
+            )
     if s["annotators"]:
         table = Table("annotator", "labels", "skips", title="annotators")
         for name, (n_labels, n_skips) in sorted(s["annotators"].items()):
@@ -153,17 +184,20 @@ def _print_agreement(console: Console, s: dict) -> None:
     ag, e = s["agreement"], s["escalations"]
     alpha = "n/a" if ag.alpha is None else f"{ag.alpha:.3f}"
     kappa = "n/a" if ag.mean_kappa is None else f"{ag.mean_kappa:.3f}"
-    console.print(f"agreement on {ag.n_multi} text(s) labeled by several people: Krippendorff's alpha {alpha}, "
-                  f"mean Cohen's kappa {kappa}; second "
-                  f"opinions: {e['ties_settled']} tie(s) settled, {e['ties_open']} open; {e['suspects_changed']} "
-                  f"suspect label(s) changed, {e['suspects_confirmed']} confirmed, {e['suspects_open']} open")
+    console.print(
+        f"agreement on {ag.n_multi} text(s) labeled by several people: Krippendorff's alpha {alpha}, "
+        f"mean Cohen's kappa {kappa}; second "
+        f"opinions: {e['ties_settled']} tie(s) settled, {e['ties_open']} open; {e['suspects_changed']} "
+        f"suspect label(s) changed, {e['suspects_confirmed']} confirmed, {e['suspects_open']} open"
+    )
 
 
 @app.command()
 def report(
     config: ConfigOpt = Path("labelloop.toml"),
-    out: Annotated[Path, typer.Option(help="Report file: .md (Markdown) or .html; plots go beside it.")
-                   ] = Path("labelloop-report.md"),
+    out: Annotated[
+        Path, typer.Option(help="Report file: .md (Markdown) or .html; plots go beside it.")
+    ] = Path("labelloop-report.md"),
 ) -> None:
     """Write a report: learning curve over rounds, per-class F1, most confused pairs, disagreements, throughput."""
     from ..outputs import check_output
@@ -181,10 +215,13 @@ def predict(
     out: Annotated[Path, typer.Option(help="CSV to write: id, label, confidence.")],
     config: ConfigOpt = Path("labelloop.toml"),
     text_column: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
-    id_column: Annotated[str | None, typer.Option(
-        help="Column with ids (default: the campaign's data.id_column when the input has it, else derived from "
-             "the text).")
-                         ] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Column with ids (default: the campaign's data.id_column when the input has it, else derived from "
+            "the text)."
+        ),
+    ] = None,
 ) -> None:
     """Apply the campaign's current model to a file of texts, for use downstream."""
     from ..campaign import config_encoder, latest_head, load_campaign
@@ -198,16 +235,25 @@ def predict(
     with Store.open_existing(cfg.state.path) as store:
         last, head = latest_head(store)
     if head is None:
-        raise LabelloopError(f"{cfg.state.path}: no model yet (it needs labels of two classes); run "
-                             f"`labelloop sync` after some labeling")
+        raise LabelloopError(
+            f"{cfg.state.path}: no model yet (it needs labels of two classes); run "
+            f"`labelloop sync` after some labeling"
+        )
     if id_column is None and cfg.data.id_column and cfg.data.id_column in columns_of(input):
         id_column = cfg.data.id_column
     pool = load_pool(input, text_column, None, id_column, unique_ids=False)
     # The model was trained on features smoothed over the campaign's pool: new texts take their neighbours
     # there. Only the pool's raw vectors are needed (from the cache), not the pool's own features.
     campaign = load_campaign(cfg, embed_texts=False)
-    f = featurize(campaign.pool.texts, pool.texts, encoder=config_encoder(cfg), cache_dir=cfg.model.cache_dir,
-                  smoothing=cfg.model.smoothing, smooth_pool=False, progress=True)
+    f = featurize(
+        campaign.pool.texts,
+        pool.texts,
+        encoder=config_encoder(cfg),
+        cache_dir=cfg.model.cache_dir,
+        smoothing=cfg.model.smoothing,
+        smooth_pool=False,
+        progress=True,
+    )
     probs = head.predict_proba(f.others[0])
     with atomic_write(out, newline="") as fh:
         w = csv.writer(fh)

@@ -91,7 +91,9 @@ def __getattr__(name: str) -> Any:
         except ImportError as exc:  # the core install, without the extra
             from ..errors import LabelloopError
 
-            raise LabelloopError(f"the Label Studio client needs {exc.name or 'a missing package'}: "
-                                 f"pip install 'labelloop[labelstudio]'") from None
+            raise LabelloopError(
+                f"the Label Studio client needs {exc.name or 'a missing package'}: "
+                f"pip install 'labelloop[labelstudio]'"
+            ) from None
         return getattr(client, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -98,8 +98,9 @@ class PullCursor:
         if rec.event == "deleted":
             self.annotations.pop(rec.annotation_id, None)
         else:
-            self.annotations[rec.annotation_id] = KnownAnnotation(rec.task_id, rec.id, rec.updated_at,
-                                                                  None if rec.skipped else rec.label)
+            self.annotations[rec.annotation_id] = KnownAnnotation(
+                rec.task_id, rec.id, rec.updated_at, None if rec.skipped else rec.label
+            )
 
     @classmethod
     def from_records(cls, records: Iterable[AnnotationRecord], scanned_at: str | None = None) -> PullCursor:
@@ -109,8 +110,10 @@ class PullCursor:
         return cursor
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scanned_at": self.scanned_at,
-                "annotations": {str(a): asdict(k) for a, k in self.annotations.items()}}
+        return {
+            "scanned_at": self.scanned_at,
+            "annotations": {str(a): asdict(k) for a, k in self.annotations.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PullCursor:
@@ -120,10 +123,10 @@ class PullCursor:
 @dataclass(frozen=True)
 class PullResult:
     records: list[AnnotationRecord]  # changes since the cursor, in task order
-    cursor: PullCursor               # pass to the next pull
+    cursor: PullCursor  # pass to the next pull
     tasks_scanned: int
     tasks_fetched: int
-    foreign_tasks: int               # annotated tasks without our id (made in Label Studio by hand)
+    foreign_tasks: int  # annotated tasks without our id (made in Label Studio by hand)
 
 
 @dataclass(frozen=True)

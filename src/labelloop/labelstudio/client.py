@@ -21,6 +21,9 @@ Facts about Label Studio (1.23.2, checked against a real server) this module is 
 * The SDK's task pager asks for one page past the end (the server logs an error for it), so
   tasks are listed page by page up to the ``total`` the server reports.
 * Label Studio does not check that an annotation's choice is in the config, so ``pull`` does.
+
+(Over 400 lines formatted: every request labelloop makes to Label Studio is here, so the facts above
+are enforced in one place.)
 """
 
 from __future__ import annotations
@@ -86,22 +89,32 @@ class Connector(Session):
     def _info(self, p: Any, created: bool = False) -> ProjectInfo:
         if getattr(p, "id", None) is None or getattr(p, "label_config", None) is None:
             problem = diagnose(self.url, self.display_url, min(self.timeout, 10.0)) if self._probe else None
-            raise LabelStudioInputError(problem or f"{self.display_url} answered without a Label Studio "
-                                        f"project; is LABEL_STUDIO_URL a Label Studio server?")
+            raise LabelStudioInputError(
+                problem
+                or f"{self.display_url} answered without a Label Studio "
+                f"project; is LABEL_STUDIO_URL a Label Studio server?"
+            )
         where = f"project {p.id} {p.title!r}"
         config = parse_config(p.label_config or "", where)
         created_at: Any = getattr(p, "created_at", None)
         if hasattr(created_at, "isoformat"):
             created_at = created_at.isoformat()
-        return ProjectInfo(id=int(p.id), title=p.title or "", config=config,
-                           model_version=p.model_version or None, created=created, created_at=to_iso(created_at),
-                           instructions=getattr(p, "expert_instruction", None) or "")
+        return ProjectInfo(
+            id=int(p.id),
+            title=p.title or "",
+            config=config,
+            model_version=p.model_version or None,
+            created=created,
+            created_at=to_iso(created_at),
+            instructions=getattr(p, "expert_instruction", None) or "",
+        )
 
     def find_project(self, project: int | str) -> ProjectInfo | None:
         """The project with this id (int or digits) or exact title; None if there is none."""
         from label_studio_sdk.core.api_error import ApiError
 
         if isinstance(project, int) or str(project).isdigit():
+
             def get() -> Any:
                 try:
                     return self._ls.projects.get(int(project))
@@ -109,14 +122,17 @@ class Connector(Session):
                     if exc.status_code == 404 and isinstance(exc.body, dict):
                         return None  # the API's own JSON 404: no such project (a web page means a wrong URL)
                     raise
+
             found = self._call(f"reading project {project}", get)
             return None if found is None else self._info(found)
         # The server ignores ?title= (1.23.2): filter here, on the exact title.
         everything = self.list_projects()
         matches = [p for p in everything if p.title == project]
         if len(matches) > 1:
-            raise LabelStudioInputError(f"{len(matches)} projects are titled {project!r} (ids "
-                                        f"{sorted(p.id for p in matches)}); pass the id instead")
+            raise LabelStudioInputError(
+                f"{len(matches)} projects are titled {project!r} (ids "
+                f"{sorted(p.id for p in matches)}); pass the id instead"
+            )
         if not matches:
             problem = diagnose(self.url, self.display_url, min(self.timeout, 10.0)) if self._probe else None
             if problem:  # "no such title" only from a server that is Label Studio
@@ -128,12 +144,15 @@ class Connector(Session):
         """The project by id or title; :class:`ProjectNotFoundError` if there is none."""
         info = self.find_project(project)
         if info is None:
-            raise ProjectNotFoundError(f"no Label Studio project {project!r} at {self.display_url}; check the id or "
-                                       f"title (`labelloop project` creates one)")
+            raise ProjectNotFoundError(
+                f"no Label Studio project {project!r} at {self.display_url}; check the id or "
+                f"title (`labelloop project` creates one)"
+            )
         return info
 
-    def ensure_project(self, project: int | str, labels: Sequence[str] | None = None,
-                       instructions: str | None = None) -> ProjectInfo:
+    def ensure_project(
+        self, project: int | str, labels: Sequence[str] | None = None, instructions: str | None = None
+    ) -> ProjectInfo:
         """Reuse the project (its choices must equal ``labels``) or create it with ``labels``.
 
         Only titles can be created; a new project uses uncertainty sampling, so Label Studio
@@ -151,26 +170,43 @@ class Connector(Session):
         if label_set is None:
             raise ProjectNotFoundError(f"no project titled {project!r}; pass labels to create it")
         config = labeling_config(label_set)
-        p = self._call(f"creating project {project!r}", lambda: self._ls.projects.create(
-            title=str(project), label_config=config, sampling="Uncertainty sampling",
-            description=PROJECT_DESCRIPTION, show_instruction=bool(instructions),
-            expert_instruction=instructions or "", maximum_annotations=1, show_overlap_first=True,
-            enable_empty_annotation=False), retry=False)
+        p = self._call(
+            f"creating project {project!r}",
+            lambda: self._ls.projects.create(
+                title=str(project),
+                label_config=config,
+                sampling="Uncertainty sampling",
+                description=PROJECT_DESCRIPTION,
+                show_instruction=bool(instructions),
+                expert_instruction=instructions or "",
+                maximum_annotations=1,
+                show_overlap_first=True,
+                enable_empty_annotation=False,
+            ),
+            retry=False,
+        )
         return self._info(p, created=True)
 
     def set_instructions(self, project_id: int, html: str) -> None:
         """Show ``html`` to annotators before they label (idempotent)."""
-        self._call(f"setting project {project_id}'s instructions", lambda: self._ls.projects.update(
-            project_id, expert_instruction=html, show_instruction=True))
+        self._call(
+            f"setting project {project_id}'s instructions",
+            lambda: self._ls.projects.update(project_id, expert_instruction=html, show_instruction=True),
+        )
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Make ``model_version``'s predictions the ones Label Studio shows and samples by (idempotent)."""
-        self._call(f"setting project {project_id}'s model version",
-                   lambda: self._ls.projects.update(project_id, model_version=model_version))
+        self._call(
+            f"setting project {project_id}'s model version",
+            lambda: self._ls.projects.update(project_id, model_version=model_version),
+        )
 
     def _task_rows(self, project_id: int) -> list[dict[str, Any]]:
-        return self.list_tasks(project_id, f"listing tasks of project {project_id}",
-                               include="id,data,meta,predictions_model_versions,annotations_ids,overlap")
+        return self.list_tasks(
+            project_id,
+            f"listing tasks of project {project_id}",
+            include="id,data,meta,predictions_model_versions,annotations_ids,overlap",
+        )
 
     def existing(self, project_id: int) -> dict[str, ExistingTask]:
         """Every task of ours in the project: our id -> task id, prediction versions, push version."""
@@ -181,9 +217,17 @@ class Connector(Session):
 
     # -- push -----------------------------------------------------------------------------------
 
-    def push(self, project_id: int, items: Sequence[PushItem], model_version: str | None = None, *,
-             batch_size: int = 250, progress: Progress | None = None, prediction_clusters: bool = False,
-             create: bool = True) -> PushReport:
+    def push(
+        self,
+        project_id: int,
+        items: Sequence[PushItem],
+        model_version: str | None = None,
+        *,
+        batch_size: int = 250,
+        progress: Progress | None = None,
+        prediction_clusters: bool = False,
+        create: bool = True,
+    ) -> PushReport:
         """Make every item a task of the project, with its prediction if it has a label. Idempotent.
 
         Under the project's writer lock: items already in the project (by our id) are not imported
@@ -212,7 +256,9 @@ class Connector(Session):
             after = self.existing(project_id)
             missing = [i for i in ids if i not in after]
             if missing:  # the server said yes but the tasks are not there: never report success
-                raise LabelStudioError(f"{len(missing)} pushed tasks are not in project {project_id} afterwards")
+                raise LabelStudioError(
+                    f"{len(missing)} pushed tasks are not in project {project_id} afterwards"
+                )
             self._raise_overlap(project_id, items, before, after)
             if model_version is not None and any(it.predicts for it in items):
                 if prediction_clusters:
@@ -220,14 +266,27 @@ class Connector(Session):
                     self._set_clusters(project_id, items, task_ids, model_version, progress)
                 self.set_model_version(project_id, model_version)
         return PushReport(
-            created=[i for i in ids if i not in before], existing=[i for i in ids if i in before],
-            predictions_added=[it.id for it in items if it.id in before and it.predicts
-                               and model_version not in before[it.id].model_versions],
-            task_ids={i: after[i].task_id for i in ids}, model_version=model_version,
-            duplicates_removed=sorted(removed + late_removed), duplicates_annotated=annotated)
+            created=[i for i in ids if i not in before],
+            existing=[i for i in ids if i in before],
+            predictions_added=[
+                it.id
+                for it in items
+                if it.id in before and it.predicts and model_version not in before[it.id].model_versions
+            ],
+            task_ids={i: after[i].task_id for i in ids},
+            model_version=model_version,
+            duplicates_removed=sorted(removed + late_removed),
+            duplicates_annotated=annotated,
+        )
 
-    def _send(self, info: ProjectInfo, items: Sequence[PushItem], model_version: str | None,
-              batch_size: int, progress: Progress | None) -> set[str]:
+    def _send(
+        self,
+        info: ProjectInfo,
+        items: Sequence[PushItem],
+        model_version: str | None,
+        batch_size: int,
+        progress: Progress | None,
+    ) -> set[str]:
         """Import what is missing, re-reading after each transient failure; the ids whose import was uncertain."""
         uncertain: set[str] = set()
 
@@ -236,16 +295,22 @@ class Connector(Session):
                 self._wait_for(info.id, uncertain)
             present = self.existing(info.id)
             new = [it for it in items if it.id not in present]
-            unpredicted = [it for it in items if it.id in present and it.predicts
-                           and model_version not in present[it.id].model_versions]
+            unpredicted = [
+                it
+                for it in items
+                if it.id in present and it.predicts and model_version not in present[it.id].model_versions
+            ]
             total, done = len(new) + len(unpredicted), 0
             if progress:
                 progress(0, total)
             for batch in chunks(new, batch_size):
                 payload = [task_payload(it, info.config, model_version) for it in batch]
                 try:
-                    self._call(f"importing {len(batch)} tasks into project {info.id}",
-                               lambda p=payload: self._ls.projects.import_tasks(info.id, request=p), retry=False)
+                    self._call(
+                        f"importing {len(batch)} tasks into project {info.id}",
+                        lambda p=payload: self._ls.projects.import_tasks(info.id, request=p),
+                        retry=False,
+                    )
                 except LabelStudioError as err:
                     if err.uncertain:
                         uncertain.update(it.id for it in batch)
@@ -254,10 +319,14 @@ class Connector(Session):
                 if progress:
                     progress(done, total)
             for batch in chunks(unpredicted, batch_size):
-                payload = [prediction_payload(it, info.config, model_version, present[it.id].task_id)
-                           for it in batch]
-                self._call(f"importing {len(batch)} predictions into project {info.id}",
-                           lambda p=payload: self._ls.projects.import_predictions(info.id, request=p), retry=False)
+                payload = [
+                    prediction_payload(it, info.config, model_version, present[it.id].task_id) for it in batch
+                ]
+                self._call(
+                    f"importing {len(batch)} predictions into project {info.id}",
+                    lambda p=payload: self._ls.projects.import_predictions(info.id, request=p),
+                    retry=False,
+                )
                 done += len(batch)
                 if progress:
                     progress(done, total)
@@ -271,27 +340,43 @@ class Connector(Session):
         Idempotent: a rerun sets the same overlap and leaves one empty prediction."""
         with project_lock(self.display_url, project_id):
             for task_id, n in sorted(overlaps.items()):
-                preds = self._call(f"listing task {task_id}'s predictions",
-                                   lambda t=task_id: list(self._ls.predictions.list(task=t)))
+                preds = self._call(
+                    f"listing task {task_id}'s predictions",
+                    lambda t=task_id: list(self._ls.predictions.list(task=t)),
+                )
                 mine = [p for p in preds if p.model_version == model_version]
                 for p in mine:
                     if p.result:
-                        self._call(f"removing prediction {p.id}", lambda i=p.id: self._ls.predictions.delete(i))
+                        self._call(
+                            f"removing prediction {p.id}", lambda i=p.id: self._ls.predictions.delete(i)
+                        )
                 if not any(not p.result for p in mine):
-                    self._call(f"adding a blind prediction to task {task_id}", lambda t=task_id: (
-                        self._ls.predictions.create(task=t, result=[], score=0.0, model_version=model_version)))
-                self._call(f"reopening task {task_id} for {n} people",
-                           lambda t=task_id, k=n: self._ls.tasks.update(str(t), overlap=k, is_labeled=False))
+                    self._call(
+                        f"adding a blind prediction to task {task_id}",
+                        lambda t=task_id: self._ls.predictions.create(
+                            task=t, result=[], score=0.0, model_version=model_version
+                        ),
+                    )
+                self._call(
+                    f"reopening task {task_id} for {n} people",
+                    lambda t=task_id, k=n: self._ls.tasks.update(str(t), overlap=k, is_labeled=False),
+                )
 
-    def _raise_overlap(self, project_id: int, items: Sequence[PushItem], before: dict[str, ExistingTask],
-                       after: dict[str, ExistingTask]) -> None:
+    def _raise_overlap(
+        self,
+        project_id: int,
+        items: Sequence[PushItem],
+        before: dict[str, ExistingTask],
+        after: dict[str, ExistingTask],
+    ) -> None:
         """Tasks that should be labeled by more people than they are set for (the import ignores ``overlap``).
         Only raised, never lowered."""
-        want = {after[it.id].task_id: it.overlap for it in items
-                if it.overlap > after[it.id].overlap}
+        want = {after[it.id].task_id: it.overlap for it in items if it.overlap > after[it.id].overlap}
         for task_id, n in sorted(want.items()):
-            self._call(f"setting task {task_id}'s overlap to {n}",
-                       lambda t=task_id, k=n: self._ls.tasks.update(str(t), overlap=k))
+            self._call(
+                f"setting task {task_id}'s overlap to {n}",
+                lambda t=task_id, k=n: self._ls.tasks.update(str(t), overlap=k),
+            )
 
     def _wait_for(self, project_id: int, ids: set[str]) -> None:
         """After an uncertain import: give the server ``settle`` seconds to show the batch, if it committed it."""
@@ -321,18 +406,30 @@ class Connector(Session):
             log.warning("removed %d duplicate task(s) from project %d", len(removed), project_id)
         return removed, plan.annotated
 
-    def _set_clusters(self, project_id: int, items: Sequence[PushItem], task_ids: dict[str, int],
-                      model_version: str, progress: Progress | None) -> None:
+    def _set_clusters(
+        self,
+        project_id: int,
+        items: Sequence[PushItem],
+        task_ids: dict[str, int],
+        model_version: str,
+        progress: Progress | None,
+    ) -> None:
         """Write each prediction's ``cluster`` (a PATCH: idempotent, safe to retry) unless already right."""
-        want = {task_ids[it.id]: it.cluster for it in items
-                if it.predicts and it.cluster is not None}
-        preds = self._call(f"listing predictions of project {project_id}",
-                           lambda: list(self._ls.predictions.list(project=project_id)))
-        todo = [(p.id, want[p.task]) for p in preds
-                if p.task in want and p.model_version == model_version and p.cluster != want[p.task]]
+        want = {task_ids[it.id]: it.cluster for it in items if it.predicts and it.cluster is not None}
+        preds = self._call(
+            f"listing predictions of project {project_id}",
+            lambda: list(self._ls.predictions.list(project=project_id)),
+        )
+        todo = [
+            (p.id, want[p.task])
+            for p in preds
+            if p.task in want and p.model_version == model_version and p.cluster != want[p.task]
+        ]
         for n, (pred_id, cluster) in enumerate(todo, 1):
-            self._call(f"setting prediction {pred_id}'s cluster",
-                       lambda p=pred_id, c=cluster: self._ls.predictions.update(p, cluster=c))
+            self._call(
+                f"setting prediction {pred_id}'s cluster",
+                lambda p=pred_id, c=cluster: self._ls.predictions.update(p, cluster=c),
+            )
             if progress:
                 progress(n, len(todo))
 
@@ -345,8 +442,14 @@ class Connector(Session):
             return {}
         return {int(u.id): u.email for u in users if getattr(u, "email", None)}
 
-    def pull(self, project_id: int, cursor: PullCursor | None = None, *, batch_size: int = 500,
-             progress: Progress | None = None) -> PullResult:
+    def pull(
+        self,
+        project_id: int,
+        cursor: PullCursor | None = None,
+        *,
+        batch_size: int = 500,
+        progress: Progress | None = None,
+    ) -> PullResult:
         """Annotation changes since ``cursor`` (None: everything), and the cursor for next time.
 
         A light scan of all tasks (ids, ``updated_at``, annotation ids) finds what changed;
@@ -357,8 +460,9 @@ class Connector(Session):
         info = self.project(project_id)
         cursor = PullCursor() if cursor is None else PullCursor(dict(cursor.annotations), cursor.scanned_at)
         started = self._server_time(project_id)
-        scan = self.list_tasks(project_id, f"scanning tasks of project {project_id}",
-                               include="id,updated_at,annotations_ids")
+        scan = self.list_tasks(
+            project_id, f"scanning tasks of project {project_id}", include="id,updated_at,annotations_ids"
+        )
         fetch, seen = tasks_to_fetch(scan, cursor, self.scan_margin)
         records: list[AnnotationRecord] = []
         emails = self._emails() if fetch else {}
@@ -367,8 +471,13 @@ class Connector(Session):
             progress(0, len(fetch))
         for n, batch in enumerate(chunks(fetch, batch_size)):
             query = json.dumps({"selectedItems": {"all": False, "included": list(batch)}})
-            tasks = self.list_tasks(project_id, f"fetching {len(batch)} tasks of project {project_id}",
-                                    page_size=len(batch), max_rows=len(batch), query=query)
+            tasks = self.list_tasks(
+                project_id,
+                f"fetching {len(batch)} tasks of project {project_id}",
+                page_size=len(batch),
+                max_rows=len(batch),
+                query=query,
+            )
             for task in sorted(tasks, key=lambda t: t["id"]):
                 if ID_FIELD not in (task.get("data") or {}):
                     foreign += bool(task.get("annotations"))
@@ -383,13 +492,16 @@ class Connector(Session):
         # Without a server clock, the newest change seen is the next best mark.
         marks = [started] if started else [s for s in (to_iso(t.get("updated_at")) for t in scan) if s]
         if marks:
-            cursor.scanned_at = max([*marks, *([cursor.scanned_at] if cursor.scanned_at else [])], key=to_timestamp)
+            cursor.scanned_at = max(
+                [*marks, *([cursor.scanned_at] if cursor.scanned_at else [])], key=to_timestamp
+            )
         return PullResult(records, cursor, len(scan), len(fetch), foreign)
 
     def _server_time(self, project_id: int) -> str | None:
         """The server's clock (its HTTP ``Date``), the clock Label Studio stamps ``updated_at`` with."""
-        resp = self._call(f"reading project {project_id}",
-                          lambda: self._ls.projects.with_raw_response.get(project_id))
+        resp = self._call(
+            f"reading project {project_id}", lambda: self._ls.projects.with_raw_response.get(project_id)
+        )
         date = {k.lower(): v for k, v in resp.headers.items()}.get("date")
         try:
             return parsedate_to_datetime(date).isoformat() if date else None

@@ -23,8 +23,9 @@ class LabelStudioError(LabelloopError):
 
     exit_code = 3
 
-    def __init__(self, message: str, *, transient: bool = False, status: int | None = None,
-                 uncertain: bool = False) -> None:
+    def __init__(
+        self, message: str, *, transient: bool = False, status: int | None = None, uncertain: bool = False
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status

@@ -24,8 +24,13 @@ from .client import Connector
 
 __all__ = ["WEBHOOK_ACTIONS", "BACKEND_TITLE", "Registration", "connect", "disconnect"]
 
-WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED",
-                   "TASKS_DELETED")
+WEBHOOK_ACTIONS = (
+    "ANNOTATION_CREATED",
+    "ANNOTATIONS_CREATED",
+    "ANNOTATION_UPDATED",
+    "ANNOTATIONS_DELETED",
+    "TASKS_DELETED",
+)
 BACKEND_TITLE = "labelloop"
 
 
@@ -45,15 +50,20 @@ def _base(url: str) -> str:
 
 
 def _webhooks(ls: Connector, project_id: int, base: str) -> list[Any]:
-    hooks = ls._call(f"listing webhooks of project {project_id}",
-                     lambda: list(ls._ls.webhooks.list(project=str(project_id))))
-    return sorted((h for h in hooks if h.project == project_id and _base(h.url) == base + "/webhook"),
-                  key=lambda h: h.id)
+    hooks = ls._call(
+        f"listing webhooks of project {project_id}",
+        lambda: list(ls._ls.webhooks.list(project=str(project_id))),
+    )
+    return sorted(
+        (h for h in hooks if h.project == project_id and _base(h.url) == base + "/webhook"),
+        key=lambda h: h.id,
+    )
 
 
 def _backends(ls: Connector, project_id: int, base: str) -> list[Any]:
-    found = ls._call(f"listing ML backends of project {project_id}",
-                     lambda: list(ls._ls.ml.list(project=project_id)))
+    found = ls._call(
+        f"listing ML backends of project {project_id}", lambda: list(ls._ls.ml.list(project=project_id))
+    )
     return sorted((b for b in found if b.project == project_id and _base(b.url) == base), key=lambda b: b.id)
 
 
@@ -63,44 +73,74 @@ def _delete(ls: Connector, kind: str, item_id: int, out: Registration) -> None:
     out.removed.append(f"{kind} {item_id}")
 
 
-def connect(ls: Connector, project_id: int, url: str, secret: str, *, webhook: bool = True,
-            ml_backend: bool = True, header: str = "X-Labelloop-Secret") -> Registration:
+def connect(
+    ls: Connector,
+    project_id: int,
+    url: str,
+    secret: str,
+    *,
+    webhook: bool = True,
+    ml_backend: bool = True,
+    header: str = "X-Labelloop-Secret",
+) -> Registration:
     """Make ``url`` (where Label Studio reaches ``serve``) the project's webhook and/or ML backend, once."""
     base, out = _base(url), Registration()
     ls._secrets.append(secret)  # redacted from any error message, like the API key
     if ml_backend:
         backends = _backends(ls, project_id, base)
-        fields = {"title": BACKEND_TITLE, "auth_method": "BASIC_AUTH", "basic_auth_user": "labelloop",
-                  "basic_auth_pass": secret, "is_interactive": False, "auto_update": True,
-                  "description": "labelloop serve: the campaign's current model"}
+        fields = {
+            "title": BACKEND_TITLE,
+            "auth_method": "BASIC_AUTH",
+            "basic_auth_user": "labelloop",
+            "basic_auth_pass": secret,
+            "is_interactive": False,
+            "auto_update": True,
+            "description": "labelloop serve: the campaign's current model",
+        }
         if backends:
             keep = backends[0]
             # The URL goes along: Label Studio 1.23.2 answers 500 to a PATCH without it (its health check).
-            ls._call(f"updating ML backend {keep.id}", lambda: ls._ls.ml.update(
-                keep.id, url=base, project=project_id, **fields), retry=False)
+            ls._call(
+                f"updating ML backend {keep.id}",
+                lambda: ls._ls.ml.update(keep.id, url=base, project=project_id, **fields),
+                retry=False,
+            )
             out.ml_backend = keep.id
             out.updated.append(f"ML backend {keep.id}")
             for extra in backends[1:]:
                 _delete(ls, "ML backend", int(extra.id), out)
         else:
-            made = ls._call(f"adding an ML backend to project {project_id}",
-                            lambda: ls._ls.ml.create(project=project_id, url=base, **fields), retry=False)
+            made = ls._call(
+                f"adding an ML backend to project {project_id}",
+                lambda: ls._ls.ml.create(project=project_id, url=base, **fields),
+                retry=False,
+            )
             out.ml_backend = int(made.id)
             out.created.append(f"ML backend {made.id}")
     hooks = _webhooks(ls, project_id, base)  # after the backend: its own webhook is there now
     if webhook:
-        fields = {"url": base + "/webhook", "actions": list(WEBHOOK_ACTIONS), "headers": {header: secret},
-                  "send_payload": True, "send_for_all_actions": False, "is_active": True}
+        fields = {
+            "url": base + "/webhook",
+            "actions": list(WEBHOOK_ACTIONS),
+            "headers": {header: secret},
+            "send_payload": True,
+            "send_for_all_actions": False,
+            "is_active": True,
+        }
         if hooks:
             keep = hooks[0]
-            ls._call(f"updating webhook {keep.id}", lambda: ls._ls.webhooks.update(keep.id, **fields),
-                     retry=False)
+            ls._call(
+                f"updating webhook {keep.id}", lambda: ls._ls.webhooks.update(keep.id, **fields), retry=False
+            )
             out.webhook = keep.id
             out.updated.append(f"webhook {keep.id}")
             hooks = hooks[1:]
         else:
-            made = ls._call(f"adding a webhook to project {project_id}",
-                            lambda: ls._ls.webhooks.create(project=project_id, **fields), retry=False)
+            made = ls._call(
+                f"adding a webhook to project {project_id}",
+                lambda: ls._ls.webhooks.create(project=project_id, **fields),
+                retry=False,
+            )
             out.webhook = int(made.id)
             out.created.append(f"webhook {made.id}")
     for extra in hooks:
@@ -108,8 +148,9 @@ def connect(ls: Connector, project_id: int, url: str, secret: str, *, webhook: b
     return out
 
 
-def disconnect(ls: Connector, project_id: int, url: str, *, webhook: bool = True,
-               ml_backend: bool = True) -> Registration:
+def disconnect(
+    ls: Connector, project_id: int, url: str, *, webhook: bool = True, ml_backend: bool = True
+) -> Registration:
     """Remove the project's webhooks and/or ML backends that point at ``url`` (none there: nothing done)."""
     base, out = _base(url), Registration()
     if ml_backend:

@@ -28,15 +28,18 @@ class ChoicesConfig:
     text_key: str = "text"
 
 
-def labeling_config(labels: Sequence[str], *, from_name: str = "label", to_name: str = "text",
-                    text_key: str = "text") -> str:
+def labeling_config(
+    labels: Sequence[str], *, from_name: str = "label", to_name: str = "text", text_key: str = "text"
+) -> str:
     """A single-choice text-classification config; the labels must form a :class:`LabelSet`."""
     from label_studio_sdk.label_interface import LabelInterface
     from label_studio_sdk.label_interface.create import choices
 
     names = list(LabelSet(labels))
-    tags = {to_name: ("Text", {"value": f"${text_key}"}, ()),
-            from_name: choices(names, toName=to_name, choice="single", showInline="false")}
+    tags = {
+        to_name: ("Text", {"value": f"${text_key}"}, ()),
+        from_name: choices(names, toName=to_name, choice="single", showInline="false"),
+    }
     return str(LabelInterface.create(tags)).rstrip("\n") + "\n"
 
 
@@ -47,7 +50,7 @@ def _interface(xml: str, where: str) -> Any:
         raise LabelStudioInputError(f"{where} has an empty labeling config")
     try:
         return LabelInterface(xml)
-    except Exception as exc:  # noqa: BLE001 (the SDK raises lxml syntax errors, or plain Exception)
+    except Exception as exc:
         reason = " ".join(str(exc).split())[:200]
         raise LabelStudioInputError(f"{where} is not valid XML: {reason}") from None
 
@@ -57,19 +60,21 @@ def parse_config(xml: str, where: str = "the labeling config") -> ChoicesConfig:
     li = _interface(xml, where)
     tags = [c for c in li.controls if c.tag == "Choices"]
     if len(tags) != 1:
-        raise LabelStudioInputError(f"{where} has {len(tags)} <Choices> tags; labelloop needs exactly one "
-                                    f"(single-choice text classification)")
+        raise LabelStudioInputError(
+            f"{where} has {len(tags)} <Choices> tags; labelloop needs exactly one "
+            f"(single-choice text classification)"
+        )
     tag = tags[0]
     choice = tag.attr.get("choice", "single")
     if choice != "single":
-        raise LabelStudioInputError(f"{where}: <Choices choice={choice!r}>; labelloop needs "
-                                    f'choice="single"')
+        raise LabelStudioInputError(f'{where}: <Choices choice={choice!r}>; labelloop needs choice="single"')
     to_name = tag.attr.get("toName", "")
     target = next((o for o in li.objects if o.name == to_name), None)
     value = str(getattr(target, "value", "") or "")
     if not value.startswith("$"):
-        raise LabelStudioInputError(f"{where}: <Choices toName={to_name!r}> does not point at a tag with "
-                                    f'value="$field"')
+        raise LabelStudioInputError(
+            f'{where}: <Choices toName={to_name!r}> does not point at a tag with value="$field"'
+        )
     return ChoicesConfig(labels=tuple(tag.labels), from_name=tag.name, to_name=to_name, text_key=value[1:])
 
 
@@ -79,4 +84,5 @@ def check_label_set(config: ChoicesConfig, labels: Sequence[str], where: str) ->
     if not ours.same_labels(config.labels):
         raise LabelSetMismatchError(
             f"{where} has a different label set ({ours.difference(config.labels, theirs='Label Studio')}); "
-            f"fix the labels or use another project (labelloop never relabels a project)")
+            f"fix the labels or use another project (labelloop never relabels a project)"
+        )

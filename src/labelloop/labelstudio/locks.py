@@ -56,8 +56,10 @@ def project_lock(url: str, project_id: int, timeout: float = LOCK_TIMEOUT_SECOND
     """The writer lock of one project: ``<cache dir>/locks/<sha of url + project id>.lock``."""
     key = hashlib.sha256(f"{url.rstrip('/')}\n{project_id}".encode()).hexdigest()[:24]
     path = _lock_dir() / f"{key}.lock"
-    busy = (f"another labelloop process has been writing to project {project_id} for {timeout:.0f} s "
-            f"(lock {path}); try again when it is done")
+    busy = (
+        f"another labelloop process has been writing to project {project_id} for {timeout:.0f} s "
+        f"(lock {path}); try again when it is done"
+    )
     with file_lock(path, busy, timeout):
         yield path
 

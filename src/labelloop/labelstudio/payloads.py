@@ -52,7 +52,7 @@ class ProjectInfo:
     model_version: str | None = None
     created: bool = False
     created_at: str | None = None  # with the id, the project's identity: a recreated project differs
-    instructions: str = ""         # the HTML shown to annotators (``expert_instruction``)
+    instructions: str = ""  # the HTML shown to annotators (``expert_instruction``)
 
     @property
     def labels(self) -> list[str]:
@@ -91,10 +91,10 @@ class PushItem:
 
 @dataclass(frozen=True)
 class PushReport:
-    created: list[str]            # our ids that became tasks in this push
-    existing: list[str]           # our ids that were already tasks (not imported again)
+    created: list[str]  # our ids that became tasks in this push
+    existing: list[str]  # our ids that were already tasks (not imported again)
     predictions_added: list[str]  # existing tasks that lacked a prediction of this model version
-    task_ids: dict[str, int]      # our id -> task id, for every item
+    task_ids: dict[str, int]  # our id -> task id, for every item
     model_version: str | None
     duplicates_removed: list[int] = field(default_factory=list)  # extra unannotated task ids deleted
     duplicates_annotated: list[str] = field(default_factory=list)  # our ids annotated on several tasks: kept
@@ -104,16 +104,16 @@ class PushReport:
 class ExistingTask:
     task_id: int
     model_versions: frozenset[str]  # of its predictions
-    pushed_as: str | None           # model version of the push that created it (task meta)
-    overlap: int = 1                # people who should label it
+    pushed_as: str | None  # model version of the push that created it (task meta)
+    overlap: int = 1  # people who should label it
 
 
 @dataclass(frozen=True)
 class DuplicatePlan:
     """What to do about labelloop ids that have more than one task."""
 
-    delete: list[int]       # unannotated extra tasks: safe to delete
-    annotated: list[str]    # our ids with annotations on more than one task: reported, never deleted
+    delete: list[int]  # unannotated extra tasks: safe to delete
+    annotated: list[str]  # our ids with annotations on more than one task: reported, never deleted
 
 
 def task_payload(item: PushItem, config: ChoicesConfig, model_version: str | None) -> dict[str, Any]:
@@ -127,15 +127,24 @@ def task_payload(item: PushItem, config: ChoicesConfig, model_version: str | Non
     return task
 
 
-def prediction_payload(item: PushItem, config: ChoicesConfig, model_version: str | None,
-                       task_id: int | None = None) -> dict[str, Any]:
+def prediction_payload(
+    item: PushItem, config: ChoicesConfig, model_version: str | None, task_id: int | None = None
+) -> dict[str, Any]:
     pred: dict[str, Any] = {
         "model_version": model_version,
         "score": None if item.score is None else float(item.score),
         # Dropped by the bulk import of 1.23.2, kept in case a later version honours it.
         "cluster": item.cluster,
-        "result": [] if item.shown is None else [{"from_name": config.from_name, "to_name": config.to_name,
-                                                  "type": "choices", "value": {"choices": [item.shown]}}],
+        "result": []
+        if item.shown is None
+        else [
+            {
+                "from_name": config.from_name,
+                "to_name": config.to_name,
+                "type": "choices",
+                "value": {"choices": [item.shown]},
+            }
+        ],
     }
     if task_id is not None:
         pred["task"] = task_id
@@ -156,7 +165,9 @@ def existing_from_tasks(tasks: Iterable[dict[str, Any]]) -> dict[str, ExistingTa
         listed = (t.get("predictions_model_versions") or "").split(",")
         versions = frozenset(v.strip() for v in listed if v.strip())
         meta = (t.get("meta") or {}).get(META_KEY) or {}
-        out[str(our_id)] = ExistingTask(int(t["id"]), versions, meta.get("model_version"), int(t.get("overlap") or 1))
+        out[str(our_id)] = ExistingTask(
+            int(t["id"]), versions, meta.get("model_version"), int(t.get("overlap") or 1)
+        )
     return out
 
 
@@ -166,8 +177,9 @@ def has_annotations(task: dict[str, Any]) -> bool:
     if not any(k in task for k in keys):
         return True
     ids = str(task.get("annotations_ids") or "").strip(", ")
-    return bool(ids or task.get("annotations") or task.get("total_annotations")
-                or task.get("cancelled_annotations"))
+    return bool(
+        ids or task.get("annotations") or task.get("total_annotations") or task.get("cancelled_annotations")
+    )
 
 
 def duplicate_plan(tasks: Iterable[dict[str, Any]]) -> DuplicatePlan:
@@ -200,8 +212,12 @@ def annotation_label(ann: dict[str, Any], config: ChoicesConfig, task: dict[str,
     """The one choice of an annotation (None: empty or skipped); a choice outside the set is an error."""
     if ann.get("was_cancelled"):
         return None
-    chosen = [c for r in ann.get("result") or [] if r.get("from_name") == config.from_name
-              and r.get("type") == "choices" for c in (r.get("value") or {}).get("choices") or []]
+    chosen = [
+        c
+        for r in ann.get("result") or []
+        if r.get("from_name") == config.from_name and r.get("type") == "choices"
+        for c in (r.get("value") or {}).get("choices") or []
+    ]
     our_id = (task.get("data") or {}).get(ID_FIELD)
     where = f"task {task.get('id')} (id {our_id!r}), annotation {ann.get('id')}"
     if len(chosen) > 1:
@@ -209,13 +225,16 @@ def annotation_label(ann: dict[str, Any], config: ChoicesConfig, task: dict[str,
     if chosen and chosen[0] not in config.labels:
         more = f", … ({len(config.labels)} in all)" if len(config.labels) > 8 else ""
         shown = ", ".join(config.labels[:8]) + more
-        raise UnknownChoiceError(f"{where} has choice {chosen[0]!r}, not in the label set ({shown}); "
-                                 f"fix the annotation in Label Studio or the project's labels")
+        raise UnknownChoiceError(
+            f"{where} has choice {chosen[0]!r}, not in the label set ({shown}); "
+            f"fix the annotation in Label Studio or the project's labels"
+        )
     return chosen[0] if chosen else None
 
 
-def diff_task(task: dict[str, Any], project: int, config: ChoicesConfig, cursor: PullCursor,
-              emails: dict[int, str]) -> list[AnnotationRecord]:
+def diff_task(
+    task: dict[str, Any], project: int, config: ChoicesConfig, cursor: PullCursor, emails: dict[int, str]
+) -> list[AnnotationRecord]:
     """Records for one fully fetched task: new and changed annotations, and known ones now gone."""
     our_id = str(task["data"][ID_FIELD])
     now: dict[int, dict[str, Any]] = {int(a["id"]): a for a in task.get("annotations") or []}
@@ -228,28 +247,52 @@ def diff_task(task: dict[str, Any], project: int, config: ChoicesConfig, cursor:
             continue
         by = ann.get("completed_by")
         by = by.get("id") if isinstance(by, dict) else by
-        out.append(AnnotationRecord(
-            event="created" if known is None else "updated", id=our_id, project=project,
-            task_id=int(task["id"]), annotation_id=ann_id, label=label,
-            skipped=bool(ann.get("was_cancelled")) or label is None, annotator=by,
-            empty=label is None and not ann.get("was_cancelled"),
-            annotator_email=emails.get(by) if by is not None else None,
-            created_at=to_iso(ann.get("created_at")), updated_at=updated,
-            previous_label=None if known is None else known.label))
-    out += deleted_records({a: k for a, k in cursor.annotations.items()
-                            if k.task_id == int(task["id"]) and a not in now}, project, task_deleted=False)
+        out.append(
+            AnnotationRecord(
+                event="created" if known is None else "updated",
+                id=our_id,
+                project=project,
+                task_id=int(task["id"]),
+                annotation_id=ann_id,
+                label=label,
+                skipped=bool(ann.get("was_cancelled")) or label is None,
+                annotator=by,
+                empty=label is None and not ann.get("was_cancelled"),
+                annotator_email=emails.get(by) if by is not None else None,
+                created_at=to_iso(ann.get("created_at")),
+                updated_at=updated,
+                previous_label=None if known is None else known.label,
+            )
+        )
+    out += deleted_records(
+        {a: k for a, k in cursor.annotations.items() if k.task_id == int(task["id"]) and a not in now},
+        project,
+        task_deleted=False,
+    )
     return out
 
 
-def deleted_records(gone: dict[int, KnownAnnotation], project: int, task_deleted: bool
-                    ) -> list[AnnotationRecord]:
-    return [AnnotationRecord(event="deleted", id=k.id, project=project, task_id=k.task_id, annotation_id=a,
-                             label=None, previous_label=k.label, task_deleted=task_deleted)
-            for a, k in sorted(gone.items())]
+def deleted_records(
+    gone: dict[int, KnownAnnotation], project: int, task_deleted: bool
+) -> list[AnnotationRecord]:
+    return [
+        AnnotationRecord(
+            event="deleted",
+            id=k.id,
+            project=project,
+            task_id=k.task_id,
+            annotation_id=a,
+            label=None,
+            previous_label=k.label,
+            task_deleted=task_deleted,
+        )
+        for a, k in sorted(gone.items())
+    ]
 
 
-def tasks_to_fetch(scan: Iterable[dict[str, Any]], cursor: PullCursor,
-                   margin: float = SCAN_MARGIN_SECONDS) -> tuple[list[int], set[int]]:
+def tasks_to_fetch(
+    scan: Iterable[dict[str, Any]], cursor: PullCursor, margin: float = SCAN_MARGIN_SECONDS
+) -> tuple[list[int], set[int]]:
     """Tasks to fetch in full and all task ids, from the scan (``id``, ``updated_at``, ``annotations_ids``).
 
     A task is fetched when its annotation ids differ from what the cursor knows (new or
