@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
 
+from ..data import Pool
 from ..strategies import STRATEGIES, check_strategy
 
 TextColumn = Annotated[str, typer.Option(help="Column holding the texts.")]
@@ -46,3 +48,28 @@ def _strategy(value: str) -> str:
 StrategyOpt = Annotated[
     str, typer.Option(help=f"Query strategy: {', '.join(STRATEGIES)}.", callback=_strategy)
 ]
+
+
+def known_labels(pool: Pool, labels_file: Path | None, console: Console) -> dict[str, str]:
+    """Labels in the data, overridden or completed by the agreed labels of a pull file (``--labels-file``)
+    for ids in the pool: what ``push`` trains on and ``suspects`` ranks."""
+    from ..errors import DataError
+    from ..labelstudio.annotations import resolve
+    from .labelstudio import read_records
+
+    known = {i: lab for i, lab in zip(pool.ids, pool.labels, strict=True) if lab is not None}
+    if labels_file is None:
+        return known
+    if not labels_file.exists():
+        raise DataError(f"{labels_file}: file not found")
+    pulled = {k: r.label for k, r in resolve(read_records(labels_file)).items() if r.label is not None}
+    in_pool = set(pool.ids)
+    outside = len(set(pulled) - in_pool)
+    if outside:
+        console.print(f"[yellow]{outside} pulled label(s) are for ids not in {pool.source}; ignored[/]")
+    changed = sum(1 for k, v in pulled.items() if k in known and known[k] != v)
+    known.update({k: v for k, v in pulled.items() if k in in_pool})
+    console.print(
+        f"{labels_file}: {len(pulled) - outside} agreed label(s) used ({changed} replace the data's)."
+    )
+    return known

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.progress import TextColumn as ProgressText
 
 from ..campaign import push_picks
-from ..data import Pool, load_pool
+from ..data import load_pool
 from ..errors import DataError, LabelloopError
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import featurize
@@ -42,6 +42,7 @@ from ._common import (
     SkipEmpty,
     StrategyOpt,
     TextColumn,
+    known_labels,
 )
 
 ProjectOpt = Annotated[str, typer.Option("--project", help="Label Studio project id, or title.")]
@@ -224,7 +225,7 @@ def push(
     if n < 1 or import_batch_size < 1:
         raise LabelloopError("--n and --import-batch-size must be ≥ 1")
     pool = load_pool(data, text_column, label_column, id_column, skip_empty=skip_empty)
-    known = _known_labels(pool, labels_file, console)
+    known = known_labels(pool, labels_file, console)
     ls = _connector(url)
     info = _project_for(ls, project, labels, known, data)
     classes = LabelSet(info.labels)
@@ -290,22 +291,6 @@ def push(
         f"Created {len(report.created)} task(s); {len(report.existing)} already there{added}. "
         f"Project: {ls.display_url}/projects/{info.id}"
     )
-
-
-def _known_labels(pool: Pool, labels_file: Path | None, console: Console) -> dict[str, str]:
-    """Labels in the data, updated by those pulled before (``--labels-file``) for ids in the pool."""
-    known = {i: lab for i, lab in zip(pool.ids, pool.labels, strict=True) if lab is not None}
-    if labels_file is None:
-        return known
-    if not labels_file.exists():
-        raise DataError(f"{labels_file}: file not found")
-    pulled = {k: r.label for k, r in resolve(read_records(labels_file)).items() if r.label is not None}
-    in_pool = set(pool.ids)
-    outside = len(set(pulled) - in_pool)
-    if outside:
-        console.print(f"[yellow]{outside} pulled label(s) are for ids not in {pool.source}; ignored[/]")
-    known.update({k: v for k, v in pulled.items() if k in in_pool})
-    return known
 
 
 def _project_for(

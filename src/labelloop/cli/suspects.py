@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
@@ -140,44 +139,22 @@ def _load(data: Path, text_column: str, label_column: str, id_column: str | None
 
 def _known(pool: Pool, labels_file: Path | None, label_column: str, console: Console) -> dict[str, str]:
     """The data's labels, overridden or completed by the agreed labels of a pull file."""
-    known = {i: lab for i, lab in zip(pool.ids, pool.labels, strict=True) if lab is not None}
-    if labels_file is None:
-        if not known:
-            raise DataError(
-                f"{pool.source}: no labels in column {label_column!r} (missing or empty); pass "
-                f"--label-column or --labels-file"
-            )
-        return known
-    from ..labelstudio import resolve
-    from .labelstudio import read_records
+    from ._common import known_labels
 
-    if not labels_file.exists():
-        raise DataError(f"{labels_file}: file not found")
-    pulled = {k: r.label for k, r in resolve(read_records(labels_file)).items() if r.label is not None}
-    in_pool = set(pool.ids)
-    outside = len(set(pulled) - in_pool)
-    if outside:
-        console.print(f"[yellow]{outside} pulled label(s) are for ids not in {pool.source}; ignored[/]")
-    changed = sum(1 for k, v in pulled.items() if k in known and known[k] != v)
-    known.update({k: v for k, v in pulled.items() if k in in_pool})
-    console.print(
-        f"{labels_file}: {len(pulled) - outside} agreed label(s) used ({changed} replace the data's)."
-    )
+    known = known_labels(pool, labels_file, console)
+    if not known:
+        raise DataError(
+            f"{pool.source}: no labels in column {label_column!r} (missing or empty); pass "
+            f"--label-column or --labels-file"
+        )
     return known
 
 
 def _write_atomic(out: Path, rows: list[tuple[object, ...]]) -> None:
     """Write beside OUT, then replace it: a reader never sees half a file, a failure leaves no temp behind."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(COLUMNS)
-            w.writerows(rows)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from ..outputs import atomic_write
+
+    with atomic_write(out, newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(COLUMNS)
+        w.writerows(rows)
