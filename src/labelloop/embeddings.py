@@ -465,7 +465,7 @@ def embed(
         cache = EmbeddingCache(cache, encoder.identity)
     if cache is not None and cache.dim is None:
         cache.dim = encoder.dim  # shards of another dimension are damage, whatever their number
-    if cache is not None and encoder.export_dir is None:
+    if cache is not None and getattr(encoder, "export_dir", ...) is None:  # an encoder that exports graphs
         encoder.export_dir = cache.dir.parent / "onnx"  # exported graphs live beside the vectors they make
     keys = [text_key(t) for t in texts]
     found = cache.get(keys) if cache is not None else {}
