@@ -12,9 +12,16 @@ from lsfixtures import Server, connector, ls_server, make_items, pytest_collecti
 
 @pytest.fixture(scope="session")
 def encoder() -> Encoder:
-    # The reference PyTorch fp32 path: pinned fixtures were written with its vectors, and int8 vectors depend
-    # slightly on their batch-mates. The default (ONNX int8) is tested in tests/unit/test_encoders.py.
+    # The reference PyTorch fp32 path: pinned fixtures were written with its vectors. The default backend
+    # (ONNX fp32) is what the CLI, the notebook and predict use: see ``default_encoder``.
     return Encoder(backend="torch")
+
+
+@pytest.fixture(scope="session")
+def default_encoder() -> Encoder:
+    """The encoder a user gets (no backend given): the demo vectors are made with it, so the notebook,
+    the CLI and the tests share one cache."""
+    return Encoder()
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +37,7 @@ def embedding_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def demo_embedded(demo, encoder, embedding_cache) -> tuple[np.ndarray, np.ndarray]:
+def demo_embedded(demo, default_encoder, embedding_cache) -> tuple[np.ndarray, np.ndarray]:
     cache = embedding_cache
     train, test = demo
-    return embed(train.texts, encoder, cache), embed(test.texts, encoder, cache)
+    return embed(train.texts, default_encoder, cache), embed(test.texts, default_encoder, cache)
