@@ -90,3 +90,30 @@ class Annotator:
             self.given[our_id] = label
             done.append(our_id)
         return done
+
+
+def demo_campaign(folder, title: str, cache, n: int = 240, **sections: dict) -> tuple:
+    """A ``labelloop.toml`` over the first ``n`` demo tickets (labels hidden from labelloop) and the truth the
+    scripted annotators know. ``sections`` update the config's tables, e.g. ``loop={"budget": 70}``."""
+    from pathlib import Path
+
+    import pandas as pd
+    import tomlkit
+
+    from labelloop.data import demo_paths
+
+    folder = Path(folder)
+    frame = pd.read_csv(demo_paths()[0], dtype=str).head(n)
+    frame[["id", "text"]].to_csv(folder / "pool.csv", index=False)
+    config: dict = {
+        "labels": sorted(frame["label"].unique()),
+        "data": {"path": "pool.csv", "id_column": "id"},
+        "labelstudio": {"project": title},
+        "stop": {"on": ["budget"]},
+        "model": {"cache_dir": str(cache)},
+        "state": {"path": "state.db"},
+    }
+    for table, values in sections.items():
+        config.setdefault(table, {}).update(values)
+    (folder / "labelloop.toml").write_text(tomlkit.dumps(config))
+    return folder / "labelloop.toml", dict(zip(frame["id"], frame["label"], strict=True))

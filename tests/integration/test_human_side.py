@@ -3,18 +3,15 @@ project's own queue (``/next``) between syncs, as people would."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from lshelpers import Annotator
+from lshelpers import Annotator, demo_campaign
 
 from labelloop.config import load_config
-from labelloop.data import demo_paths
 from labelloop.quality import agreement_report, cohen_kappa
 from labelloop.status import next_steps, summary, votes_of
 from labelloop.store import Store
@@ -27,34 +24,10 @@ GUIDELINES = "# Ticket guidelines\n\n## billing\n\nMoney questions.\n"
 
 def write_campaign(tmp_path: Path, title: str, cache: Path, n: int, budget: int = 120,
                    **quality: object) -> tuple[Path, dict]:
-    frame = pd.read_csv(demo_paths()[0], dtype=str).head(n)
-    frame[["id", "text"]].to_csv(tmp_path / "pool.csv", index=False)
-    labels = sorted(frame["label"].unique())
     (tmp_path / "guidelines.md").write_text(GUIDELINES)
     q = {"overlap_share": 0.25, "suspects_share": 0.125, "max_annotators": 3, **quality}
-    (tmp_path / "labelloop.toml").write_text(f"""
-labels = {json.dumps(labels)}
-[data]
-path = "pool.csv"
-id_column = "id"
-[labelstudio]
-project = "{title}"
-[loop]
-queue_target = 16
-budget = {budget}
-retrain_every = 8
-audit_fraction = 0.15
-[stop]
-on = ["budget"]
-[model]
-cache_dir = "{cache}"
-[state]
-path = "state.db"
-[guidelines]
-path = "guidelines.md"
-[quality]
-""" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in q.items()))
-    return tmp_path / "labelloop.toml", dict(zip(frame["id"], frame["label"], strict=True))
+    return demo_campaign(tmp_path, title, cache, n, guidelines={"path": "guidelines.md"}, quality=q,
+                         loop={"queue_target": 16, "budget": budget, "retrain_every": 8, "audit_fraction": 0.15})
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -15,13 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pandas as pd
 import pytest
-from lshelpers import Annotator
+from lshelpers import Annotator, demo_campaign
 from test_sync import assert_store_matches_label_studio, project_tasks, waiting
 
 from labelloop.config import load_config
-from labelloop.data import demo_paths
 from labelloop.store import Store
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
@@ -38,31 +35,11 @@ def free_port() -> int:
 
 def write_campaign(tmp_path: Path, title: str, cache: Path, *, n: int = 240, queue: int = QUEUE,
                    budget: int = 200, retrain_every: int = 6) -> tuple[Path, dict[str, str]]:
-    frame = pd.read_csv(demo_paths()[0], dtype=str).head(n)
-    frame[["id", "text"]].to_csv(tmp_path / "pool.csv", index=False)
-    labels = sorted(frame["label"].unique())
-    (tmp_path / "labelloop.toml").write_text(f"""
-labels = {json.dumps(labels)}
-[data]
-path = "pool.csv"
-id_column = "id"
-[labelstudio]
-project = "{title}"
-[loop]
-queue_target = {queue}
-budget = {budget}
-retrain_every = {retrain_every}
-audit_fraction = 0.1
-[stop]
-on = ["budget"]
-[model]
-cache_dir = "{cache}"
-[state]
-path = "state.db"
-[quality]
-prefill_confidence = 0.0  # show every guess: these tests check what /predict answers
-""")
-    return tmp_path / "labelloop.toml", dict(zip(frame["id"], frame["label"], strict=True))
+    return demo_campaign(
+        tmp_path, title, cache, n,
+        loop={"queue_target": queue, "budget": budget, "retrain_every": retrain_every, "audit_fraction": 0.1},
+        quality={"prefill_confidence": 0.0},  # show every guess: these tests check what /predict answers
+    )
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 180.0, every: float = 0.3) -> object:

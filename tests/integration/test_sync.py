@@ -3,7 +3,6 @@ two syncs at once, and a server that is down."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,10 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from lshelpers import annotate, relabel
+from lshelpers import annotate, demo_campaign, relabel
 
 from labelloop.config import load_config
-from labelloop.data import demo_paths
 from labelloop.labelstudio import resolve
 from labelloop.labelstudio.client import as_dict as _as_dict
 from labelloop.store import Store
@@ -30,32 +28,11 @@ BUDGET = 70
 @pytest.fixture
 def campaign(tmp_path: Path, title: str, ls_server, embedding_cache, monkeypatch) -> tuple[Path, dict[str, str]]:
     """A config over 240 demo texts (labels hidden from labelloop) and the truth the scripted annotator knows."""
-    frame = pd.read_csv(demo_paths()[0], dtype=str).head(240)
-    frame[["id", "text"]].to_csv(tmp_path / "pool.csv", index=False)
-    labels = sorted(frame["label"].unique())
-    (tmp_path / "labelloop.toml").write_text(f"""
-labels = {json.dumps(labels)}
-[data]
-path = "pool.csv"
-id_column = "id"
-[labelstudio]
-project = "{title}"
-batch_size = 5
-[loop]
-queue_target = {QUEUE}
-budget = {BUDGET}
-retrain_every = 6
-audit_fraction = 0.1
-[stop]
-on = ["budget"]
-[model]
-cache_dir = "{embedding_cache}"
-[state]
-path = "state.db"
-""")
+    config = demo_campaign(tmp_path, title, embedding_cache, 240, labelstudio={"batch_size": 5},
+                           loop={"queue_target": QUEUE, "budget": BUDGET, "retrain_every": 6, "audit_fraction": 0.1})
     monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
-    return tmp_path / "labelloop.toml", dict(zip(frame["id"], frame["label"], strict=True))
+    return config
 
 
 def project_tasks(sdk, project_id: int) -> list[dict]:
