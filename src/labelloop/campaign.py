@@ -211,6 +211,27 @@ def register(store: Store, campaign: Campaign, project_id: int) -> None:
     store.add_items(
         [(pool.ids[r], hashes[r], pool.source, "audit" if pool.ids[r] in audit else "pool") for r in new_rows]
     )
+    _record_copies(store, pool)
+
+
+def _record_copies(store: Store, pool: Pool) -> None:
+    """Keep each item's copy count (and the data's label conflicts) in the store, so ``status`` can say how
+    many rows the labels cover without reading the data; only counts that changed are written."""
+    stored = store.copies()
+    copies = dict(zip(pool.ids, pool.copies.tolist(), strict=True)) if pool.rows is not None else {}
+    changed = {i: n for i, n in copies.items() if stored.get(i, 1) != n}
+    if stored:  # texts no longer repeated in the data stand for one row again
+        in_pool = set(pool.ids)
+        changed.update({i: 1 for i in stored if i not in copies and i in in_pool})
+    if changed:
+        store.set_copies(changed)
+    if pool.conflicts or store.get("data_conflicts") is not None:
+        shown = [c.describe() for c in pool.conflicts[:CONFLICTS_SHOWN]]
+        store.set("data_conflicts", json.dumps({"n": len(pool.conflicts), "shown": shown}))
+
+
+CONFLICTS_SHOWN = 5
+"""Label conflicts of the data named in the store (and so in ``status``); the count is always given."""
 
 
 def ingest(store: Store, run: int, records: Sequence, scanned_at: str | None) -> None:

@@ -40,6 +40,8 @@ __all__ = [
     "is_blank",
     "LabelConflict",
     "LabelConflictWarning",
+    "collapse_copies",
+    "conflicts_message",
 ]
 
 _READERS = {
@@ -134,6 +136,15 @@ class Pool:
             None if self.rows is None else tuple(self.rows[i] for i in rows),
             tuple(c for c in self.conflicts if c.id in kept),
         )
+
+
+def conflicts_message(n: int, shown: Sequence[str]) -> str:
+    """One sentence for ``n`` label conflicts, naming the first ones (:meth:`LabelConflict.describe`)."""
+    more = f"; … ({n} in all)" if n > len(shown) else ""
+    return (
+        f"{n} text(s) appear several times with different labels; the majority label is kept: "
+        f"{'; '.join(shown)}{more}"
+    )
 
 
 def collapse_copies(
@@ -461,12 +472,9 @@ def _collapsed(
 
     first, covered, kept, conflicts = collapse_copies(ids, texts, labels, data_rows)
     if conflicts:
+        shown = [c.describe() for c in conflicts[:5]]
         warnings.warn(
-            f"{path}: {len(conflicts)} text(s) appear several times with different labels; the majority "
-            f"label is kept: {'; '.join(c.describe() for c in conflicts[:5])}"
-            f"{f'; … ({len(conflicts)} in all)' if len(conflicts) > 5 else ''}",
-            LabelConflictWarning,
-            stacklevel=3,
+            f"{path}: {conflicts_message(len(conflicts), shown)}", LabelConflictWarning, stacklevel=3
         )
     if len(first) == len(ids):
         return Pool(ids=ids, texts=texts, labels=labels, source=str(path))

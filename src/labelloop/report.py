@@ -33,7 +33,7 @@ from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotati
 from .outputs import atomic_write, check_output, check_output_dir, staging_dir
 from .quality import agreement_report
 from .report_people import agreement_section, guidelines_section, second_opinions_section
-from .status import summary, votes_of, who
+from .status import coverage, summary, votes_of, who
 from .store import RoundRow, RunRow, Store
 
 __all__ = ["summary", "write_report"]
@@ -237,11 +237,21 @@ def _summary_section(config: Config, s: Mapping[str, Any], last: RoundRow | None
                 f"{s['sent']} of {config.loop.budget} texts sent; {s['queue']} waiting after the last sync "
                 f"(target {config.loop.queue_target})",
                 f"{s['labeled']} labeled, {s['skipped']} only skipped, {s['disagreements']} with disagreement",
+                *([covered] if (covered := coverage(s)) else []),
                 f"current model: {model}",
                 quality,
             ]
         ),
     ]
+    conflicts = s["data_conflicts"]
+    if conflicts["n"]:  # the data's texts go in a table: cells are escaped, bullets are not
+        blocks += [
+            Para(
+                f"{conflicts['n']} text(s) appear in the data with different labels; the majority label is "
+                f"kept{' (the first ones):' if conflicts['n'] > len(conflicts['shown']) else ':'}"
+            ),
+            Table(["text (labels in the data; kept)"], [[d] for d in conflicts["shown"]]),
+        ]
     if s["annotators"]:
         blocks.append(
             Table(

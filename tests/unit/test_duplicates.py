@@ -1,0 +1,128 @@
+"""Exact duplicate texts without an id column: one item, asked once, its label counted for every copy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from labelloop import report
+from labelloop.campaign import Campaign, register, select, training_labels
+from labelloop.cli import app
+from labelloop.config import load_config
+from labelloop.data import LabelConflictWarning, content_id, load_pool
+from labelloop.labelstudio import AnnotationRecord
+from labelloop.status import coverage, summary
+from labelloop.store import Store
+
+LABELS = ["billing", "bug", "other"]
+REFUND = "refund please"
+
+
+def _write(tmp_path, rows: list[str]) -> object:
+    (tmp_path / "pool.csv").write_text("text,label\n" + "".join(r + "\n" for r in rows))
+    path = tmp_path / "labelloop.toml"
+    path.write_text(f'labels = {json.dumps(LABELS)}\n[data]\npath = "pool.csv"\n[labelstudio]\nproject = "p"\n'
+                    f'[loop]\nbudget = 40\naudit_fraction = 0\n[state]\npath = "s.db"\n')
+    return load_config(path)
+
+
+def _campaign(config) -> Campaign:
+    pool = load_pool(config.data.path, label_column="label")
+    X = np.random.default_rng(0).normal(size=(len(pool), 8))
+    return Campaign(config, pool, X, "enc")
+
+
+def _label(store: Store, item: str, ann: int, label: str) -> None:
+    with store.tx():
+        store.add_records(1, [AnnotationRecord("created", item, 7, ann, ann, label)], None)
+
+
+@pytest.fixture
+def dup_campaign(tmp_path):
+    """20 distinct texts in 24 rows: 'refund please' four times, 'card lost' twice, none labeled."""
+    rows = [REFUND + ",", *[f"text {i}," for i in range(10)], REFUND + ",", "card lost,", REFUND + ",",
+            *[f"more {i}," for i in range(8)], "card lost,", REFUND + ","]
+    config = _write(tmp_path, rows)
+    campaign = _campaign(config)
+    store = Store.open(config.state.path)
+    with store.tx():
+        register(store, campaign, project_id=7)
+    yield config, campaign, store
+    store.close()
+
+
+def test_each_distinct_text_is_selected_once_however_many_copies(dup_campaign) -> None:
+    _, campaign, store = dup_campaign
+    assert len(campaign.pool) == 20 and campaign.pool.n_rows == 24
+    model = store.last_round()
+    picked = [q.item_id for q in select(store, campaign, None, model, 40)]
+    assert len(picked) == len(set(picked)) == 20  # the whole pool, one task per distinct text
+    assert picked.count(content_id(REFUND)) == 1
+
+
+def test_status_counts_the_label_once_and_says_how_many_rows_it_covers(dup_campaign) -> None:
+    config, _, store = dup_campaign
+    _label(store, content_id(REFUND), 1, "billing")
+    _label(store, content_id("text 0"), 2, "bug")
+    s = summary(config)
+    assert s["labeled"] == 2  # questions answered
+    assert s["rows"] == {"items": 20, "rows": 24, "labeled": 5}  # 4 copies + 1
+    assert coverage(s) is not None and coverage(s).startswith("2 label(s) cover 5 data row(s)")
+    result = CliRunner().invoke(app, ["status", "--config", str(config.state.path.parent / "labelloop.toml")])
+    assert result.exit_code == 0, result.output
+    assert "2 label(s) cover 5 data row(s)" in " ".join(result.output.split())
+
+
+def test_a_pool_without_copies_says_nothing_about_rows(tmp_path) -> None:
+    config = _write(tmp_path, ["a,", "b,", "c,"])
+    with Store.open(config.state.path) as store, store.tx():
+        register(store, _campaign(config), project_id=7)
+    s = summary(config)
+    assert s["rows"] == {"items": 3, "rows": 3, "labeled": 0} and coverage(s) is None
+
+
+def test_copy_counts_follow_the_data_file_between_syncs(dup_campaign, tmp_path) -> None:
+    config, _, store = dup_campaign
+    assert store.copies() == {content_id(REFUND): 4, content_id("card lost"): 2}
+    lines = (tmp_path / "pool.csv").read_text().splitlines()
+    (tmp_path / "pool.csv").write_text("\n".join([ln for ln in lines if ln != "card lost,"] + ["card lost,",
+                                                                                            REFUND + ","]) + "\n")
+    with store.tx():
+        register(store, _campaign(config), project_id=7)
+    assert store.copies() == {content_id(REFUND): 5}  # 'card lost' now stands for one row again
+    assert store.row_counts() == (20, 24)
+
+
+def test_conflicting_labels_in_the_data_are_reported_in_status_and_the_majority_trains(tmp_path) -> None:
+    config = _write(tmp_path, [f"{REFUND},billing", f"{REFUND},bug", f"{REFUND},billing", "a,other", "b,"])
+    with pytest.warns(LabelConflictWarning, match=r"'refund please' \(billing ×2, bug ×1; kept billing\)"):
+        campaign = _campaign(config)
+    with Store.open(config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+            store.update_run(store.start_run(), finished_at="2026-11-29T10:00:00+00:00", queue_after=0)
+        assert training_labels(store, campaign)[content_id(REFUND)] == "billing"
+    s = summary(config)
+    assert s["data_conflicts"]["n"] == 1
+    result = CliRunner().invoke(app, ["status", "--config", str(config.state.path.parent / "labelloop.toml")])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "1 text(s) appear several times with different labels" in out and "kept billing" in out
+    assert "correct the label column" in out  # and a next step says what to do
+
+
+def test_the_report_summary_states_the_rows_covered_and_escapes_conflicting_texts(tmp_path, monkeypatch) -> None:
+    config = _write(tmp_path, ["<b>x</b>,billing", "<b>x</b>,bug", "<b>x</b>,bug", "y,", "y,"])
+    with pytest.warns(LabelConflictWarning):
+        campaign = _campaign(config)
+    with Store.open(config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        _label(store, content_id("y"), 1, "other")
+    monkeypatch.setattr(report, "load_campaign", lambda cfg: campaign)
+    html = report.write_report(config, tmp_path / "r.html").read_text()
+    assert "1 label(s) cover 2 data row(s)" in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
