@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import Config
-from .data import Pool, load_pool
+from .data import LabelConflictWarning, Pool, load_pool
 from .errors import DataError
 from .head import Head
 from .labels import LabelSet
@@ -118,7 +119,9 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
     from .featurize import featurize
 
     d = config.data
-    pool = load_pool(d.path, d.text_column, d.label_column, d.id_column, skip_empty=d.skip_empty)
+    with warnings.catch_warnings():  # the campaign reports them itself: in sync (once) and status
+        warnings.simplefilter("ignore", LabelConflictWarning)
+        pool = load_pool(d.path, d.text_column, d.label_column, d.id_column, skip_empty=d.skip_empty)
     _check_labels(pool, config.labels, "pool")
     test = None
     if d.test is not None:

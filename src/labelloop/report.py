@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import re
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from matplotlib.figure import Figure
 from . import plots
 from .campaign import Campaign, load_campaign
 from .config import Config
-from .data import load_pool
+from .data import LabelConflictWarning, load_pool
 from .errors import LabelloopError
 from .head import Head
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
@@ -195,7 +196,11 @@ def _load_data(config: Config, embed: bool) -> _Data:
             campaign = load_campaign(config)
             return _Data(campaign, dict(zip(campaign.pool.ids, campaign.pool.texts, strict=True)))
         d = config.data
-        pool = load_pool(d.path, d.text_column, d.label_column, d.id_column, skip_empty=d.skip_empty)
+        with (
+            warnings.catch_warnings()
+        ):  # label conflicts in the data: the summary names them (from the store)
+            warnings.simplefilter("ignore", LabelConflictWarning)
+            pool = load_pool(d.path, d.text_column, d.label_column, d.id_column, skip_empty=d.skip_empty)
         return _Data(None, dict(zip(pool.ids, pool.texts, strict=True)))
     except LabelloopError as exc:
         return _Data(None, {}, str(exc))

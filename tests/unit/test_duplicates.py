@@ -126,3 +126,34 @@ def test_the_report_summary_states_the_rows_covered_and_escapes_conflicting_text
     html = report.write_report(config, tmp_path / "r.html").read_text()
     assert "1 label(s) cover 2 data row(s)" in html
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+
+
+def test_simulate_on_a_csv_with_copies_and_no_id_column_spends_its_budget_on_distinct_texts(
+    tmp_path, monkeypatch, demo, embedding_cache, demo_embedded
+) -> None:
+    import pandas as pd
+
+    train, test = demo
+    texts, labels = list(train.texts), list(train.labels)
+    copies = {k: 1 + k % 3 for k in range(30)}  # the first 30 texts appear 2 or 3 times
+    rows = [(t, lab) for k, (t, lab) in enumerate(zip(texts, labels, strict=True)) for _ in range(copies.get(k, 1))]
+    rows.append((texts[1], next(lab for lab in train.label_set if lab != labels[1])))  # one conflicting copy
+    order = np.random.default_rng(0).permutation(len(rows))
+    pd.DataFrame([rows[i] for i in order], columns=["text", "label"]).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"text": test.texts, "label": test.labels}).to_csv(tmp_path / "test.csv", index=False)
+    monkeypatch.setenv("LABELLOOP_CACHE_DIR", str(embedding_cache))
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(app, ["simulate", "--train", str(tmp_path / "train.csv"), "--test",
+                                      str(tmp_path / "test.csv"), "--strategy", "random", "--initial", "100",
+                                      "--batch-size", "200", "--budget", "100000", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    res = json.loads(out.read_text())
+    assert res["n_pool"] == len(texts) and res["n_pool_rows"] == len(rows)  # 30 texts collapse, copies kept
+    last = res["rounds"][-1]
+    assert last["n_labeled"] == len(texts)  # the budget is capped at the distinct texts: each asked once
+    assert last["rows_covered"] == len(rows)
+    assert all(r["n_labeled"] <= r["rows_covered"] for r in res["rounds"])
+    said = " ".join(result.output.split())
+    assert f"Pool {len(texts)} texts in {len(rows)} rows" in said
+    assert "warning: " in said and "1 text(s) appear several times with different labels" in said
+    assert "×2" in said and "×1; kept" in said
