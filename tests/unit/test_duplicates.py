@@ -157,3 +157,29 @@ def test_simulate_on_a_csv_with_copies_and_no_id_column_spends_its_budget_on_dis
     assert f"Pool {len(texts)} texts in {len(rows)} rows" in said
     assert "warning: " in said and "1 text(s) appear several times with different labels" in said
     assert "×2" in said and "×1; kept" in said
+
+
+def test_predict_writes_a_row_for_every_copy(tmp_path, demo, demo_embedded, embedding_cache) -> None:
+    import pandas as pd
+
+    from labelloop.data import demo_paths
+    from labelloop.features import DEFAULT_SMOOTHING
+    from labelloop.head import Head
+
+    train, test = demo
+    classes = train.label_set
+    head = Head(len(classes)).fit(DEFAULT_SMOOTHING(demo_embedded[0]), train.label_array(classes))
+    config = tmp_path / "labelloop.toml"
+    config.write_text(f'labels = {json.dumps(classes)}\n[data]\npath = "{demo_paths()[0]}"\nid_column = "id"\n'
+                      f'[labelstudio]\nproject = "p"\n[model]\ncache_dir = "{embedding_cache}"\n'
+                      f'[state]\npath = "state.db"\n')
+    with Store.open(tmp_path / "state.db") as store, store.tx():
+        store.add_round(1, "m-1", "margin-kmeans", {}, {}, head.to_arrays(), None)
+    texts = [test.texts[k] for k in (0, 1, 0, 2, 0, 1)]
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "new.csv", index=False)
+    result = CliRunner().invoke(app, ["predict", "--config", str(config), "--input", str(tmp_path / "new.csv"),
+                                      "--out", str(tmp_path / "pred.csv")])
+    assert result.exit_code == 0, result.output
+    out = pd.read_csv(tmp_path / "pred.csv", dtype=str)
+    assert out["id"].tolist() == [content_id(t) for t in texts]  # one row per input row, copies included
+    assert out.groupby("id")["label"].nunique().max() == 1  # every copy gets its text's label
