@@ -183,3 +183,23 @@ def test_predict_writes_a_row_for_every_copy(tmp_path, demo, demo_embedded, embe
     out = pd.read_csv(tmp_path / "pred.csv", dtype=str)
     assert out["id"].tolist() == [content_id(t) for t in texts]  # one row per input row, copies included
     assert out.groupby("id")["label"].nunique().max() == 1  # every copy gets its text's label
+
+
+def test_a_state_file_from_before_copies_is_migrated_and_each_item_stands_for_one_row(tmp_path) -> None:
+    import sqlite3
+
+    from labelloop.store import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:3]:
+        conn.executescript(script)
+    conn.execute("INSERT INTO items VALUES ('a', 'h', 'pool.csv', 'pool', '2026-11-01T00:00:00+00:00')")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    with Store.open(path) as store:
+        assert store.copies() == {} and store.row_counts() == (1, 1)
+        with store.tx():
+            store.set_copies({"a": 3})
+        assert store.copies() == {"a": 3} and store.row_counts() == (1, 3)
