@@ -203,3 +203,27 @@ def test_a_state_file_from_before_copies_is_migrated_and_each_item_stands_for_on
         with store.tx():
             store.set_copies({"a": 3})
         assert store.copies() == {"a": 3} and store.row_counts() == (1, 3)
+
+
+def test_sync_warns_about_conflicting_copies_when_they_first_appear_or_change_not_every_run(tmp_path) -> None:
+    from labelloop.sync_steps import SyncStep
+
+    config = _write(tmp_path, [f"{REFUND},billing", f"{REFUND},bug", f"{REFUND},billing", "a,other"])
+    with pytest.warns(LabelConflictWarning):
+        campaign = _campaign(config)
+
+    def warnings_of_a_run(store: Store, campaign: Campaign) -> list[str]:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        step = SyncStep(store, None, 7, campaign, lambda s: None)  # type: ignore[arg-type]  # no network here
+        step.data_conflicts()
+        return step.report.warnings
+
+    with Store.open(config.state.path) as store:
+        first = warnings_of_a_run(store, campaign)
+        assert len(first) == 1 and "'refund please' (billing ×2, bug ×1; kept billing)" in first[0]
+        assert warnings_of_a_run(store, campaign) == []  # the same conflicts: said once (status keeps them)
+        (tmp_path / "pool.csv").write_text("text,label\n" + f"{REFUND},bug\n" * 2 + f"{REFUND},billing\n")
+        with pytest.warns(LabelConflictWarning):
+            changed = _campaign(config)
+        assert "kept bug" in warnings_of_a_run(store, changed)[0]
