@@ -17,6 +17,7 @@ import json
 import os
 import stat
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,6 +38,10 @@ __all__ = [
     "DataPeek",
     "columns_of",
     "is_blank",
+    "LabelConflict",
+    "LabelConflictWarning",
+    "collapse_copies",
+    "conflicts_message",
 ]
 
 _READERS = {
@@ -49,17 +54,63 @@ _READERS = {
 }
 
 
+class LabelConflictWarning(UserWarning):
+    """Copies of one text carry different labels in the data: the majority label is kept."""
+
+
+@dataclass(frozen=True)
+class LabelConflict:
+    """Copies of one text whose given labels differ. ``counts`` is most common first; ``kept`` is the
+    majority label (on a tie, the label of the first row among the tied ones)."""
+
+    id: str
+    text: str
+    counts: tuple[tuple[str, int], ...]
+    kept: str
+
+    def describe(self, chars: int = 60) -> str:
+        shown = self.text if len(self.text) <= chars else self.text[: chars - 1] + "…"
+        votes = ", ".join(f"{lab} ×{n}" for lab, n in self.counts)
+        return f"{shown!r} ({votes}; kept {self.kept})"
+
+
 @dataclass(frozen=True)
 class Pool:
-    """Texts with stable ids and, when known, their labels (``None`` = unlabeled)."""
+    """Texts with stable ids and, when known, their labels (``None`` = unlabeled).
+
+    Without an id column, identical texts are one item: ``rows`` then gives, per item, the data rows
+    (1-based, header excluded) it stands for, so one label asked once covers every copy. ``rows=None``
+    means one row per item. ``conflicts`` lists copies whose given labels differed.
+    """
 
     ids: list[str]
     texts: list[str]
     labels: list[str | None]
     source: str = ""
+    rows: tuple[tuple[int, ...], ...] | None = None
+    conflicts: tuple[LabelConflict, ...] = ()
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def copies(self) -> np.ndarray:
+        """How many data rows each item stands for (all ones unless identical texts were collapsed)."""
+        if self.rows is None:
+            return np.ones(len(self.ids), dtype=np.int64)
+        return np.array([len(r) for r in self.rows], dtype=np.int64)
+
+    @property
+    def n_rows(self) -> int:
+        """Data rows the items stand for (``len(pool)`` counts distinct items)."""
+        return len(self.ids) if self.rows is None else sum(map(len, self.rows))
+
+    def rows_covered(self, ids: Sequence[str] | set[str]) -> int:
+        """Data rows covered by labels on ``ids`` (each id counts its copies; unknown ids count none)."""
+        if self.rows is None:
+            return len(set(ids) & set(self.ids))
+        wanted = set(ids)
+        return sum(len(r) for i, r in zip(self.ids, self.rows, strict=True) if i in wanted)
 
     @property
     def label_set(self) -> list[str]:
@@ -76,12 +127,53 @@ class Pool:
 
     def subset(self, rows: Sequence[int] | np.ndarray) -> Pool:
         rows = list(map(int, rows))
+        kept = {self.ids[i] for i in rows}
         return Pool(
             [self.ids[i] for i in rows],
             [self.texts[i] for i in rows],
             [self.labels[i] for i in rows],
             self.source,
+            None if self.rows is None else tuple(self.rows[i] for i in rows),
+            tuple(c for c in self.conflicts if c.id in kept),
         )
+
+
+def conflicts_message(n: int, shown: Sequence[str]) -> str:
+    """One sentence for ``n`` label conflicts, naming the first ones (:meth:`LabelConflict.describe`)."""
+    more = f"; … ({n} in all)" if n > len(shown) else ""
+    return (
+        f"{n} text(s) appear several times with different labels; the majority label is kept: "
+        f"{'; '.join(shown)}{more}"
+    )
+
+
+def collapse_copies(
+    ids: Sequence[str], texts: Sequence[str], labels: Sequence[str | None], data_rows: Sequence[int]
+) -> tuple[list[int], tuple[tuple[int, ...], ...], list[str | None], tuple[LabelConflict, ...]]:
+    """Group rows with the same id (here: the same text) into one item, in order of first appearance.
+
+    Returns the first row index of each item (into the inputs), the data rows each item covers, each
+    item's label and the conflicts. A label on any copy applies to all; copies labeled differently keep
+    the majority label (on a tie, the first row's among the tied), so nothing is dropped silently.
+    """
+    groups: dict[str, list[int]] = {}
+    for j, i in enumerate(ids):
+        groups.setdefault(i, []).append(j)
+    first, covered, kept_labels, conflicts = [], [], [], []
+    for item_id, members in groups.items():
+        first.append(members[0])
+        covered.append(tuple(data_rows[j] for j in members))
+        given = [lab for lab in (labels[j] for j in members) if lab is not None]
+        counts = Counter(given)
+        if len(counts) <= 1:
+            kept_labels.append(given[0] if given else None)
+            continue
+        top = max(counts.values())
+        kept = next(lab for lab in given if counts[lab] == top)  # first row among the tied
+        order = sorted(counts.items(), key=lambda kv: (-kv[1], given.index(kv[0])))
+        kept_labels.append(kept)
+        conflicts.append(LabelConflict(item_id, texts[members[0]], tuple(order), kept))
+    return first, tuple(covered), kept_labels, tuple(conflicts)
 
 
 def content_id(text: str) -> str:
@@ -297,8 +389,12 @@ def load_pool(
     data rows, header excluded) unless ``skip_empty`` is set, in which case they are
     dropped with a warning. ``label_column=None`` or a file without that column
     gives an unlabeled pool, unless ``require_labels``. Ids come from ``id_column``
-    or, without it, from the text's content, so they survive re-ordering the file;
-    they must be unique unless ``unique_ids=False`` (a test set, whose ids are unused).
+    or, without it, from the text's content, so they survive re-ordering the file.
+    Ids in ``id_column`` must be unique (they are the user's promise). Without it,
+    identical texts become one item carrying its copies (:attr:`Pool.rows`), so each
+    distinct text is asked once; copies with different given labels keep the majority
+    label, with a :class:`LabelConflictWarning`. ``unique_ids=False`` keeps every row as
+    it is, duplicates included (a test set scored per row, or texts to predict per row).
     """
     import warnings
 
@@ -350,10 +446,10 @@ def load_pool(
         if missing_ids:
             raise DataError(f"{path}: {len(missing_ids)} empty id(s) at data rows {_preview(missing_ids)}")
         ids = [(ids_raw[i] or "").strip() for i in keep]
-        what = f"in column {id_column!r}"
     else:
         ids = [content_id(t) for t in texts]
-        what = "(ids derived from text: these texts are exact duplicates; pass --id-column or dedupe)"
+        if unique_ids:  # identical texts are one item: asked once, its label covers every copy
+            return _collapsed(path, ids, texts, labels, [i + 1 for i in keep])
     seen: dict[str, int] = {}
     dups: list[str] = []
     for j, i in enumerate(ids):
@@ -362,8 +458,34 @@ def load_pool(
         else:
             seen[i] = j
     if dups and unique_ids:
-        raise DataError(f"{path}: {len(dups)} duplicate id(s) {what}: {_preview(dups, 5)}")
+        raise DataError(
+            f"{path}: {len(dups)} duplicate id(s) in column {id_column!r}: {_preview(dups, 5)}; ids must be unique"
+        )
     return Pool(ids=ids, texts=texts, labels=labels, source=str(path))
+
+
+def _collapsed(
+    path: Path, ids: list[str], texts: list[str], labels: list[str | None], data_rows: list[int]
+) -> Pool:
+    """The pool with identical texts as one item, warning (not failing) when their given labels differ."""
+    import warnings
+
+    first, covered, kept, conflicts = collapse_copies(ids, texts, labels, data_rows)
+    if conflicts:
+        shown = [c.describe() for c in conflicts[:5]]
+        warnings.warn(
+            f"{path}: {conflicts_message(len(conflicts), shown)}", LabelConflictWarning, stacklevel=3
+        )
+    if len(first) == len(ids):
+        return Pool(ids=ids, texts=texts, labels=labels, source=str(path))
+    return Pool(
+        ids=[ids[j] for j in first],
+        texts=[texts[j] for j in first],
+        labels=kept,
+        source=str(path),
+        rows=covered,
+        conflicts=conflicts,
+    )
 
 
 def columns_of(path: str | Path) -> list[str]:

@@ -19,7 +19,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.progress import TextColumn as ProgressText
 
 from ..campaign import push_picks
-from ..data import load_pool
 from ..errors import DataError, LabelloopError
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import featurize
@@ -43,6 +42,7 @@ from ._common import (
     StrategyOpt,
     TextColumn,
     known_labels,
+    load_data,
 )
 
 ProjectOpt = Annotated[str, typer.Option("--project", help="Label Studio project id, or title.")]
@@ -224,7 +224,7 @@ def push(
     console = Console(stderr=True, soft_wrap=True)
     if n < 1 or import_batch_size < 1:
         raise LabelloopError("--n and --import-batch-size must be ≥ 1")
-    pool = load_pool(data, text_column, label_column, id_column, skip_empty=skip_empty)
+    pool = load_data(console, data, text_column, label_column, id_column, skip_empty=skip_empty)
     known = known_labels(pool, labels_file, console)
     ls = _connector(url)
     info = _project_for(ls, project, labels, known, data)
@@ -234,7 +234,12 @@ def push(
         raise DataError(f"labels not in project {info.id}'s label set {list(classes)}: {outside[:10]}")
     console.print(
         f"{'Created' if info.created else 'Using'} project {info.id} {info.title!r} "
-        f"({len(classes)} labels); {len(known)} of {len(pool)} texts labeled."
+        f"({len(classes)} labels); {len(known)} of {len(pool)} texts labeled"
+        + (
+            f" ({pool.rows_covered(set(known))} of {pool.n_rows} data rows: identical texts are one task)."
+            if pool.n_rows != len(pool)
+            else "."
+        )
     )
     f = featurize(
         pool.texts,

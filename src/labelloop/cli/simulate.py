@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.progress import TextColumn as ProgressText
 from rich.table import Table
 
-from ..data import check_test_labels, demo_paths, load_pool
+from ..data import check_test_labels, demo_paths
 from ..embeddings import Encoder
 from ..errors import LabelloopError
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
@@ -22,7 +22,7 @@ from ..simulate import INITIAL_STRATEGIES, SimulationResult, area_under_curve, f
 from ..simulate import simulate as run_simulation
 from ..strategies import DEFAULT_STRATEGY, STRATEGIES, check_strategy
 from . import app
-from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, TextColumn
+from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, TextColumn, load_data
 
 
 @app.command()
@@ -94,14 +94,28 @@ def simulate(
         train, test = demo_paths()
         console.print(f"No data given: using the bundled demo tickets ({train.parent}).")
     assert test is not None
-    pool = load_pool(train, text_column, label_column, id_column, skip_empty=skip_empty, require_labels=True)
-    held = load_pool(
-        test, text_column, label_column, None, skip_empty=skip_empty, require_labels=True, unique_ids=False
+    pool = load_data(
+        console, train, text_column, label_column, id_column, skip_empty=skip_empty, require_labels=True
+    )
+    held = load_data(
+        console,
+        test,
+        text_column,
+        label_column,
+        None,
+        skip_empty=skip_empty,
+        require_labels=True,
+        unique_ids=False,
     )
     check_test_labels(pool, held)
     classes = pool.label_set
     y_pool, y_test = pool.label_array(classes), held.label_array(classes)
-    console.print(f"Pool {len(pool)} texts, test {len(held)}, {len(classes)} classes.")
+    repeated = (
+        f" in {pool.n_rows} rows (identical texts are asked once; a label covers every copy)"
+        if pool.n_rows != len(pool)
+        else ""
+    )
+    console.print(f"Pool {len(pool)} texts{repeated}, test {len(held)}, {len(classes)} classes.")
     encoder = Encoder(model)
     f = featurize(
         pool.texts,
@@ -141,6 +155,7 @@ def simulate(
                     model=encoder.name,
                     features=str(smoothing),
                     ceiling=ceiling,
+                    copies=pool.copies,
                     progress=lambda n, total, task=task: bar.update(task, completed=n),
                 )
             )
