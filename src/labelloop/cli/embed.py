@@ -34,6 +34,17 @@ if TYPE_CHECKING:
 EMBEDDING_COLUMN = "embedding"
 
 
+def optional_ray_address(args: list[str]) -> list[str]:
+    """``--ray`` alone means the local Ray: typer has no options with an optional value, so the command line
+    is completed before it is parsed (``--ray`` followed by nothing or by another option → ``--ray=local``)."""
+    out = []
+    for i, arg in enumerate(args):
+        if arg == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            arg = f"--ray={LOCAL}"
+        out.append(arg)
+    return out
+
+
 @app.command()
 def embed(
     data: Annotated[
@@ -66,8 +77,6 @@ def embed(
         Optional[str],
         typer.Option(
             "--ray",
-            is_flag=False,
-            flag_value=LOCAL,
             metavar="[ADDRESS]",
             help="Embed on a Ray cluster: HEAD:PORT, auto, or no value for the local Ray (started if none "
             "runs). --threads is then per actor (default 1). Needs labelloop[ray] on every node.",
