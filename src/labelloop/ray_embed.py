@@ -19,20 +19,29 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .embeddings import Encoder
 from .errors import LabelloopError, ModelError
 
-__all__ = ["LOCAL", "RayEmbedding", "embed_on_ray", "block_rows", "OFFLINE_ENV"]
+__all__ = ["LOCAL", "RayEmbedding", "Returned", "embed_on_ray", "block_rows", "worker_error", "OFFLINE_ENV"]
 
 LOCAL = "local"  # ``--ray`` without a value: attach to the local Ray if one runs, else start one
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-_TEXT, _ROW, _VECTOR = "text", "row", "embedding"
+_TEXT, _ROW, _VECTOR, _CPU = "text", "row", "embedding", "cpu_seconds"
+
+
+class Returned(NamedTuple):
+    """Rows ``start .. start + len(vectors)`` as embedded on the cluster, and the workers' CPU seconds for them."""
+
+    start: int
+    vectors: np.ndarray
+    cpu_seconds: float
 
 
 def block_rows(n_texts: int, n_actors: int, *, per_actor: int = 4, low: int = 64, high: int = 2048) -> int:
@@ -70,10 +79,18 @@ class RayEmbedding:
         import pyarrow as pa
 
         texts = batch.column(_TEXT).to_pylist()
+        cpu = time.process_time()
         vectors = np.ascontiguousarray(self.encoder.encode(texts), dtype=np.float32)
+        share = (time.process_time() - cpu) / max(
+            1, len(texts)
+        )  # per row: survives re-batching on the way back
         flat = pa.array(vectors.reshape(-1), type=pa.float32())
         return pa.table(
-            {_ROW: batch.column(_ROW), _VECTOR: pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])}
+            {
+                _ROW: batch.column(_ROW),
+                _VECTOR: pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
+                _CPU: pa.array(np.full(len(texts), share), pa.float64()),
+            }
         )
 
 
@@ -103,8 +120,8 @@ def embed_on_ray(
     env: dict[str, str] | None = None,
     actors: int | None = None,
     progress: bool = False,
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first_row, vectors)`` in input order, embedded by ``encoder``'s settings on a Ray cluster.
+) -> Iterator[Returned]:
+    """Embed ``texts`` with ``encoder``'s settings on a Ray cluster; yield :class:`Returned` in input order.
 
     ``encoder`` is only a description here (path, backend, precision, batch size, threads per actor); it is
     not loaded on the driver. ``actors`` defaults to the cluster's CPUs divided by the threads per actor.
@@ -173,8 +190,10 @@ def worker_error(message: str) -> str:
     return lines[-1] if lines else "no message"
 
 
-def _in_order(batches: Iterable[Any], total: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Arrow batches of ``(row, embedding)`` → ``(first_row, vectors)``, checked to be contiguous and complete."""
+def _in_order(batches: Iterable[Any], total: int) -> Iterator[Returned]:
+    """Arrow batches of ``(row, embedding, cpu)`` → :class:`Returned`, checked to be contiguous and complete."""
+    from pyarrow.compute import sum as pc_sum
+
     expected = 0
     for batch in batches:
         row_numbers = batch.column(_ROW).to_numpy()
@@ -186,7 +205,7 @@ def _in_order(batches: Iterable[Any], total: int) -> Iterator[tuple[int, np.ndar
         vectors = column.values.to_numpy(zero_copy_only=False).reshape(
             len(row_numbers), column.type.list_size
         )
-        yield expected, vectors
+        yield Returned(expected, vectors, float(pc_sum(batch.column(_CPU)).as_py() or 0.0))
         expected += len(row_numbers)
     if expected != total:
         raise LabelloopError(f"Ray returned {expected} of {total} rows: a bug")

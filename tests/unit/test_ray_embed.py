@@ -33,12 +33,14 @@ def test_a_workers_labelloop_error_is_the_one_line_shown():
 
 def batch(rows: list[int], dim: int = 3) -> pa.Table:
     flat = pa.array(np.arange(len(rows) * dim, dtype=np.float32), pa.float32())
-    return pa.table({"row": pa.array(rows, pa.int64()), "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
+    return pa.table({"row": pa.array(rows, pa.int64()), "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+                     "cpu_seconds": pa.array([0.25] * len(rows), pa.float64())})
 
 
 def test_batches_come_back_as_row_offsets_and_vectors_and_gaps_are_refused():
     got = list(_in_order([batch([0, 1]), batch([]), batch([2, 3, 4])], total=5))
-    assert [start for start, _ in got] == [0, 2]
+    assert [start for start, _, _ in got] == [0, 2]
+    assert [cpu for _, _, cpu in got] == [0.5, 0.75]  # each row carries its share of its block's CPU time
     assert got[1][1].shape == (3, 3) and got[1][1].dtype == np.float32
     assert np.array_equal(got[1][1][1], [3, 4, 5])
     with pytest.raises(LabelloopError, match="out of order"):
@@ -58,8 +60,8 @@ def test_embed_streams_what_ray_returns_beside_the_input_columns(tmp_path, monke
     def fake_embed_on_ray(texts, encoder, where, *, env, progress):
         calls.append((list(texts), where, env))
         vectors = np.eye(len(texts), 4, dtype=np.float32)
-        yield 0, vectors[:2]  # two row groups: the file is written as Ray returns them
-        yield 2, vectors[2:]
+        yield ray_embed.Returned(0, vectors[:2], 0.5)  # two row groups: the file is written as Ray returns them
+        yield ray_embed.Returned(2, vectors[2:], 1.0)
 
     monkeypatch.setattr(ray_embed, "embed_on_ray", fake_embed_on_ray)
     monkeypatch.delenv("LABELLOOP_CACHE_DIR", raising=False)
@@ -70,7 +72,9 @@ def test_embed_streams_what_ray_returns_beside_the_input_columns(tmp_path, monke
                                       "--out", str(out), *args])
     with pytest.raises(SystemExit) as code:
         main()
-    assert code.value.code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code.value.code == 0, err
+    assert "embedded 5 text(s) on Ray" in err and "workers 300.00 CPU ms/text" in err, err
     assert calls == [(frame["text"].tolist(), address, {})]
     table = pq.read_table(out)
     assert table.column_names == ["id", "text", "note", "embedding"]

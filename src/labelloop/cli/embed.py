@@ -179,19 +179,22 @@ def _embed_on_ray(
     if cache_dir is not None or os.environ.get("LABELLOOP_CACHE_DIR"):  # where workers keep ONNX exports
         env["LABELLOOP_CACHE_DIR"] = str((cache_dir or default_cache_dir()).expanduser().resolve())
     t0, c0 = time.perf_counter(), time.process_time()
-    dim = 0
+    dim, workers_cpu = 0, 0.0
 
     def tables() -> Iterator[pa.Table]:
-        nonlocal dim
-        for start, vectors in embed_on_ray(texts, encoder, address, env=env, progress=console.is_terminal):
-            dim = vectors.shape[1]
+        nonlocal dim, workers_cpu
+        for start, vectors, cpu in embed_on_ray(
+            texts, encoder, address, env=env, progress=console.is_terminal
+        ):
+            dim, workers_cpu = vectors.shape[1], workers_cpu + cpu
             yield _with_vectors(table.slice(start, len(vectors)), vectors)
 
     _write_atomically(out, tables())
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     console.print(
         f"wrote {len(texts):,} rows to {out} ({dim}-d); embedded {len(texts):,} text(s) on Ray "
-        f"({address}) in {wall:.1f} s ({len(texts) / wall:,.0f} texts/s; driver CPU {cpu:.1f} s; "
+        f"({address}) in {wall:.1f} s ({len(texts) / wall:,.0f} texts/s; workers {1000 * workers_cpu / len(texts):.2f} "
+        f"CPU ms/text, driver CPU {cpu:.1f} s; "
         f"{encoder.backend} {encoder.precision}, {encoder.threads or 1} thread(s) per actor)",
         highlight=False,
         soft_wrap=True,
