@@ -4,6 +4,7 @@ it started (and only that) even when the test fails."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,6 +23,7 @@ import labelloop
 class RayCluster:
     address: str
     session: int  # the session id of every process of this cluster (``ray start`` ran in a new session)
+    env: dict[str, str]  # what a driver needs in its environment to connect (this cluster's own token)
 
 
 def free_port() -> int:
@@ -77,8 +79,12 @@ def ray_cluster(num_cpus: int = 2) -> Iterator[RayCluster]:
     port = free_port()
     temp = tempfile.mkdtemp(prefix="lr-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     src = str(Path(labelloop.__file__).resolve().parents[1])
+    # Token auth with a token of its own: independent of ~/.ray/auth_token (which a local ray.init() writes and
+    # a later `ray start` would pick up), and nobody else on the network can use the cluster meanwhile.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-           "RAY_USAGE_STATS_ENABLED": "0"}
+           "RAY_USAGE_STATS_ENABLED": "0", **auth}
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
     log = Path(temp) / "ray-start.log"
     with log.open("w") as sink:
         head = subprocess.Popen(
@@ -92,7 +98,7 @@ def ray_cluster(num_cpus: int = 2) -> Iterator[RayCluster]:
             if head.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("ray start failed or took over 180 s:\n" + log.read_text()[-3000:])
             time.sleep(0.5)
-        yield RayCluster(f"127.0.0.1:{port}", head.pid)
+        yield RayCluster(f"127.0.0.1:{port}", head.pid, auth)
     finally:
         killed = stop(head.pid)
         head.wait(timeout=30)
