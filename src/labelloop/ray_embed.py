@@ -81,9 +81,8 @@ class RayEmbedding:
         texts = batch.column(_TEXT).to_pylist()
         cpu = time.process_time()
         vectors = np.ascontiguousarray(self.encoder.encode(texts), dtype=np.float32)
-        share = (time.process_time() - cpu) / max(
-            1, len(texts)
-        )  # per row: survives re-batching on the way back
+        # Each row carries its share of the block's CPU time: the sum survives re-batching on the way back.
+        share = (time.process_time() - cpu) / max(1, len(texts))
         flat = pa.array(vectors.reshape(-1), type=pa.float32())
         return pa.table(
             {
