@@ -1,4 +1,5 @@
-"""Load a pool of texts (and optional labels) from CSV, JSONL or Parquet.
+"""Load a pool of texts (and optional labels) from CSV, JSONL, Parquet or Arrow files, or from a folder
+(a saved Hugging Face dataset or Parquet files: :mod:`labelloop.datadirs`).
 
 We read with pandas rather than HF ``datasets``: the files are small enough for
 memory, pandas gives row-exact errors, and nothing is written to a hidden cache.
@@ -15,7 +16,6 @@ import hashlib
 import io
 import json
 import os
-import stat
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .datadirs import read_arrow_file, read_folder
 from .errors import DataError
 
 __all__ = [
@@ -51,6 +52,7 @@ _READERS = {
     ".ndjson": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".arrow": "arrow",  # Arrow IPC (stream or file), e.g. one shard of a saved Hugging Face dataset
 }
 
 
@@ -195,7 +197,7 @@ def _preview(items: Sequence[object], n: int = 10) -> str:
 def _check_readable(path: Path) -> None:
     """Say why a path cannot be read: missing, a broken link, a link loop, no permission, a folder."""
     try:
-        st = os.stat(path)
+        os.stat(path)
     except FileNotFoundError:
         if os.path.lexists(path):
             raise DataError(f"{path}: a broken symbolic link (to {os.readlink(path)})") from None
@@ -208,8 +210,6 @@ def _check_readable(path: Path) -> None:
         if exc.errno == errno.ENOTDIR:
             raise DataError(f"{path}: file not found (a part of the path is a file, not a folder)") from None
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise DataError(f"{path}: is a directory, expected a CSV, JSONL or Parquet file")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -282,12 +282,24 @@ def _refuse_duplicate_columns(path: Path, names: Sequence[object]) -> None:
         )
 
 
+def _no_duplicate_columns(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    _refuse_duplicate_columns(path, list(frame.columns))
+    return frame
+
+
 def _read_frame(path: Path) -> pd.DataFrame:
     _check_readable(path)
+    if path.is_dir():  # a saved Hugging Face dataset or a Parquet folder
+        return _no_duplicate_columns(path, read_folder(path))
     kind = _READERS.get(path.suffix.lower())
     if kind is None:
-        raise DataError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
+        raise DataError(
+            f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl, .parquet or .arrow, "
+            f"or a folder (saved Hugging Face dataset, Parquet files)"
+        )
     try:
+        if kind == "arrow":
+            return _no_duplicate_columns(path, read_arrow_file(path))
         if kind == "parquet":
             frame = pd.read_parquet(path)
             _refuse_duplicate_columns(path, list(frame.columns))
