@@ -31,6 +31,7 @@ from ..strategies import DEFAULT_STRATEGY, check_strategy
 from . import app
 
 if TYPE_CHECKING:
+    from ..data import Pool
     from ..labelstudio import Connector
 from ._common import (
     CacheDir,
@@ -241,23 +242,7 @@ def push(
             else "."
         )
     )
-    f = featurize(
-        pool.texts,
-        model=model,
-        cache_dir=cache_dir,
-        smoothing=NeighbourSmoothing(k=neighbours),
-        progress=True,
-    )
-    learner = ActiveLearner(
-        pool.ids,
-        pool.texts,
-        f.pool,
-        classes,
-        strategy=check_strategy(strategy),
-        seed=seed,
-        encoder_identity=f.encoder_identity,
-        features=str(f.smoothing),
-    )
+    learner = _learner(pool, classes, strategy, seed, model, cache_dir, neighbours)
     head = learner.fit(known)
     version = model_version or learner.version(known, f"push,{seed}" + ("" if head else ",cold"))
     existing = ls.existing(info.id)
@@ -265,21 +250,22 @@ def push(
     if not picks:
         console.print("Nothing to send: every unlabeled text is already in the project.")
         return
+    console.print(
+        f"{f'Model {version}' if head else 'Cold start'}: sending {len(picks)} texts "
+        f"({strategy if head else 'k-means coverage'})."
+    )
+    threshold = 1.01 if prefill_confidence is None else prefill_confidence  # > 1: never pre-select
     items = [
         PushItem(
             p.id,
             p.text,
             p.predicted,
-            0.0 if p.confidence is None else p.confidence,
+            p.confidence or 0.0,
             p.cluster,
-            prefill=prefill(p.confidence, 1.01 if prefill_confidence is None else prefill_confidence),
+            prefill=prefill(p.confidence, threshold),
         )
         for p in picks
     ]
-    console.print(
-        f"{f'Model {version}' if head else 'Cold start'}: sending {len(items)} texts "
-        f"({strategy if head else 'k-means coverage'})."
-    )
     with _bar(console) as bar:
         task = bar.add_task("pushing", total=len(items))
         report = ls.push(
@@ -295,6 +281,35 @@ def push(
     console.print(
         f"Created {len(report.created)} task(s); {len(report.existing)} already there{added}. "
         f"Project: {ls.display_url}/projects/{info.id}"
+    )
+
+
+def _learner(
+    pool: Pool,
+    classes: LabelSet,
+    strategy: str,
+    seed: int,
+    model: Path | None,
+    cache_dir: Path | None,
+    neighbours: int,
+) -> ActiveLearner:
+    """The pool's features (through the cache) and the recipe ``push`` trains and selects with."""
+    f = featurize(
+        pool.texts,
+        model=model,
+        cache_dir=cache_dir,
+        smoothing=NeighbourSmoothing(k=neighbours),
+        progress=True,
+    )
+    return ActiveLearner(
+        pool.ids,
+        pool.texts,
+        f.pool,
+        classes,
+        strategy=check_strategy(strategy),
+        seed=seed,
+        encoder_identity=f.encoder_identity,
+        features=str(f.smoothing),
     )
 
 
