@@ -408,72 +408,82 @@ def load_pool(
     label, with a :class:`LabelConflictWarning`. ``unique_ids=False`` keeps every row as
     it is, duplicates included (a test set scored per row, or texts to predict per row).
     """
-    import warnings
-
     path = Path(path)
     frame = _read_frame(path)
     if frame.empty:
         raise DataError(f"{path}: no rows")
     texts_raw = _texts(_column(frame, text_column, path, "text"), path, text_column)
-    bad = [i for i, t in enumerate(texts_raw) if is_blank(t)]
-    keep = list(range(len(texts_raw)))
-    if bad:
-        rows = [i + 1 for i in bad]
-        invisible = sum(1 for i in bad if (texts_raw[i] or "").strip())
-        note = (
-            f" ({invisible} of them only invisible characters, e.g. zero-width spaces)" if invisible else ""
-        )
-        if not skip_empty:
-            raise DataError(
-                f"{path}: {len(bad)} empty or missing text(s) in column {text_column!r} at data rows "
-                f"{_preview(rows)}{note}; fix them or pass --skip-empty"
-            )
-        warnings.warn(f"{path}: skipped {len(bad)} empty text(s) at data rows {_preview(rows)}", stacklevel=2)
-        bad_set = set(bad)
-        keep = [i for i in keep if i not in bad_set]
-        if not keep:
-            raise DataError(f"{path}: every text is empty")
+    keep = _rows_with_text(path, texts_raw, text_column, skip_empty)
     texts = [t for t in (texts_raw[i] for i in keep) if t is not None]  # blanks were dropped above
-
-    labels: list[str | None]
-    if label_column is not None and label_column in frame.columns:
-        col = _texts(frame[label_column], path, label_column)
-        labels = [None if is_blank(col[i]) else col[i].strip() for i in keep]  # type: ignore[union-attr]
-        if require_labels:
-            missing = [keep[j] + 1 for j, lab in enumerate(labels) if lab is None]
-            if missing:
-                raise DataError(
-                    f"{path}: {len(missing)} row(s) without a label in column {label_column!r} at data rows "
-                    f"{_preview(missing)}"
-                )
-    elif require_labels:
-        cols = ", ".join(map(str, frame.columns))
-        raise DataError(f"{path}: no label column {label_column!r} (columns: {cols}); pass --label-column")
-    else:
-        labels = [None] * len(texts)
-
-    if id_column is not None:
-        ids_raw = _texts(_column(frame, id_column, path, "id"), path, id_column)
-        missing_ids = [i + 1 for i in keep if is_blank(ids_raw[i])]
-        if missing_ids:
-            raise DataError(f"{path}: {len(missing_ids)} empty id(s) at data rows {_preview(missing_ids)}")
-        ids = [(ids_raw[i] or "").strip() for i in keep]
-    else:
+    labels = _labels(path, frame, keep, label_column, require_labels)
+    if id_column is None:
         ids = [content_id(t) for t in texts]
         if unique_ids:  # identical texts are one item: asked once, its label covers every copy
             return _collapsed(path, ids, texts, labels, [i + 1 for i in keep])
-    seen: dict[str, int] = {}
-    dups: list[str] = []
-    for j, i in enumerate(ids):
-        if i in seen:
-            dups.append(f"{i} (rows {keep[seen[i]] + 1} and {keep[j] + 1})")
-        else:
-            seen[i] = j
-    if dups and unique_ids:
-        raise DataError(
-            f"{path}: {len(dups)} duplicate id(s) in column {id_column!r}: {_preview(dups, 5)}; ids must be unique"
-        )
+        return Pool(ids=ids, texts=texts, labels=labels, source=str(path))
+    ids_raw = _texts(_column(frame, id_column, path, "id"), path, id_column)
+    missing_ids = [i + 1 for i in keep if is_blank(ids_raw[i])]
+    if missing_ids:
+        raise DataError(f"{path}: {len(missing_ids)} empty id(s) at data rows {_preview(missing_ids)}")
+    ids = [(ids_raw[i] or "").strip() for i in keep]
+    if unique_ids:
+        seen: dict[str, int] = {}
+        dups: list[str] = []
+        for j, i in enumerate(ids):
+            if i in seen:
+                dups.append(f"{i} (rows {keep[seen[i]] + 1} and {keep[j] + 1})")
+            else:
+                seen[i] = j
+        if dups:
+            raise DataError(
+                f"{path}: {len(dups)} duplicate id(s) in column {id_column!r}: {_preview(dups, 5)}; "
+                f"ids must be unique"
+            )
     return Pool(ids=ids, texts=texts, labels=labels, source=str(path))
+
+
+def _rows_with_text(path: Path, texts: list[str | None], column: str, skip_empty: bool) -> list[int]:
+    """Rows whose text is not blank; blanks are an error naming their rows, or skipped with a warning."""
+    import warnings
+
+    bad = [i for i, t in enumerate(texts) if is_blank(t)]
+    if not bad:
+        return list(range(len(texts)))
+    rows = [i + 1 for i in bad]
+    invisible = sum(1 for i in bad if (texts[i] or "").strip())
+    note = f" ({invisible} of them only invisible characters, e.g. zero-width spaces)" if invisible else ""
+    if not skip_empty:
+        raise DataError(
+            f"{path}: {len(bad)} empty or missing text(s) in column {column!r} at data rows "
+            f"{_preview(rows)}{note}; fix them or pass --skip-empty"
+        )
+    warnings.warn(f"{path}: skipped {len(bad)} empty text(s) at data rows {_preview(rows)}", stacklevel=3)
+    bad_set = set(bad)
+    keep = [i for i in range(len(texts)) if i not in bad_set]
+    if not keep:
+        raise DataError(f"{path}: every text is empty")
+    return keep
+
+
+def _labels(
+    path: Path, frame: pd.DataFrame, keep: list[int], column: str | None, required: bool
+) -> list[str | None]:
+    """The given label of each kept row (None: unlabeled); every row must have one if ``required``."""
+    if column is None or column not in frame.columns:
+        if required:
+            cols = ", ".join(map(str, frame.columns))
+            raise DataError(f"{path}: no label column {column!r} (columns: {cols}); pass --label-column")
+        return [None] * len(keep)
+    col = _texts(frame[column], path, column)
+    labels = [None if is_blank(col[i]) else col[i].strip() for i in keep]  # type: ignore[union-attr]
+    if required:
+        missing = [keep[j] + 1 for j, lab in enumerate(labels) if lab is None]
+        if missing:
+            raise DataError(
+                f"{path}: {len(missing)} row(s) without a label in column {column!r} at data rows "
+                f"{_preview(missing)}"
+            )
+    return labels
 
 
 def _collapsed(
