@@ -22,7 +22,7 @@ def test_label_sets_are_split_stripped_and_checked() -> None:
     assert sets == [frozenset({"refund", "bug"}), frozenset({"bug"}), frozenset(), frozenset({"refund"})]
     Y = label_matrix(sets, ["bug", "refund"])
     assert Y.tolist() == [[True, True], [True, False], [False, False], [False, True]]
-    with pytest.raises(ValueError, match="'login' .*row 1"):
+    with pytest.raises(ValueError, match=r"'login' .*row 1"):
         label_matrix([{"login"}], ["bug"])
     with pytest.raises(ValueError, match="delimiter"):
         parse_label_sets(["a"], "")
