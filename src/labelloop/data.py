@@ -57,6 +57,7 @@ class Pool:
     texts: list[str]
     labels: list[str | None]
     source: str = ""
+    file_rows: list[int] | None = None  # 0-based file row of each entry when rows were skipped (None: all)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -81,6 +82,7 @@ class Pool:
             [self.texts[i] for i in rows],
             [self.labels[i] for i in rows],
             self.source,
+            rows if self.file_rows is None else [self.file_rows[i] for i in rows],
         )
 
 
@@ -190,15 +192,22 @@ def _refuse_duplicate_columns(path: Path, names: Sequence[object]) -> None:
         )
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
+def _read_frame(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The file as text cells; a Parquet file only reads ``columns`` (the rest, e.g. a million-row
+    embedding column, would become a Python object per cell). ``frame.attrs["columns"]`` lists them all."""
     _check_readable(path)
     kind = _READERS.get(path.suffix.lower())
     if kind is None:
         raise DataError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
     try:
         if kind == "parquet":
-            frame = pd.read_parquet(path)
-            _refuse_duplicate_columns(path, list(frame.columns))
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+            _refuse_duplicate_columns(path, names)
+            wanted = None if columns is None else [c for c in names if c in columns]
+            frame = pd.read_parquet(path, columns=wanted)
+            frame.attrs["columns"] = names
             return frame
         text = _decode(path, _read_bytes(path))
         if kind == "jsonl":
@@ -214,9 +223,13 @@ def _read_frame(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot parse as {kind}: {first}") from None
 
 
+def _all_columns(frame: pd.DataFrame) -> str:
+    return ", ".join(map(str, frame.attrs.get("columns", frame.columns)))
+
+
 def _column(frame: pd.DataFrame, name: str, path: Path, role: str) -> pd.Series:
     if name not in frame.columns:
-        cols = ", ".join(map(str, frame.columns))
+        cols = _all_columns(frame)
         raise DataError(f"{path}: no {role} column {name!r} (columns: {cols}); pass --{role}-column")
     return frame[name]
 
@@ -303,8 +316,8 @@ def load_pool(
     import warnings
 
     path = Path(path)
-    frame = _read_frame(path)
-    if frame.empty:
+    frame = _read_frame(path, [c for c in (text_column, label_column, id_column) if c is not None])
+    if len(frame.index) == 0:
         raise DataError(f"{path}: no rows")
     texts_raw = _texts(_column(frame, text_column, path, "text"), path, text_column)
     bad = [i for i, t in enumerate(texts_raw) if is_blank(t)]
@@ -339,7 +352,7 @@ def load_pool(
                     f"{_preview(missing)}"
                 )
     elif require_labels:
-        cols = ", ".join(map(str, frame.columns))
+        cols = _all_columns(frame)
         raise DataError(f"{path}: no label column {label_column!r} (columns: {cols}); pass --label-column")
     else:
         labels = [None] * len(texts)
@@ -363,7 +376,7 @@ def load_pool(
             seen[i] = j
     if dups and unique_ids:
         raise DataError(f"{path}: {len(dups)} duplicate id(s) {what}: {_preview(dups, 5)}")
-    return Pool(ids=ids, texts=texts, labels=labels, source=str(path))
+    return Pool(ids=ids, texts=texts, labels=labels, source=str(path), file_rows=keep if bad else None)
 
 
 def columns_of(path: str | Path) -> list[str]:
