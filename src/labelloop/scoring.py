@@ -23,8 +23,9 @@ from .strategies import SCORES
 
 __all__ = ["SCORE_CHUNK", "chunk_starts", "predict_proba", "predict", "uncertain_rows", "rows_of"]
 
-# 64k rows of 384-d float32: 100 MB gathered, 200 MB once scikit-learn has made them float64.
-SCORE_CHUNK = 65_536
+# 16k rows of 384-d float32: 25 MB gathered, 50 MB more once scikit-learn has made them float64.
+# At 1M rows 64k-row chunks measured no faster (benchmarks/scale.py) and cost 300 MB of scratch.
+SCORE_CHUNK = 16_384
 
 
 def chunk_starts(n: int, chunk: int) -> range:
