@@ -45,7 +45,8 @@ class RoundRecord(TypedDict):
     macro_f1: float
     precision: float
     recall: float
-    seconds: float  # train + score + select of this round
+    seconds: float  # train + score + select of this round (wall)
+    cpu_seconds: float  # the same in CPU-seconds of this process (all threads): steadier on a busy machine
     seconds_train: float
     seconds_score: float
     seconds_select: float
@@ -144,9 +145,10 @@ def simulate(
 
     first = min(initial or batch_size, budget)
     seeder = ColdStart() if (initial == 0 or initial_strategy == "cold-start") else RandomSampling()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     labeled[seeder(Context.cold(X_pool), first, rng).indices] = True
     pending_select = time.perf_counter() - t0  # charged to the round that trains on it
+    pending_cpu = time.process_time() - c0
 
     rounds: list[RoundRecord] = []
     while True:
@@ -166,7 +168,8 @@ def simulate(
         )
         record["seconds"] += pending_select
         record["seconds_select"] += pending_select
-        pending_select = 0.0
+        record["cpu_seconds"] += pending_cpu
+        pending_select = pending_cpu = 0.0
         rounds.append(record)
         if progress is not None:
             progress(record["n_labeled"], budget)
@@ -212,16 +215,18 @@ def _round(
 ) -> RoundRecord:
     """Train on the labeled rows, score the test set, then reveal the next ``n`` chosen rows (``labeled``
     is updated in place); ``n = 0`` ends the campaign."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     idx = np.flatnonzero(labeled)
     head = train(X_pool, y_pool, idx, n_classes, C=C, seed=seed)
-    t_train = time.perf_counter() - t0
+    t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     metrics = evaluate(head, X_test, y_test)
     t_score = t_select = 0.0
+    c1 = time.process_time()
     if n > 0:
         q = query(head, X_pool, np.flatnonzero(~labeled), strategy, n, rng, y=y_pool, labeled=idx)
         labeled[q.indices] = True
         t_score, t_select = q.seconds_score, q.seconds_select
+    c_query = time.process_time() - c1
     return RoundRecord(
         round=number,
         n_labeled=len(idx),
@@ -230,6 +235,7 @@ def _round(
         precision=metrics["precision"],
         recall=metrics["recall"],
         seconds=t_train + t_score + t_select,
+        cpu_seconds=c_train + c_query,
         seconds_train=t_train,
         seconds_score=t_score,
         seconds_select=t_select,

@@ -75,6 +75,7 @@ def test_cli_simulates_from_a_parquet_embedding_column_end_to_end(tmp_path):
         assert (d["n_pool"], d["full_pool"]["n"]) == (600, 300)
         assert [r["n_labeled"] for r in d["rounds"]] == [20, 40, 60, 80]
         assert d["rounds"][-1]["accuracy"] > 0.5  # the vectors reached the head, scaled to unit length
+        assert all(r["cpu_seconds"] > 0 for r in d["rounds"])
 
 
 def test_cli_refuses_bad_vectors_in_one_line(tmp_path):
