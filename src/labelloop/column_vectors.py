@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["read_vectors", "vectors_identity", "BATCH_ROWS"]
+__all__ = ["read_vectors", "vectors_identity", "column_identity", "BATCH_ROWS"]
 
 BATCH_ROWS = 65_536
 _PARQUET = (".parquet", ".pq")
@@ -66,6 +66,17 @@ def vectors_identity(column: str, first_row: np.ndarray) -> str:
     """The encoder identity of vectors from ``column`` (see the module docstring for why the first row)."""
     v = np.ascontiguousarray(first_row, dtype=np.float32)
     return f"column:{column}:{len(v)}d:{hashlib.sha256(v.tobytes()).hexdigest()[:12]}"
+
+
+def column_identity(path: str | Path, column: str) -> str:
+    """The encoder identity of ``column`` in ``path`` without reading more than its first rows."""
+    path = Path(path).expanduser()
+    for batch in _open(path, column).iter_batches(batch_size=1, columns=[column]):
+        first = batch.column(0)[0].values
+        if first is None or len(first) == 0:
+            raise DataError(f"{path}: the first vector in column {column!r} is empty")
+        return vectors_identity(column, np.asarray(first.to_numpy(zero_copy_only=False), dtype=np.float32))
+    raise DataError(f"{path}: no rows")
 
 
 def read_vectors(

@@ -91,3 +91,23 @@ def test_a_parquet_pool_still_names_every_column_when_one_is_missing(tmp_path):
     path = write(tmp_path / "v.parquet", [[1.0, 0.0]])
     with pytest.raises(DataError, match=r"no text column 'body' \(columns: text, emb\)"):
         load_pool(path, text_column="body")
+
+
+def test_a_campaign_config_takes_its_vectors_from_the_data_embedding_column(tmp_path):
+    from labelloop.campaign import load_campaign
+    from labelloop.config import load_config
+
+    rows = [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0], [1.0, 1.0, 0.0]]
+    write(tmp_path / "pool.parquet", rows)
+    write(tmp_path / "test.parquet", rows[:2], texts=["a", "b"])
+    (tmp_path / "labelloop.toml").write_text(
+        'labels = ["a", "b"]\n[data]\npath = "pool.parquet"\nembedding_column = "emb"\ntest = "test.parquet"\n'
+        'test_label_column = "text"\n[labelstudio]\nproject = "p"\n[model]\nneighbours = 0\n'
+    )
+    config = load_config(tmp_path / "labelloop.toml")
+    campaign = load_campaign(config)
+    np.testing.assert_allclose(campaign.X, [[1, 0, 0], [0, 1, 0], [0, 0, 1], [2**-0.5, 2**-0.5, 0]], atol=1e-6)
+    assert campaign.X_test is not None and campaign.X_test.shape == (2, 3)
+    identity = read_vectors(tmp_path / "pool.parquet", "emb")[1]
+    assert campaign.encoder_identity == identity
+    assert load_campaign(config, embed_texts=False).encoder_identity == identity  # from the first row alone
