@@ -15,6 +15,7 @@ than BANKING77's: these pools measure time and memory, not label efficiency.
 
     python benchmarks/scale.py [--sizes 10000,100000,1000000]
     python benchmarks/scale.py --write-parquet DIR --rows 1000000   # pool.parquet + test.parquet for the CLI
+    python benchmarks/scale.py --cli DIR      # `labelloop simulate --embedding-column emb` on them: scale_cli.{json,md}
 """
 
 from __future__ import annotations
@@ -148,6 +149,39 @@ def write_parquet(folder: Path, rows: int, test_rows: int, within: float, betwee
         print(f"wrote {folder / f'{name}.parquet'} ({len(yp)} rows)")
 
 
+def cli_check(folder: Path, budget: int) -> None:
+    """Run ``labelloop simulate`` on ``folder``'s Parquet files in a child; write its rounds to scale_cli.{json,md}."""
+    args = ["simulate", "--train", str(folder / "pool.parquet"), "--test", str(folder / "test.parquet"),
+            "--embedding-column", "emb", "--neighbours", "0", "--initial", "100", "--batch-size", "100",
+            "--budget", str(budget), "--initial-strategy", "random", "--out", str(folder / "results.json")]
+    load = os.getloadavg()
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "from labelloop.cli import main; main()", *args], check=True,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    wall = time.perf_counter() - t0
+    load_after = os.getloadavg()
+    res = json.loads((folder / "results.json").read_text())
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    keys = ("round", "n_labeled", "seconds", "cpu_seconds", "seconds_train", "seconds_score", "seconds_select")
+    out = {"command": "labelloop " + " ".join(args), "n_pool": res["n_pool"], "model": res["model"],
+           "full_pool": res["full_pool"], "rounds": [{k: r[k] for k in keys} for r in res["rounds"]],
+           "run_wall_seconds": wall, "max_rss_bytes": peak, "load_average_before": load,
+           "load_average_after": load_after, "cpus": os.cpu_count()}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scale_cli.json").write_text(json.dumps(out, indent=2) + "\n")
+    md = [f"`labelloop simulate --embedding-column emb` on a {res['n_pool']:,}-row Parquet pool of synthetic "
+          f"{DIM}-d vectors (`benchmarks/scale.py --write-parquet`; smoothing off, random initial 100, batches of "
+          f"100). Whole run {wall:.0f} s wall (reading, ceiling on {res['full_pool']['n']:,} rows, rounds), peak RSS "
+          f"{peak / 2**30:.2f} GB; {os.cpu_count()} CPUs, load average {load[0]:.2f} before, {load_after[0]:.2f} "
+          "after. Per round (train + score + select):", "",
+          "| round | labels | seconds (wall) | CPU-seconds | train | score | select |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in out["rounds"]:
+        md.append(f"| {r['round']} | {r['n_labeled']} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | "
+                  f"{r['seconds_train']:.2f} | {r['seconds_score']:.2f} | {r['seconds_select']:.2f} |")
+    (RESULTS / "scale_cli.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -156,12 +190,17 @@ def main() -> None:
     parser.add_argument("--write-parquet", type=Path, help="write pool.parquet/test.parquet here and stop")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--test-rows", type=int, default=10_000)
+    parser.add_argument("--cli", type=Path, help="run labelloop simulate on DIR/pool.parquet and DIR/test.parquet")
+    parser.add_argument("--budget", type=int, default=500)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cosines", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         within, between = map(float, args.cosines.split(","))
         print(json.dumps(child(args.child, within, between, args.strategy, args.seed)))
+        return
+    if args.cli:
+        cli_check(args.cli, args.budget)
         return
     within, between = banking77_cosines()
     print(f"BANKING77 cosines: within {within:.3f}, between {between:.3f}")

@@ -24,7 +24,8 @@ from .strategies import SCORES
 __all__ = ["SCORE_CHUNK", "chunk_starts", "predict_proba", "predict", "uncertain_rows", "rows_of"]
 
 # 16k rows of 384-d float32: 25 MB gathered, 50 MB more once scikit-learn has made them float64.
-# At 1M rows 64k-row chunks measured no faster (benchmarks/scale.py) and cost 300 MB of scratch.
+# One round at 1M rows (benchmarks/scale.py, load average ~12 on 2 cores): 64k-row chunks peaked 356 MB
+# above the matrix with 3.7 CPU-s of score + select, 16k-row chunks 57 MB with 4.5 CPU-s (one run each).
 SCORE_CHUNK = 16_384
 
 
