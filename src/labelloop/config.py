@@ -394,7 +394,7 @@ min_audit = 30               # audit labels needed before the plateau rule may f
 [model]
 # encoder = "/path/to/local/model"   # default: the bundled all-MiniLM-L6-v2
 # cache_dir = "~/.cache/labelloop"
-# backend = "onnx"           # or "torch"; a campaign keeps the backend it started with
+# backend = "onnx"           # or "torch" (same vectors); sync refuses a change mid-campaign
 # precision = "fp32"         # or "int8" (onnx only: ~2x faster, measured to cost some labels)
 # threads = 2                # default: every core this process may use
 C = 10.0                     # inverse regularisation of the logistic-regression head

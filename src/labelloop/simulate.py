@@ -50,6 +50,7 @@ class RoundRecord(TypedDict):
     seconds_train: float
     seconds_score: float
     seconds_select: float
+    rows_covered: int  # data rows the n_labeled labels stand for (more when identical texts were collapsed)
 
 
 class SimulationResult(TypedDict):
@@ -57,7 +58,8 @@ class SimulationResult(TypedDict):
     seed: int
     model: str
     features: str  # how embeddings became features, e.g. "knn-smooth(k=6, weight=0.5)"
-    n_pool: int
+    n_pool: int  # distinct texts: what the budget counts
+    n_pool_rows: int  # data rows they stand for
     n_classes: int
     full_pool: dict[str, float]  # accuracy, macro_f1 and n, the pool rows the ceiling was trained on
     rounds: list[RoundRecord]
@@ -128,6 +130,7 @@ def simulate(
     ceiling: dict[str, float] | None = None,
     ceiling_max: int | None = CEILING_MAX,
     progress: Any = None,
+    copies: np.ndarray | None = None,
 ) -> SimulationResult:
     """Run one simulated campaign and return its results (the ``results.json`` schema).
 
@@ -135,6 +138,9 @@ def simulate(
     ``initial=0`` starts cold: the first batch is chosen by the cold-start rule.
     ``progress`` may be a callable ``(n_labeled, budget)`` called after each round. Without a
     ``ceiling`` it is computed here, on at most ``ceiling_max`` pool rows (:func:`full_pool`).
+    ``copies`` gives how many data rows each pool item stands for (identical texts collapsed by
+    :func:`labelloop.data.load_pool`): the budget counts questions, i.e. items, and each round also
+    records the rows its labels cover. The head stays unweighted (see the README on duplicates).
     """
     _check_plan(initial, initial_strategy, batch_size, budget)
     strat = get_strategy(strategy)
@@ -142,6 +148,9 @@ def simulate(
     n_pool = len(y_pool)
     budget = min(budget, n_pool)
     labeled = np.zeros(n_pool, dtype=bool)
+    copies = np.ones(n_pool, dtype=np.int64) if copies is None else np.asarray(copies, dtype=np.int64)
+    if copies.shape != (n_pool,):
+        raise ValueError(f"copies has {len(copies)} entries for a pool of {n_pool}")
 
     first = min(initial or batch_size, budget)
     seeder = ColdStart() if (initial == 0 or initial_strategy == "cold-start") else RandomSampling()
@@ -152,6 +161,7 @@ def simulate(
 
     rounds: list[RoundRecord] = []
     while True:
+        covered = int(copies[labeled].sum())  # before _round reveals the next batch
         record = _round(
             len(rounds),
             X_pool,
@@ -166,6 +176,7 @@ def simulate(
             C=C,
             seed=seed,
         )
+        record["rows_covered"] = covered
         record["seconds"] += pending_select
         record["seconds_select"] += pending_select
         record["cpu_seconds"] += pending_cpu
@@ -183,6 +194,7 @@ def simulate(
         model=model,
         features=features,
         n_pool=n_pool,
+        n_pool_rows=int(copies.sum()),
         n_classes=n_classes,
         full_pool=ceiling,
         rounds=rounds,
@@ -239,6 +251,7 @@ def _round(
         seconds_train=t_train,
         seconds_score=t_score,
         seconds_select=t_select,
+        rows_covered=len(idx),  # the caller sets it from the copies
     )
 
 

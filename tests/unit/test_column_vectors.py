@@ -80,11 +80,20 @@ def test_a_pool_that_skips_empty_texts_says_which_file_rows_it_kept(tmp_path):
     path = write(tmp_path / "v.parquet", [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], texts=["a", " ", "c"])
     with pytest.warns(UserWarning):
         pool = load_pool(path, label_column=None, skip_empty=True)
-    assert pool.file_rows == [0, 2]
+    assert pool.file_rows == (0, 2)
     V, _ = read_vectors(path, "emb", pool.file_rows)
     np.testing.assert_allclose(V[1], [2**-0.5, 2**-0.5], atol=1e-6)
     full = write(tmp_path / "full.parquet", [[1.0, 0.0], [0.0, 1.0]])
     assert load_pool(full, label_column=None).file_rows is None  # every row, in order
+
+
+def test_identical_texts_collapsed_into_one_item_take_the_first_copy_s_vector(tmp_path):
+    rows = [[1.0, 0.0], [0.0, 1.0], [1.0, 0.01], [1.0, 1.0]]
+    path = write(tmp_path / "v.parquet", rows, texts=["a", "b", "a", "c"])
+    pool = load_pool(path, label_column=None)
+    assert (pool.texts, pool.file_rows) == (["a", "b", "c"], (0, 1, 3))
+    V, _ = read_vectors(path, "emb", pool.file_rows)
+    np.testing.assert_allclose(V, [[1, 0], [0, 1], [2**-0.5, 2**-0.5]], atol=1e-6)
 
 
 def test_a_parquet_pool_still_names_every_column_when_one_is_missing(tmp_path):

@@ -116,7 +116,7 @@ def test_ctrl_c_exits_130_with_a_message(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_simulate, "load_pool", interrupted)
+    monkeypatch.setattr(cli_simulate, "load_data", interrupted)
     monkeypatch.setattr("sys.argv", ["labelloop", "simulate"])
     with pytest.raises(SystemExit) as exit_info:
         main()

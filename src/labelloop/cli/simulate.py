@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeE
 from rich.progress import TextColumn as ProgressText
 from rich.table import Table
 
-from ..data import check_test_labels, demo_paths, load_pool
+from ..data import check_test_labels, demo_paths
 from ..embeddings import Encoder
 from ..errors import DataError, LabelloopError
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
@@ -31,7 +31,7 @@ from ..simulate import (
 from ..simulate import simulate as run_simulation
 from ..strategies import DEFAULT_STRATEGY, STRATEGIES, check_strategy
 from . import app
-from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, TextColumn
+from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, TextColumn, load_data
 
 
 @app.command()
@@ -118,14 +118,28 @@ def simulate(
         train, test = demo_paths()
         console.print(f"No data given: using the bundled demo tickets ({train.parent}).")
     assert test is not None
-    pool = load_pool(train, text_column, label_column, id_column, skip_empty=skip_empty, require_labels=True)
-    held = load_pool(
-        test, text_column, label_column, None, skip_empty=skip_empty, require_labels=True, unique_ids=False
+    pool = load_data(
+        console, train, text_column, label_column, id_column, skip_empty=skip_empty, require_labels=True
+    )
+    held = load_data(
+        console,
+        test,
+        text_column,
+        label_column,
+        None,
+        skip_empty=skip_empty,
+        require_labels=True,
+        unique_ids=False,
     )
     check_test_labels(pool, held)
     classes = pool.label_set
     y_pool, y_test = pool.label_array(classes), held.label_array(classes)
-    console.print(f"Pool {len(pool)} texts, test {len(held)}, {len(classes)} classes.")
+    repeated = (
+        f" in {pool.n_rows} rows (identical texts are asked once; a label covers every copy)"
+        if pool.n_rows != len(pool)
+        else ""
+    )
+    console.print(f"Pool {len(pool)} texts{repeated}, test {len(held)}, {len(classes)} classes.")
     smoothing = NeighbourSmoothing(k=neighbours)
     if smoothing.enabled and len(pool) > 100_000:
         console.print(
@@ -177,6 +191,7 @@ def simulate(
                     model=model_name,
                     features=str(smoothing),
                     ceiling=ceiling,
+                    copies=pool.copies,
                     progress=_per_round(bar, task, name),
                 )
             )
@@ -198,8 +213,8 @@ def _column_features(
     train: Path,
     test: Path,
     column: str,
-    train_rows: list[int] | None,
-    test_rows: list[int] | None,
+    train_rows: Sequence[int] | None,
+    test_rows: Sequence[int] | None,
     smoothing: NeighbourSmoothing,
 ) -> Featurized:
     """Features from the vectors of ``column`` in both files (:mod:`labelloop.column_vectors`)."""

@@ -138,7 +138,7 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
     Queue, labels, skips and ties; agreement between annotators; second opinions; the model's
     audit accuracy; stop advice; then the next steps.
     """
-    from ..status import next_steps, summary
+    from ..status import conflicts_note, coverage, next_steps, summary
 
     cfg = load_config(config)
     s = summary(cfg)
@@ -151,6 +151,12 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
         f"{empty}, "
         f"{s['disagreements']} with disagreement, {s['ties']} tied"
     )
+    covered = coverage(s)
+    if covered:
+        console.print(covered, highlight=False)
+    note = conflicts_note(s)
+    if note:
+        console.print(f"[yellow]warning:[/] {note}", highlight=False)
     a = s["audit"]
     console.print(f"audit sample: {a['labeled']} labeled of {a['sent']} sent ({a['size']} reserved)")
     _print_agreement(console, s)
