@@ -41,6 +41,7 @@ __all__ = [
     "least_confidence",
     "entropy",
     "margin",
+    "binary_margin",
     "RandomSampling",
     "Uncertainty",
     "DiverseUncertainty",
@@ -133,10 +134,16 @@ def margin(probs: np.ndarray) -> np.ndarray:
     return 1.0 - (top2[:, 1] - top2[:, 0])
 
 
+def binary_margin(probs: np.ndarray) -> np.ndarray:
+    """Multi-label: mean over labels of ``1 − |2p − 1|`` for independent per-label probabilities."""
+    return 1.0 - np.abs(2.0 * probs - 1.0).mean(axis=1)
+
+
 SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "least-confidence": least_confidence,
     "entropy": entropy,
     "margin": margin,
+    "binary-margin": binary_margin,  # multi-label heads only (labelloop.multilabel)
 }
 
 
