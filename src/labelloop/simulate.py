@@ -33,8 +33,9 @@ __all__ = [
 
 INITIAL_STRATEGIES = ("cold-start", "random")
 
-# The ceiling's head is trained on at most this many pool rows: logistic regression on a million
-# rows would take longer than the whole campaign, and 50,000 rows is past where it stops improving.
+# The ceiling's head is trained on at most this many pool rows (a stratified sample above): a head
+# fitted on a million rows would cost more than the simulated campaign it is the ceiling of. How much
+# accuracy the sample gives up was not measured; raise --ceiling-max to check on your data.
 CEILING_MAX = 50_000
 
 
