@@ -129,6 +129,26 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
             d.test, d.text_column, d.test_label_column, None, require_labels=True, unique_ids=False
         )
         _check_labels(test, config.labels, "test")
+    if d.embedding_column is not None:
+        from .column_vectors import column_identity, read_vectors
+        from .featurize import featurize_vectors
+
+        if not embed_texts:
+            return Campaign(config, pool, np.empty((0, 0)), column_identity(d.path, d.embedding_column), test)
+        V, identity = read_vectors(d.path, d.embedding_column, pool.file_rows)
+        others = []
+        if test is not None:
+            Vt, _ = read_vectors(test.source, d.embedding_column, test.file_rows)
+            if Vt.shape[1] != V.shape[1]:
+                raise DataError(
+                    f"{test.source}: vectors in column {d.embedding_column!r} have {Vt.shape[1]} numbers, "
+                    f"those of {d.path} {V.shape[1]}"
+                )
+            others.append(Vt)
+        f = featurize_vectors(
+            V, *others, identity=identity, smoothing=config.model.smoothing, progress=progress
+        )
+        return Campaign(config, pool, f.pool, f.encoder_identity, test, f.others[0] if test else None)
     encoder = config_encoder(config)
     if not embed_texts:
         return Campaign(config, pool, np.empty((0, 0)), encoder.identity, test)

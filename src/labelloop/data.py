@@ -91,6 +91,9 @@ class Pool:
     source: str = ""
     rows: tuple[tuple[int, ...], ...] | None = None
     conflicts: tuple[LabelConflict, ...] = ()
+    # 0-based file row of each item (its first copy's) when items are not simply file rows 0..n-1 (rows
+    # skipped as empty, copies collapsed): how vectors read from a column of the file line up with items.
+    file_rows: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -137,6 +140,7 @@ class Pool:
             self.source,
             None if self.rows is None else tuple(self.rows[i] for i in rows),
             tuple(c for c in self.conflicts if c.id in kept),
+            tuple(rows) if self.file_rows is None else tuple(self.file_rows[i] for i in rows),
         )
 
 
@@ -287,7 +291,9 @@ def _no_duplicate_columns(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
+def _read_frame(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The file as text cells; a Parquet file only reads ``columns`` (the rest, e.g. a million-row
+    embedding column, would become a Python object per cell). ``frame.attrs["columns"]`` lists them all."""
     _check_readable(path)
     if path.is_dir():  # a saved Hugging Face dataset or a Parquet folder
         return _no_duplicate_columns(path, read_folder(path))
@@ -301,8 +307,13 @@ def _read_frame(path: Path) -> pd.DataFrame:
         if kind == "arrow":
             return _no_duplicate_columns(path, read_arrow_file(path))
         if kind == "parquet":
-            frame = pd.read_parquet(path)
-            _refuse_duplicate_columns(path, list(frame.columns))
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+            _refuse_duplicate_columns(path, names)
+            wanted = None if columns is None else [c for c in names if c in columns]
+            frame = pd.read_parquet(path, columns=wanted)
+            frame.attrs["columns"] = names
             return frame
         text = _decode(path, _read_bytes(path))
         if kind == "jsonl":
@@ -318,9 +329,13 @@ def _read_frame(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot parse as {kind}: {first}") from None
 
 
+def _all_columns(frame: pd.DataFrame) -> str:
+    return ", ".join(map(str, frame.attrs.get("columns", frame.columns)))
+
+
 def _column(frame: pd.DataFrame, name: str, path: Path, role: str) -> pd.Series:
     if name not in frame.columns:
-        cols = ", ".join(map(str, frame.columns))
+        cols = _all_columns(frame)
         raise DataError(f"{path}: no {role} column {name!r} (columns: {cols}); pass --{role}-column")
     return frame[name]
 
@@ -409,18 +424,19 @@ def load_pool(
     it is, duplicates included (a test set scored per row, or texts to predict per row).
     """
     path = Path(path)
-    frame = _read_frame(path)
-    if frame.empty:
+    frame = _read_frame(path, [c for c in (text_column, label_column, id_column) if c is not None])
+    if len(frame.index) == 0:
         raise DataError(f"{path}: no rows")
     texts_raw = _texts(_column(frame, text_column, path, "text"), path, text_column)
     keep = _rows_with_text(path, texts_raw, text_column, skip_empty)
     texts = [t for t in (texts_raw[i] for i in keep) if t is not None]  # blanks were dropped above
     labels = _labels(path, frame, keep, label_column, require_labels)
+    moved = tuple(keep) if len(keep) < len(texts_raw) else None  # file rows, when some were skipped
     if id_column is None:
         ids = [content_id(t) for t in texts]
         if unique_ids:  # identical texts are one item: asked once, its label covers every copy
             return _collapsed(path, ids, texts, labels, [i + 1 for i in keep])
-        return Pool(ids=ids, texts=texts, labels=labels, source=str(path))
+        return Pool(ids=ids, texts=texts, labels=labels, source=str(path), file_rows=moved)
     ids_raw = _texts(_column(frame, id_column, path, "id"), path, id_column)
     missing_ids = [i + 1 for i in keep if is_blank(ids_raw[i])]
     if missing_ids:
@@ -439,7 +455,7 @@ def load_pool(
                 f"{path}: {len(dups)} duplicate id(s) in column {id_column!r}: {_preview(dups, 5)}; "
                 f"ids must be unique"
             )
-    return Pool(ids=ids, texts=texts, labels=labels, source=str(path))
+    return Pool(ids=ids, texts=texts, labels=labels, source=str(path), file_rows=moved)
 
 
 def _rows_with_text(path: Path, texts: list[str | None], column: str, skip_empty: bool) -> list[int]:
@@ -471,7 +487,7 @@ def _labels(
     """The given label of each kept row (None: unlabeled); every row must have one if ``required``."""
     if column is None or column not in frame.columns:
         if required:
-            cols = ", ".join(map(str, frame.columns))
+            cols = _all_columns(frame)
             raise DataError(f"{path}: no label column {column!r} (columns: {cols}); pass --label-column")
         return [None] * len(keep)
     col = _texts(frame[column], path, column)
@@ -498,8 +514,10 @@ def _collapsed(
         warnings.warn(
             f"{path}: {conflicts_message(len(conflicts), shown)}", LabelConflictWarning, stacklevel=3
         )
+    file_rows = tuple(data_rows[j] - 1 for j in first)
+    moved = None if file_rows == tuple(range(len(file_rows))) else file_rows
     if len(first) == len(ids):
-        return Pool(ids=ids, texts=texts, labels=labels, source=str(path))
+        return Pool(ids=ids, texts=texts, labels=labels, source=str(path), file_rows=moved)
     return Pool(
         ids=[ids[j] for j in first],
         texts=[texts[j] for j in first],
@@ -507,6 +525,7 @@ def _collapsed(
         source=str(path),
         rows=covered,
         conflicts=conflicts,
+        file_rows=moved,
     )
 
 

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.progress import TextColumn as ProgressText
 from rich.table import Table
 
 from ..data import check_test_labels, demo_paths
 from ..embeddings import Encoder
-from ..errors import LabelloopError
+from ..errors import DataError, LabelloopError
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
-from ..featurize import featurize
+from ..featurize import Featurized, featurize, featurize_vectors
 from ..outputs import atomic_path, atomic_write, check_output
-from ..simulate import INITIAL_STRATEGIES, SimulationResult, area_under_curve, full_pool, labels_to_reach
+from ..simulate import (
+    CEILING_MAX,
+    INITIAL_STRATEGIES,
+    SimulationResult,
+    area_under_curve,
+    full_pool,
+    labels_to_reach,
+)
 from ..simulate import simulate as run_simulation
 from ..strategies import DEFAULT_STRATEGY, STRATEGIES, check_strategy
 from . import app
@@ -54,6 +63,21 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (k-means, ties, random sampling).")] = 0,
     model: ModelPath = None,
     cache_dir: CacheDir = None,
+    embedding_column: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Take each text's vector from this Parquet column (a list of floats per row) instead of "
+            "running the encoder; both files need it.",
+            metavar="NAME",
+        ),
+    ] = None,
+    ceiling_max: Annotated[
+        int,
+        typer.Option(
+            help="Train the full-pool ceiling on at most this many pool rows (a stratified sample above).",
+            min=1,
+        ),
+    ] = CEILING_MAX,
     neighbours: Neighbours = DEFAULT_SMOOTHING.k,
     skip_empty: SkipEmpty = False,
     out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path("results.json"),
@@ -116,17 +140,29 @@ def simulate(
         else ""
     )
     console.print(f"Pool {len(pool)} texts{repeated}, test {len(held)}, {len(classes)} classes.")
-    encoder = Encoder(model)
-    f = featurize(
-        pool.texts,
-        held.texts,
-        encoder=encoder,
-        cache_dir=cache_dir,
-        smoothing=NeighbourSmoothing(k=neighbours),
-        progress=True,
-    )
-    smoothing, X_pool, X_test = f.smoothing, f.pool, f.others[0]
-    ceiling = full_pool(X_pool, y_pool, X_test, y_test, len(classes))
+    smoothing = NeighbourSmoothing(k=neighbours)
+    if smoothing.enabled and len(pool) > 100_000:
+        console.print(
+            f"Neighbour smoothing compares each of the {len(pool)} pool texts with every other: this takes "
+            f"long at this size; --neighbours 0 turns it off."
+        )
+    if embedding_column is not None:
+        if model is not None:
+            raise LabelloopError(
+                "give --model or --embedding-column, not both: the vectors come from one of them"
+            )
+        f = _column_features(train, test, embedding_column, pool.file_rows, held.file_rows, smoothing)
+        model_name = f.encoder_identity
+    else:
+        encoder = Encoder(model)
+        f = featurize(
+            pool.texts, held.texts, encoder=encoder, cache_dir=cache_dir, smoothing=smoothing, progress=True
+        )
+        model_name = encoder.name
+    X_pool, X_test = f.pool, f.others[0]
+    ceiling = full_pool(X_pool, y_pool, X_test, y_test, len(classes), max_rows=ceiling_max, seed=seed)
+    if ceiling["n"] < len(pool):
+        console.print(f"Full-pool ceiling trained on a stratified sample of {ceiling['n']:.0f} pool texts.")
 
     results: list[SimulationResult] = []
     with Progress(
@@ -152,11 +188,11 @@ def simulate(
                     batch_size=batch_size,
                     budget=budget,
                     seed=seed,
-                    model=encoder.name,
+                    model=model_name,
                     features=str(smoothing),
                     ceiling=ceiling,
                     copies=pool.copies,
-                    progress=lambda n, total, task=task: bar.update(task, completed=n),
+                    progress=_per_round(bar, task, name),
                 )
             )
 
@@ -171,6 +207,43 @@ def simulate(
         with atomic_path(plot, "--plot") as tmp:
             save(learning_curves(results), tmp)
         console.print(f"Wrote {plot}")
+
+
+def _column_features(
+    train: Path,
+    test: Path,
+    column: str,
+    train_rows: Sequence[int] | None,
+    test_rows: Sequence[int] | None,
+    smoothing: NeighbourSmoothing,
+) -> Featurized:
+    """Features from the vectors of ``column`` in both files (:mod:`labelloop.column_vectors`)."""
+    from ..column_vectors import read_vectors
+
+    V, identity = read_vectors(train, column, train_rows)
+    Vt, _ = read_vectors(test, column, test_rows)
+    if V.shape[1] != Vt.shape[1]:
+        raise DataError(
+            f"{test}: vectors in column {column!r} have {Vt.shape[1]} numbers, those of {train} {V.shape[1]}"
+        )
+    return featurize_vectors(V, Vt, identity=identity, smoothing=smoothing, progress=True)
+
+
+def _per_round(bar: Progress, task: TaskID, name: str) -> Callable[[int, int], None]:
+    """Advance ``task`` after each round and show the round's number and wall seconds."""
+    rounds, last = [0], [time.perf_counter()]
+
+    def update(n_labeled: int, total: int) -> None:
+        now = time.perf_counter()
+        bar.update(
+            task,
+            completed=n_labeled,
+            description=f"simulating {name}, round {rounds[0]} ({now - last[0]:.1f} s)",
+        )
+        rounds[0] += 1
+        last[0] = now
+
+    return update
 
 
 def curve_table(results: list[SimulationResult]) -> Table:
