@@ -36,6 +36,7 @@ __all__ = [
     "predict_sets",
     "multilabel_metrics",
     "MULTILABEL_STRATEGIES",
+    "DEFAULT_MULTILABEL_STRATEGY",
     "simulate_multilabel",
 ]
 
@@ -152,6 +153,7 @@ def multilabel_metrics(Y_true: np.ndarray, Y_pred: np.ndarray) -> dict[str, floa
     }
 
 
+DEFAULT_MULTILABEL_STRATEGY = "binary-margin-kmeans"
 MULTILABEL_STRATEGIES: dict[str, Strategy] = {
     "binary-margin-kmeans": DiverseUncertainty("binary-margin"),
     "binary-margin": DiverseUncertainty("binary-margin", candidate_factor=1),
@@ -174,7 +176,7 @@ def simulate_multilabel(
     X_test: np.ndarray,
     Y_test: np.ndarray,
     *,
-    strategy: str = "binary-margin-kmeans",
+    strategy: str = DEFAULT_MULTILABEL_STRATEGY,
     initial: int = 100,
     batch_size: int = 100,
     budget: int = 1000,

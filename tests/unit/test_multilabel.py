@@ -100,3 +100,32 @@ def test_simulation_spends_the_budget_in_batches_and_tracks_f1() -> None:
     assert rounds[-1]["micro_f1"] > 0.8
     with pytest.raises(ValueError, match="unknown multi-label strategy"):
         simulate_multilabel(X, Y, Xt, Yt, strategy="margin")
+
+
+def test_simulate_cli_runs_a_multi_label_campaign_from_label_set_cells(tmp_path, demo) -> None:
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from labelloop.cli import app
+
+    for pool, name in zip(demo, ("train.csv", "test.csv"), strict=True):
+        texts, sets = merge_texts(pool.texts[:200], pool.labels[:200], 0.4, np.random.default_rng(1))
+        pd.DataFrame({"text": texts, "labels": [" | ".join(sorted(s)) for s in sets]}).to_csv(
+            tmp_path / name, index=False)
+    out = tmp_path / "ml.json"
+    result = CliRunner().invoke(app, [
+        "simulate", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+        "--label-column", "labels", "--multi-label", "--strategy", "margin-kmeans,random",
+        "--initial", "20", "--batch-size", "20", "--budget", "60", "--neighbours", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["mode"] == "multi-label" and set(data["strategies"]) == {"binary-margin-kmeans", "random"}
+    assert [r["n_labeled"] for r in data["strategies"]["random"]["rounds"]] == [20, 40, 60]
+    assert " | " not in "".join(data["labels"]) and len(data["labels"]) > 5
+
+    bad = CliRunner().invoke(app, [
+        "simulate", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+        "--label-column", "labels", "--multi-label", "--strategy", "entropy", "--out", str(out)])
+    assert bad.exit_code != 0 and "unknown multi-label strategy 'entropy'" in str(bad.exception)
