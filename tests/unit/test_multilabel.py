@@ -121,7 +121,7 @@ def test_simulate_cli_runs_a_multi_label_campaign_from_label_set_cells(tmp_path,
         "--initial", "20", "--batch-size", "20", "--budget", "60", "--neighbours", "0", "--out", str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["mode"] == "multi-label" and set(data["strategies"]) == {"binary-margin-kmeans", "random"}
+    assert data["mode"] == "multi-label" and set(data["strategies"]) == {"margin-kmeans", "random"}
     assert [r["n_labeled"] for r in data["strategies"]["random"]["rounds"]] == [20, 40, 60]
     assert " | " not in "".join(data["labels"]) and len(data["labels"]) > 5
 

@@ -20,7 +20,7 @@ from ..embeddings import Encoder
 from ..errors import DataError, LabelloopError
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import Featurized, featurize, featurize_vectors
-from ..multilabel import DEFAULT_MULTILABEL_STRATEGY, MULTILABEL_STRATEGIES
+from ..multilabel import MULTILABEL_STRATEGIES
 from ..outputs import atomic_path, atomic_write, check_output
 from ..simulate import (
     CEILING_MAX,
@@ -238,8 +238,6 @@ def _strategies(strategy: str, multi_label: bool) -> list[str]:
     """The comma-separated ``--strategy`` names, checked against the mode's strategies."""
     names = list(dict.fromkeys(s.strip() for s in strategy.split(",") if s.strip()))
     known: Sequence[str] = list(MULTILABEL_STRATEGIES) if multi_label else list(STRATEGIES)
-    if multi_label:  # the single-label default means "the default" here too
-        names = [DEFAULT_MULTILABEL_STRATEGY if n == DEFAULT_STRATEGY else n for n in names]
     if not names:
         raise LabelloopError(f"--strategy is empty; choose from {', '.join(known)}")
     for name in names:
