@@ -3,6 +3,9 @@
 ``simulate``, ``push``, ``sync``, ``predict``, the report, the benchmarks and the notebook all
 call :func:`featurize`, so a pool and the texts scored against it always get features the
 same way: each set is smoothed with neighbours taken from the pool, never from itself.
+
+The pool's neighbour graph is stored beside its embeddings (:class:`labelloop.graph_cache.GraphCache`),
+so a pool is searched once: later loads read the graph, and a pool that grew extends it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .embeddings import Encoder, default_cache_dir, embed
+from .embeddings import Encoder, default_cache_dir, embed, text_key
 from .features import DEFAULT_SMOOTHING, NeighbourSmoothing
+from .graph_cache import GraphCache
+from .index import ApproxIndex, Method, nearest, neighbour_graph, resolve_method
 
 __all__ = ["Featurized", "featurize"]
 
@@ -28,6 +33,8 @@ class Featurized:
     raw_pool: np.ndarray  # the pool's embeddings before smoothing (the reference set)
     encoder_identity: str
     smoothing: NeighbourSmoothing
+    graph: np.ndarray | None = None  # each pool row's k nearest pool rows, itself first (None: not needed)
+    graph_source: str | None = None  # "loaded", "extended" or "built" (from the graph cache) or "computed"
 
 
 def featurize(
@@ -39,6 +46,8 @@ def featurize(
     smoothing: NeighbourSmoothing = DEFAULT_SMOOTHING,
     smooth_pool: bool = True,
     progress: bool = False,
+    neighbour_method: Method = "auto",
+    seed: int = 0,
 ) -> Featurized:
     """Embed the pool and ``others`` in one pass through the cache, then smooth each over the pool.
 
@@ -46,14 +55,48 @@ def featurize(
     ``cache_dir`` defaults to ``$LABELLOOP_CACHE_DIR`` or ``~/.cache/labelloop``.
     ``smooth_pool=False`` skips the pool's own smoothing when only ``others`` are needed
     (``predict``): the pool then serves only as the neighbours' reference.
+    ``neighbour_method`` (``auto``: exact up to 20k pool rows, approximate above) and ``seed`` decide
+    how neighbours are found (:mod:`labelloop.index`); the pool's graph is cached beside the vectors.
     """
     encoder = encoder or Encoder(model)
+    root = cache_dir or default_cache_dir()
     texts = [*pool_texts, *(t for o in others for t in o)]
-    vectors = embed(texts, encoder, cache_dir or default_cache_dir(), progress=progress)
+    vectors = embed(texts, encoder, root, progress=progress)
     raw = vectors[: len(pool_texts)]
+    k = min(smoothing.k, len(raw))
+    index: list[ApproxIndex] = []  # built at most once, shared by the pool's graph and the other sets
+
+    def approx_index() -> ApproxIndex:
+        if not index:
+            index.append(ApproxIndex(raw, seed=seed))
+        return index[0]
+
+    def search(Q: np.ndarray | None) -> np.ndarray:
+        cells = len(raw) * (len(raw) if Q is None else len(Q))
+        shared = approx_index() if resolve_method(cells, neighbour_method) == "approx" else None
+        if Q is None:
+            return neighbour_graph(raw, k, seed=seed, method=neighbour_method, index=shared)
+        return nearest(Q, raw, k, seed=seed, method=neighbour_method, index=shared)
+
+    graph: np.ndarray | None = None
+    source: str | None = None
+    if smooth_pool and smoothing.enabled and 0 < k < len(raw):
+        try:
+            graph, source = GraphCache(root, encoder.identity).graph(
+                [text_key(t) for t in pool_texts], raw, k, method=neighbour_method, seed=seed,
+                build=lambda X, kk: search(None),
+            )  # fmt: skip
+        except OSError:  # an unreadable cache folder: compute it, store nothing
+            graph, source = search(None), "computed"
     out, start = [], len(pool_texts)
     for o in others:
-        out.append(smoothing(vectors[start : start + len(o)], raw, progress=progress))
+        Q = vectors[start : start + len(o)]
+        neighbours = search(Q) if smoothing.enabled and 0 < k < len(raw) and len(Q) else None
+        out.append(smoothing(Q, raw, graph=neighbours, progress=progress))
         start += len(o)
-    pool = smoothing(raw, progress=progress) if smooth_pool else np.empty((0, raw.shape[1]), dtype=np.float32)
-    return Featurized(pool, out, raw, encoder.identity, smoothing)
+    pool = (
+        smoothing(raw, graph=graph, progress=progress)
+        if smooth_pool
+        else np.empty((0, raw.shape[1]), dtype=np.float32)
+    )
+    return Featurized(pool, out, raw, encoder.identity, smoothing, graph, source)
