@@ -269,3 +269,13 @@ def test_outside_sets_are_smoothed_over_the_pool_only(tmp_path) -> None:
     np.testing.assert_array_equal(a.others[0][:15], b.others[0][:15])
     alone = np.stack([FakeEncoder().vector(t) for t in test_a])
     np.testing.assert_allclose(a.others[0], DEFAULT_SMOOTHING(alone, a.raw_pool), atol=1e-6)
+
+
+def test_a_cache_that_cannot_be_written_only_costs_a_warning(tmp_path, builds) -> None:
+    graphs = tmp_path / "fake-identity" / "graphs"
+    graphs.parent.mkdir()
+    graphs.write_text("a file where the folder should be")
+    with pytest.warns(CacheWarning, match="cannot write"):
+        f = featurize(TEXTS, encoder=FakeEncoder(), cache_dir=tmp_path)
+    assert f.graph_source == "built"
+    np.testing.assert_array_equal(f.graph, neighbour_graph(f.raw_pool, 6, method="exact"))
