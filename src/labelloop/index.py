@@ -55,7 +55,7 @@ _PCA_DIMS: int | None = None
 _RERANK = 4  # candidates per wanted neighbour when searching PCA-reduced vectors
 _NPROBE = 8  # inverted lists visited per query
 _TRAIN_PER_LIST = 40  # k-means training sample: rows per inverted list (faiss asks for ≥ 39)
-_BLOCK = 65_536  # query rows searched at once
+_BLOCK = 2**18  # query rows searched at once (the list-by-list join reads each list once per block)
 
 
 def resolve_method(n_cells: int, method: Method) -> Literal["exact", "approx"]:
@@ -129,18 +129,30 @@ def _pair_sims(Q: np.ndarray, X: np.ndarray, cand: np.ndarray) -> np.ndarray:
 
 
 class ApproxIndex:
-    """faiss IVF over ``X`` (optionally PCA-reduced); :meth:`search` re-ranks candidates by exact cosine.
+    """An inverted-file index over ``X`` (k-means lists by faiss); :meth:`search` ranks by exact cosine.
 
     Built once per pool and used both for the pool's own graph and for outside queries, so both
-    see the pool through the same index. ``nlist`` ≈ 2·√n inverted lists balance the two costs
-    (assigning every row to a list, n·nlist·d, against scanning nprobe lists per row,
-    n·nprobe·n/nlist·d); k-means is trained on a sample of ``_TRAIN_PER_LIST`` rows per list.
-    ``dims`` reduces vectors by PCA before indexing (cheaper, but it loses recall where the
-    spectrum is flat; measured in benchmarks/neighbour_graph.py).
+    see the pool through the same index. Each query row is compared with the rows of its ``nprobe``
+    nearest lists. ``nlist`` ≈ 2·√n lists balance the two costs (assigning every row to its lists,
+    n·nlist·d, against comparing it with nprobe lists, n·nprobe·n/nlist·d); k-means is trained on a
+    sample of ``_TRAIN_PER_LIST`` rows per list.
+
+    ``join="lists"`` (default) does the comparisons list by list, as one matrix product of all the
+    queries that probe a list against its rows, so each list is read from memory once instead of once
+    per query: the same candidates as faiss's own IVF scan (``join="faiss"``) for a fraction of the
+    time on a large self-join (measured in benchmarks/neighbour_graph.py). ``dims`` reduces vectors
+    by PCA first and re-ranks the candidates in the full space (cheaper, but it loses recall where
+    the spectrum is flat).
     """
 
     def __init__(
-        self, X: np.ndarray, *, seed: int = 0, dims: int | None = _PCA_DIMS, nprobe: int = _NPROBE
+        self,
+        X: np.ndarray,
+        *,
+        seed: int = 0,
+        dims: int | None = _PCA_DIMS,
+        nprobe: int = _NPROBE,
+        join: Literal["lists", "faiss"] = "lists",
     ) -> None:
         try:
             import faiss
@@ -148,8 +160,8 @@ class ApproxIndex:
             raise LabelloopError(
                 "the approximate neighbour index needs faiss-cpu; `pip install faiss-cpu` or use method='exact'"
             ) from None
-        self._faiss = faiss
         self.X = _as_rows(X)
+        self.join = join
         n, d = self.X.shape
         rng = np.random.default_rng(seed)
         self.nlist = max(1, min(int(2 * np.sqrt(n)), n // _TRAIN_PER_LIST))
@@ -169,26 +181,63 @@ class ApproxIndex:
         self.index.train(sample)
         self.nprobe = min(nprobe, self.nlist)
         self.index.nprobe = self.nprobe
-        # Each pool row's nearest lists, computed once: used to add it and again to search for its neighbours.
+        # Each pool row's nearest lists, computed once: used to file it and again to search its neighbours.
+        self.Z = self.X if self.pca is None else np.empty((n, dz), dtype=np.float32)
         self._assign = np.empty((n, self.nprobe), dtype=np.int64)
         self._assign_d = np.empty((n, self.nprobe), dtype=np.float32)
         for s in range(0, n, _BLOCK):
             z = self._reduce(self.X[s : s + _BLOCK])
+            if self.pca is not None:
+                self.Z[s : s + len(z)] = z
             self._assign_d[s : s + len(z)], self._assign[s : s + len(z)] = self.index.quantizer.search(
                 z, self.nprobe
             )
-            first = np.ascontiguousarray(self._assign[s : s + len(z), 0])
-            self.index.add_core(len(z), faiss.swig_ptr(z), None, faiss.swig_ptr(first))
+            if join == "faiss":
+                first = np.ascontiguousarray(self._assign[s : s + len(z), 0])
+                self.index.add_core(len(z), faiss.swig_ptr(z), None, faiss.swig_ptr(first))
+        order = np.argsort(self._assign[:, 0], kind="stable")
+        bounds = np.searchsorted(self._assign[order, 0], np.arange(self.nlist + 1))
+        self._members = [order[bounds[c] : bounds[c + 1]] for c in range(self.nlist)]
 
     def _reduce(self, Q: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self.pca.apply(Q) if self.pca is not None else Q, dtype=np.float32)
 
     def _candidates(self, Q: np.ndarray, start: int | None, kk: int) -> np.ndarray:
+        """Up to ``kk`` candidate rows per query (-1 where fewer), from its nprobe nearest lists."""
         z = self._reduce(Q)
         if start is None:
-            return self.index.search(z, kk)[1]
-        rows = slice(start, start + len(Q))
-        return self.index.search_preassigned(z, kk, self._assign[rows], self._assign_d[rows])[1]
+            dist, assign = self.index.quantizer.search(z, self.nprobe)
+        else:
+            rows = slice(start, start + len(Q))
+            dist, assign = self._assign_d[rows], self._assign[rows]
+        if self.join == "faiss":
+            return self.index.search_preassigned(z, kk, assign, dist)[1]
+        m, P = assign.shape
+        cand = np.full((m, P * kk), -1, dtype=np.int64)
+        sims = np.full((m, P * kk), -np.inf, dtype=np.float32)
+        flat = assign.ravel()
+        order = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[order], np.arange(self.nlist + 1))
+        for c in range(self.nlist):
+            members = self._members[c]
+            if bounds[c] == bounds[c + 1] or not len(members):
+                continue
+            M = self.Z[members]
+            t = min(kk, len(members))
+            pairs = order[bounds[c] : bounds[c + 1]]
+            step = max(1, _CHUNK_CELLS // len(members))
+            for s in range(0, len(pairs), step):
+                p = pairs[s : s + step]
+                rows_, slot = p // P, p % P
+                S = z[rows_] @ M.T
+                top = np.argpartition(S, len(members) - t, axis=1)[:, -t:] if t < len(members) else None
+                cols = slot[:, None] * kk + np.arange(t)
+                cand[rows_[:, None], cols] = members[top] if top is not None else members
+                sims[rows_[:, None], cols] = np.take_along_axis(S, top, axis=1) if top is not None else S
+        if P > 1:
+            keep = np.argpartition(sims, P * kk - kk, axis=1)[:, -kk:]
+            cand = np.take_along_axis(cand, keep, axis=1)
+        return cand
 
     def search(self, Q: np.ndarray, k: int, *, self_offset: int | None = None) -> np.ndarray:
         """Each row of ``Q``'s ``k`` nearest rows of ``X`` by exact cosine among the index's candidates.
