@@ -159,7 +159,8 @@ def measure_pool(name: str, X: np.ndarray, extra: np.ndarray, *, others: bool, p
         entry["exact"] = {"cpu_seconds": c, "wall_seconds": w, "extrapolated_from_sample": False, "load": load()}
     print(f"[{name}] exact {entry['exact']}", flush=True)
     builders: dict[str, Callable[[], np.ndarray]] = {
-        "labelloop approx (IVF lists, list-by-list join)": lambda: neighbour_graph(X, K, method="approx"),
+        "labelloop approx (IVF lists, list-by-list join)": lambda: ApproxIndex(X, join="lists").search(
+            X, K, self_offset=0),
     }
     if pca:
         builders["faiss IVF-Flat on PCA-96 + exact re-rank"] = lambda: ApproxIndex(X, dims=96).search(
@@ -290,9 +291,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--budget", type=int, default=1500)
     args = parser.parse_args()
-    path = RESULTS / "neighbour_graph.json"
-    report = json.loads(path.read_text()) if path.exists() else {}
-    report.setdefault("pools", {})
+    measured: dict = {"pools": {}}
     for name in [p for p in args.pools.split(",") if p]:
         if name == "banking77":
             from labelloop.data import load_pool
@@ -307,11 +306,24 @@ def main() -> None:
             full = synthetic_pool(n + 100, nn=0.6 if name.endswith("h") else 0.87)
             X, extra = full[:n], full[n:]
             label = f"synthetic {n:,}" + (" (hard: no paraphrase clusters)" if name.endswith("h") else "")
-        report["pools"][name] = measure_pool(label, X, extra, others=not args.no_others, pca=not args.no_pca)
-        write(report)
+        measured["pools"][name] = measure_pool(label, X, extra, others=not args.no_others, pca=not args.no_pca)
+        write(merge(measured))
     if args.label_efficiency:
-        report["label_efficiency"] = label_efficiency([int(s) for s in args.seeds.split(",")], args.budget)
-    write(report)
+        measured["label_efficiency"] = label_efficiency([int(s) for s in args.seeds.split(",")], args.budget)
+    write(merge(measured))
+
+
+def merge(measured: dict) -> dict:
+    """What this run measured over what the file already holds (runs of other parts may write meanwhile)."""
+    path = RESULTS / "neighbour_graph.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report.setdefault("pools", {}).update(measured["pools"])
+    if "label_efficiency" in measured:
+        report["label_efficiency"] = measured["label_efficiency"]
+    order = ["banking77", "20000", "100000", "100000h", "1000000"]
+    report["pools"] = dict(sorted(report["pools"].items(), key=lambda kv: (kv[0] not in order,
+                                                                          order.index(kv[0]) if kv[0] in order else 0)))
+    return report
 
 
 if __name__ == "__main__":

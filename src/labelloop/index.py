@@ -43,9 +43,9 @@ __all__ = [
 
 Method = Literal["auto", "exact", "approx"]
 
-# Pools up to this many rows get the exact graph. Brute force is the cheaper one only below ~5k rows, but
-# at 20k it still costs only seconds (6.5 CPU-s measured on a 20k synthetic pool against ~2 for the
-# index), once per pool since the graph is stored: for that, the graph is exact.
+# Pools up to this many rows get the exact graph. Brute force stops being the cheaper one around 10k rows
+# (0.9 against 0.8 CPU-s on BANKING77's 10k), but at 20k it still costs seconds (5.0 CPU-s against 1.3 on a
+# synthetic 20k pool), once per pool since the graph is stored: for that, the graph is exact.
 EXACT_MAX_ROWS = 20_000
 # Similarities computed at once by the exact paths: about 128 MB of float32.
 _CHUNK_CELLS = 2**25
@@ -55,6 +55,7 @@ _PCA_DIMS: int | None = None
 _RERANK = 4  # candidates per wanted neighbour when searching PCA-reduced vectors
 _NPROBE = 8  # inverted lists visited per query
 _TRAIN_PER_LIST = 40  # k-means training sample: rows per inverted list (faiss asks for ≥ 39)
+_LISTS_MIN_ROWS = 50_000  # from here the list-by-list join beats faiss's scan (9.5 vs 14.9 CPU-s at 100k)
 _BLOCK = 2**18  # query rows searched at once (the list-by-list join reads each list once per block)
 
 
@@ -137,10 +138,11 @@ class ApproxIndex:
     n·nlist·d, against comparing it with nprobe lists, n·nprobe·n/nlist·d); k-means is trained on a
     sample of ``_TRAIN_PER_LIST`` rows per list.
 
-    ``join="lists"`` (default) does the comparisons list by list, as one matrix product of all the
-    queries that probe a list against its rows, so each list is read from memory once instead of once
-    per query: the same candidates as faiss's own IVF scan (``join="faiss"``) for a fraction of the
-    time on a large self-join (measured in benchmarks/neighbour_graph.py). ``dims`` reduces vectors
+    ``join="lists"`` does the comparisons list by list, as one matrix product of all the queries that
+    probe a list against its rows, so each list is read from memory once instead of once per query:
+    the same candidates as faiss's own IVF scan (``join="faiss"``), 350 against 863 CPU-s for a 1M
+    self-join, but slower on small pools (Python steps per list: 3.2 against 1.3 CPU-s at 20k).
+    ``auto`` takes the lists from :data:`_LISTS_MIN_ROWS` rows on. ``dims`` reduces vectors
     by PCA first and re-ranks the candidates in the full space (cheaper, but it loses recall where
     the spectrum is flat).
     """
@@ -152,7 +154,7 @@ class ApproxIndex:
         seed: int = 0,
         dims: int | None = _PCA_DIMS,
         nprobe: int = _NPROBE,
-        join: Literal["lists", "faiss"] = "lists",
+        join: Literal["auto", "lists", "faiss"] = "auto",
     ) -> None:
         try:
             import faiss
@@ -161,8 +163,8 @@ class ApproxIndex:
                 "the approximate neighbour index needs faiss-cpu; `pip install faiss-cpu` or use method='exact'"
             ) from None
         self.X = _as_rows(X)
-        self.join = join
         n, d = self.X.shape
+        self.join = join if join != "auto" else ("lists" if n >= _LISTS_MIN_ROWS else "faiss")
         rng = np.random.default_rng(seed)
         self.nlist = max(1, min(int(2 * np.sqrt(n)), n // _TRAIN_PER_LIST))
         sample = self.X[np.sort(rng.choice(n, min(n, self.nlist * _TRAIN_PER_LIST), replace=False))]
@@ -192,7 +194,7 @@ class ApproxIndex:
             self._assign_d[s : s + len(z)], self._assign[s : s + len(z)] = self.index.quantizer.search(
                 z, self.nprobe
             )
-            if join == "faiss":
+            if self.join == "faiss":
                 first = np.ascontiguousarray(self._assign[s : s + len(z), 0])
                 self.index.add_core(len(z), faiss.swig_ptr(z), None, faiss.swig_ptr(first))
         order = np.argsort(self._assign[:, 0], kind="stable")

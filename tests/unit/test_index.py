@@ -82,6 +82,16 @@ def test_approximate_graph_recall_on_clustered_vectors() -> None:
     assert recall(approx[:, 1:], exact[:, 1:]) >= 0.98
 
 
+def test_the_list_by_list_join_finds_what_the_faiss_scan_finds() -> None:
+    """Same lists, same probes: comparing list by list (large pools) must not change the candidates."""
+    X = clustered(5000, seed=15)
+    Q = clustered(5300, seed=15)[5000:]
+    lists, scan = ApproxIndex(X, join="lists"), ApproxIndex(X, join="faiss")
+    assert (lists.join, scan.join, ApproxIndex(X).join) == ("lists", "faiss", "faiss")  # auto: faiss below 50k
+    np.testing.assert_array_equal(lists.search(X, 6, self_offset=0), scan.search(X, 6, self_offset=0))
+    np.testing.assert_array_equal(lists.search(Q, 6), scan.search(Q, 6))
+
+
 def test_auto_is_exact_up_to_the_crossover_and_approximate_above(monkeypatch) -> None:
     built: list[int] = []
     real = index.ApproxIndex.__init__
