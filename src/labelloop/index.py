@@ -13,13 +13,14 @@ Conventions every function keeps:
 - outside queries (:func:`nearest`) see pool rows only, never each other;
 - randomness (k-means seeding, the training sample) comes from ``seed``.
 
-Why faiss IVF-Flat on the full vectors (benchmarks/results/neighbour_graph.md, CPU-seconds on 2 cores):
-on BANKING77's 10k vectors it took 0.6 CPU-s for recall@6 0.993 (hnswlib 0.7 s / 0.999, usearch f16
-0.6 s / 0.998, faiss HNSW 1.4 s / 1.000); on a synthetic 100k pool shaped like BANKING77 12.7 CPU-s for
-1.000 against 22-26 CPU-s for the HNSW libraries (recall 0.94-0.99). Searching PCA-96 vectors with exact
-re-ranking cut 100k to 8.5 CPU-s but lost recall (0.94) where the spectrum is flat; int8 HNSW (usearch)
-lost more (0.81). hnswlib ships no wheels (it needs a compiler). faiss-cpu is a core dependency, so a
-pool's graph never depends on which extras are installed.
+Why inverted lists over the full vectors (benchmarks/results/neighbour_graph.md, CPU-seconds, 2 cores):
+on BANKING77's 10k vectors faiss's IVF scan took 0.8 CPU-s for recall@6 0.993 (hnswlib 0.7 s / 0.999,
+usearch f16 0.6 s / 0.999, faiss HNSW 1.6 s / 1.000); on a synthetic 100k pool shaped like BANKING77 the
+same lists compared list by list took 8.8 CPU-s for recall 1.000 (faiss's scan 13.3) against 22-26 CPU-s
+for the HNSW libraries (recall 0.95-0.99), and 350 CPU-s at 1M (faiss's scan 863, exact ~17,000).
+Searching PCA-96 vectors with exact re-ranking cost as much at 100k and lost recall (0.94) where the
+spectrum is flat; int8 HNSW (usearch) lost more. hnswlib ships no wheels (it needs a compiler).
+faiss-cpu is a core dependency, so a pool's graph never depends on which extras are installed.
 """
 
 from __future__ import annotations
