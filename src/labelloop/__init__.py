@@ -15,6 +15,7 @@ from .embeddings import EmbeddingCache, Encoder, embed
 from .errors import DataError, LabelloopError, ModelError
 from .features import NeighbourSmoothing
 from .head import Head
+from .index import extend_graph, nearest, neighbour_graph
 from .simulate import simulate
 from .strategies import DEFAULT_STRATEGY, STRATEGIES, Selection, get_strategy
 
@@ -26,6 +27,9 @@ __all__ = [
     "EmbeddingCache",
     "embed",
     "NeighbourSmoothing",
+    "neighbour_graph",
+    "extend_graph",
+    "nearest",
     "Head",
     "simulate",
     "Selection",

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .index import Method, nearest, neighbour_graph, resolve_method
+
 __all__ = ["NeighbourSmoothing", "DEFAULT_SMOOTHING", "NO_SMOOTHING"]
 
-# Rows of reference similarities computed at once: about 128 MB of float32.
+# Cells computed at once (rows × reference rows, or rows × k × dimensions gathered): about 128 MB of float32.
 _CHUNK_CELLS = 2**25
 
 
@@ -51,9 +53,22 @@ class NeighbourSmoothing:
         return f"knn-smooth(k={self.k}, weight={self.weight:g})" if self.enabled else "none"
 
     def __call__(
-        self, X: np.ndarray, reference: np.ndarray | None = None, *, progress: bool = False
+        self,
+        X: np.ndarray,
+        reference: np.ndarray | None = None,
+        *,
+        graph: np.ndarray | None = None,
+        method: Method = "auto",
+        seed: int = 0,
+        progress: bool = False,
     ) -> np.ndarray:
-        """Features for the unit-norm rows ``X``, with neighbours from ``reference`` (default: ``X`` itself)."""
+        """Features for the unit-norm rows ``X``, with neighbours from ``reference`` (default: ``X`` itself).
+
+        ``graph`` gives each row of ``X`` its neighbour rows in the reference, nearest first (at least
+        ``k`` columns; a pool's graph lists each row itself first): then smoothing is a gather and a
+        mean, O(n·k·d). Without it the neighbours are found here by :mod:`labelloop.index`
+        (``method``, ``seed``): exact for small pools, approximate for large ones.
+        """
         X = np.asarray(X, dtype=np.float32)
         ref = X if reference is None else np.asarray(reference, dtype=np.float32)
         if not self.enabled or len(X) == 0 or len(ref) == 0:
@@ -61,6 +76,36 @@ class NeighbourSmoothing:
         if ref.shape[1] != X.shape[1]:
             raise ValueError(f"reference has {ref.shape[1]} dimensions, X has {X.shape[1]}")
         k = min(self.k, len(ref))
+        if k == len(ref):
+            neigh_all = ref.mean(axis=0)
+            out = X + self.weight * neigh_all
+        else:
+            cells = len(X) * len(ref)
+            if graph is None and resolve_method(cells, method) == "exact":
+                return self._exact(X, ref, k, progress)  # bit for bit what every earlier release computed
+            if graph is None:
+                graph = (
+                    neighbour_graph(X, k, seed=seed, method=method)
+                    if reference is None
+                    else nearest(X, ref, k, seed=seed, method=method)
+                )
+            graph = np.asarray(graph)
+            if graph.shape[0] != len(X) or graph.shape[1] < k:
+                raise ValueError(f"a graph of shape {graph.shape} for {len(X)} rows and k={k}")
+            out = np.empty_like(X)
+            rows = max(1, _CHUNK_CELLS // (k * X.shape[1]))
+            starts = range(0, len(X), rows)
+            if progress and len(starts) > 1:
+                from tqdm.auto import tqdm
+
+                starts = tqdm(starts, desc="smoothing", unit="chunk")
+            for s in starts:
+                out[s : s + rows] = X[s : s + rows] + self.weight * ref[graph[s : s + rows, :k]].mean(axis=1)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def _exact(self, X: np.ndarray, ref: np.ndarray, k: int, progress: bool) -> np.ndarray:
+        """Brute force, in the order of summation the pinned results were computed with."""
         rows = max(1, _CHUNK_CELLS // len(ref))
         starts = range(0, len(X), rows)
         if progress and len(starts) > 1:
@@ -70,12 +115,8 @@ class NeighbourSmoothing:
         out = np.empty_like(X)
         for s in starts:
             block = X[s : s + rows]
-            if k == len(ref):
-                neigh = np.broadcast_to(ref.mean(axis=0), block.shape)
-            else:
-                nearest = np.argpartition(block @ ref.T, len(ref) - k, axis=1)[:, -k:]
-                neigh = ref[nearest].mean(axis=1)
-            out[s : s + rows] = block + self.weight * neigh
+            nearest_rows = np.argpartition(block @ ref.T, len(ref) - k, axis=1)[:, -k:]
+            out[s : s + rows] = block + self.weight * ref[nearest_rows].mean(axis=1)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
 

@@ -3,6 +3,9 @@
 ``simulate``, ``push``, ``sync``, ``predict``, the report, the benchmarks and the notebook all
 call :func:`featurize`, so a pool and the texts scored against it always get features the
 same way: each set is smoothed with neighbours taken from the pool, never from itself.
+
+The pool's neighbour graph is stored beside its embeddings (:class:`labelloop.graph_cache.GraphCache`),
+so a pool is searched once: later loads read the graph, and a pool that grew extends it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .embeddings import Encoder, default_cache_dir, embed
+from .embeddings import Encoder, default_cache_dir, embed, text_key
 from .features import DEFAULT_SMOOTHING, NeighbourSmoothing
+from .graph_cache import GraphCache
+from .index import ApproxIndex, Method, nearest, neighbour_graph, resolve_method
 
 __all__ = ["Featurized", "featurize", "featurize_vectors"]
 
@@ -28,6 +33,8 @@ class Featurized:
     raw_pool: np.ndarray  # the pool's embeddings before smoothing (the reference set)
     encoder_identity: str
     smoothing: NeighbourSmoothing
+    graph: np.ndarray | None = None  # each pool row's k nearest pool rows, itself first (None: not needed)
+    graph_source: str | None = None  # "loaded", "extended" or "built" (from the graph cache) or "computed"
 
 
 def featurize(
@@ -39,6 +46,8 @@ def featurize(
     smoothing: NeighbourSmoothing = DEFAULT_SMOOTHING,
     smooth_pool: bool = True,
     progress: bool = False,
+    neighbour_method: Method = "auto",
+    seed: int = 0,
 ) -> Featurized:
     """Embed the pool and ``others`` in one pass through the cache, then smooth each over the pool.
 
@@ -46,10 +55,13 @@ def featurize(
     ``cache_dir`` defaults to ``$LABELLOOP_CACHE_DIR`` or ``~/.cache/labelloop``.
     ``smooth_pool=False`` skips the pool's own smoothing when only ``others`` are needed
     (``predict``): the pool then serves only as the neighbours' reference.
+    ``neighbour_method`` (``auto``: exact up to 20k pool rows, approximate above) and ``seed`` decide
+    how neighbours are found (:mod:`labelloop.index`); the pool's graph is cached beside the vectors.
     """
     encoder = encoder or Encoder(model)
+    root = cache_dir or default_cache_dir()
     texts = [*pool_texts, *(t for o in others for t in o)]
-    vectors = embed(texts, encoder, cache_dir or default_cache_dir(), progress=progress)
+    vectors = embed(texts, encoder, root, progress=progress)
     sizes = np.cumsum([len(pool_texts), *map(len, others)])
     parts = np.split(vectors, sizes[:-1])
     return featurize_vectors(
@@ -59,24 +71,67 @@ def featurize(
         smoothing=smoothing,
         smooth_pool=smooth_pool,
         progress=progress,
+        neighbour_method=neighbour_method,
+        seed=seed,
+        graph_cache=(GraphCache(root, encoder.identity), [text_key(t) for t in pool_texts]),
     )
 
 
 def featurize_vectors(
-    pool: np.ndarray,
+    raw: np.ndarray,
     *others: np.ndarray,
     identity: str,
     smoothing: NeighbourSmoothing = DEFAULT_SMOOTHING,
     smooth_pool: bool = True,
     progress: bool = False,
+    neighbour_method: Method = "auto",
+    seed: int = 0,
+    graph_cache: tuple[GraphCache, list[bytes]] | None = None,
 ) -> Featurized:
-    """Unit-length vectors made elsewhere (an embedding column, :mod:`labelloop.column_vectors`) to features.
+    """Unit-length vectors (the pool's, then other sets') to features: what :func:`featurize` does after
+    embedding, and all an embedding column (:mod:`labelloop.column_vectors`) needs.
 
-    ``identity`` names where they came from. With smoothing off the vectors are the features
-    as they are: no copy of a pool that may be a million rows.
+    ``identity`` names where the vectors came from. With smoothing off they are the features as they
+    are: no copy of a pool that may be a million rows. ``graph_cache`` (the cache and the pool's keys)
+    stores the pool's neighbour graph; without it the graph is computed each time.
     """
     if not smoothing.enabled:
-        return Featurized(pool if smooth_pool else pool[:0], list(others), pool, identity, smoothing)
-    out = [smoothing(o, pool, progress=progress) for o in others]
-    features = smoothing(pool, progress=progress) if smooth_pool else pool[:0]
-    return Featurized(features, out, pool, identity, smoothing)
+        return Featurized(raw if smooth_pool else raw[:0], list(others), raw, identity, smoothing)
+    k = min(smoothing.k, len(raw))
+    index: list[ApproxIndex] = []  # built at most once, shared by the pool's graph and the other sets
+
+    def approx_index() -> ApproxIndex:
+        if not index:
+            index.append(ApproxIndex(raw, seed=seed))
+        return index[0]
+
+    def search(Q: np.ndarray | None) -> np.ndarray:
+        cells = len(raw) * (len(raw) if Q is None else len(Q))
+        shared = approx_index() if resolve_method(cells, neighbour_method) == "approx" else None
+        if Q is None:
+            return neighbour_graph(raw, k, seed=seed, method=neighbour_method, index=shared)
+        return nearest(Q, raw, k, seed=seed, method=neighbour_method, index=shared)
+
+    graph: np.ndarray | None = None
+    source: str | None = None
+    if smooth_pool and 0 < k < len(raw):
+        if graph_cache is None:
+            graph, source = search(None), "computed"
+        else:
+            try:
+                graph, source = graph_cache[0].graph(
+                    graph_cache[1], raw, k, method=neighbour_method, seed=seed,
+                    build=lambda X, kk: search(None),
+                )  # fmt: skip
+            except OSError:  # an unreadable cache folder: compute it, store nothing
+                graph, source = search(None), "computed"
+    out = []
+    for Q in others:
+        neighbours = search(Q) if 0 < k < len(raw) and len(Q) else None
+        out.append(smoothing(Q, raw, graph=neighbours, progress=progress))
+    pool = (
+        smoothing(raw, graph=graph, progress=progress)
+        if smooth_pool
+        else np.empty((0, raw.shape[1]), dtype=np.float32)
+    )
+    return Featurized(pool, out, raw, identity, smoothing, graph, source)
