@@ -41,8 +41,30 @@ VARIANTS = {  # label -> Encoder settings (ST is added apart)
 }
 ST = "sentence-transformers encode()"
 DEFAULT = "labelloop embed() defaults, cold cache"
+BEFORE = "onnx fp32, one 2-thread batch at a time (before)"
 # Rows timed without vectors of their own take the accuracy of the graph they run (the default's).
 DEFAULT_VARIANT = f"onnx {DEFAULT_PRECISION}" if DEFAULT_PRECISION == "fp32" else "onnx int8 per-channel"
+
+
+def one_batch_at_a_time(enc: Encoder, texts: list[str], threads: int) -> Callable[[], object]:
+    """The fp32 graph as labelloop ran it before: one batch at a time on a session of ``threads`` spinning
+    intra-op threads (timed beside today's one-thread batches side by side)."""
+    import onnxruntime as ort
+
+    tokenizer, runner = enc._load()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(runner.path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+
+    def run() -> None:
+        for s in range(0, len(order), 32):
+            batch = tokenizer([texts[i] for i in order[s:s + 32]], padding=True, truncation=True,
+                              max_length=enc.max_length, return_tensors="np")
+            session.run(None, {n: batch[n].astype(np.int64) for n in names})
+
+    return run
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
@@ -57,6 +79,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3000, help="texts in the speed comparison")
     parser.add_argument("--threads", type=int, default=available_cpus())
     parser.add_argument("--seeds", default="0", help="label-efficiency seeds ('' = skip)")
+    parser.add_argument("--reuse-accuracy", action="store_true",
+                        help="time only; take the accuracy columns from the last results JSON (same vectors)")
     args = parser.parse_args()
 
     import torch
@@ -82,7 +106,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:  # a fresh cache: hashing, encoding and shard writes count
             embed(texts, Encoder(threads=args.threads, export_dir=cache_root / "onnx"), tmp)
 
-    sides: dict[str, Callable[[], object]] = {ST: lambda: st_encode(texts), DEFAULT: default_cold}
+    sides: dict[str, Callable[[], object]] = {ST: lambda: st_encode(texts), DEFAULT: default_cold,
+                                              BEFORE: one_batch_at_a_time(encoders["onnx fp32"], texts, args.threads)}
     sides |= {name: (lambda e=enc: e.encode(texts)) for name, enc in encoders.items()}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
     names = list(sides)
@@ -101,7 +126,17 @@ def main() -> None:
         pairs = zip(s["wall_s"], speed[ST]["wall_s"], strict=True)
         s["wall_ratio_vs_st_per_repeat"] = [a / b for a, b in pairs]
 
-    # Accuracy: every variant on all of BANKING77 and the demo tickets.
+    if args.reuse_accuracy:  # the vectors of each variant do not depend on how batches are scheduled
+        accuracy = json.loads((RESULTS / "embedding_speed.json").read_text())["accuracy"]
+        accuracy.pop(DEFAULT, None)
+        accuracy.pop(BEFORE, None)
+    else:
+        accuracy = measure_accuracy(train, test, encoders, st_encode, cache_root, args.seeds)
+    write(args, speed, accuracy)
+
+
+def measure_accuracy(train, test, encoders, st_encode, cache_root, seed_arg: str) -> dict[str, dict]:
+    """Every variant on all of BANKING77 and the demo tickets: LR accuracy, cosine to torch, labels to 98 %."""
     classes = train.label_set
     y, yt = train.label_array(classes), test.label_array(classes)
     demo_train, demo_test = (load_pool(p, id_column="id", require_labels=True) for p in demo_paths())
@@ -123,7 +158,7 @@ def main() -> None:
         }
         print(name, accuracy[name])
 
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = [int(s) for s in seed_arg.split(",") if s.strip()]
     for name in ("labelloop torch fp32", DEFAULT_VARIANT) if seeds else ():
         X, Xt = vectors[name][:2]
         F, Ft = DEFAULT_SMOOTHING(X), DEFAULT_SMOOTHING(Xt, X)
@@ -136,7 +171,10 @@ def main() -> None:
         accuracy[name]["label_efficiency"] = {"seeds": seeds, "labels_to_98pct": reached,
                                               "full_pool_smoothed_accuracy": ceiling["accuracy"]}
         print(name, accuracy[name]["label_efficiency"])
+    return accuracy
 
+
+def write(args: argparse.Namespace, speed: dict, accuracy: dict) -> None:
     result = {
         "n_speed_texts": args.n, "repeats": args.repeats, "threads": args.threads,
         "machine": f"{platform.machine()}, {available_cpus()} cores (shared), "
