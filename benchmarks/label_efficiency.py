@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--neighbours", type=int, default=DEFAULT_SMOOTHING.k,
                         help="neighbour smoothing of the features (labelloop.features); 0 = raw embeddings")
     parser.add_argument("--raw", default="", help="strategies to run on raw embeddings too (comma-separated)")
+    parser.add_argument("--backend", default=None, choices=["torch", "onnx"],
+                        help="encoder backend (default: labelloop's); the vectors are cached per backend")
     parser.add_argument("--name", default=None, help="output file stem under results/ (default from the dataset)")
     args = parser.parse_args()
     strategies = args.strategies.split(",")
@@ -75,7 +77,7 @@ def main() -> None:
     check_test_labels(pool, test)
     classes = pool.label_set
     y, yt = pool.label_array(classes), test.label_array(classes)
-    encoder = Encoder()
+    encoder = Encoder(backend=args.backend) if args.backend else Encoder()
     X = embed(pool.texts, encoder, default_cache_dir(), progress=True)
     Xt = embed(test.texts, encoder, default_cache_dir(), progress=True)
     smoothing = NeighbourSmoothing(k=args.neighbours)
