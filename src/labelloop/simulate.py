@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from .head import DEFAULT_C
-from .learner import evaluate, query, train
+from .learner import class_recall, evaluate, query, train
 from .strategies import DEFAULT_STRATEGY, ColdStart, Context, RandomSampling, Strategy, get_strategy
 
 __all__ = [
@@ -52,6 +52,8 @@ class RoundRecord(TypedDict):
     seconds_score: float
     seconds_select: float
     rows_covered: int  # data rows the n_labeled labels stand for (more when identical texts were collapsed)
+    classes_seen: int  # classes with at least one label so far
+    class_recall: list[float | None]  # test recall per class index (None: no test row of that class)
 
 
 class SimulationResult(TypedDict):
@@ -233,6 +235,8 @@ def _round(
     head = train(X_pool, y_pool, idx, n_classes, C=C, seed=seed)
     t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     metrics = evaluate(head, X_test, y_test)
+    recall = class_recall(head, X_test, y_test, n_classes)
+    seen = len(np.unique(y_pool[idx]))
     t_score = t_select = 0.0
     c1 = time.process_time()
     if n > 0:
@@ -253,6 +257,8 @@ def _round(
         seconds_score=t_score,
         seconds_select=t_select,
         rows_covered=len(idx),  # the caller sets it from the copies
+        classes_seen=seen,
+        class_recall=recall,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from labelloop.cli import app
@@ -34,6 +35,24 @@ def test_result_follows_the_results_json_schema(arrays):
         assert {"round", "n_labeled", "accuracy", "macro_f1", "precision", "recall", "seconds", "cpu_seconds"} <= r.keys()
         assert all(0 <= r[m] <= 1 for m in ("accuracy", "macro_f1", "precision", "recall"))
     json.dumps(res)  # plain data only
+
+
+def test_rounds_report_classes_seen_and_each_classes_recall(arrays):
+    X, y, Xt, yt, k = arrays
+    res = run(arrays, strategy="random", seed=1)
+    for r in res["rounds"]:
+        assert len(r["class_recall"]) == k
+        assert 1 <= r["classes_seen"] <= k
+    seen = [r["classes_seen"] for r in res["rounds"]]
+    assert seen == sorted(seen)  # labels are only ever added
+    # a class nobody has labeled yet is never predicted: its recall is 0 while it is unseen
+    first = res["rounds"][0]
+    if first["classes_seen"] < k:
+        assert min(v for v in first["class_recall"] if v is not None) == 0.0
+    # the mean of the per-class recalls is the macro recall over the test classes
+    last = res["rounds"][-1]
+    present = [v for v in last["class_recall"] if v is not None]
+    assert np.mean(present) == pytest.approx(last["recall"])
 
 
 def test_rounds_add_one_batch_each_until_the_budget(arrays):

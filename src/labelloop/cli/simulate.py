@@ -357,14 +357,25 @@ def curve_table(results: list[SimulationResult]) -> Table:
 def summary_table(results: list[SimulationResult]) -> Table:
     """Label efficiency: labels to reach a share of the full-pool accuracy, and the mean over the curve."""
     table = Table(title="Label efficiency")
-    for col in ("strategy", "to 95 %", "to 98 %", "to 100 %", "area under curve", "final accuracy"):
+    cols = (
+        "strategy",
+        "to 95 %",
+        "to 98 %",
+        "to 100 %",
+        "every class seen",
+        "area under curve",
+        "final accuracy",
+    )
+    for col in cols:
         table.add_column(col, justify="left" if col == "strategy" else "right")
     for res in results:
         reach = [labels_to_reach(res, f) for f in (0.95, 0.98, 1.0)]
         last = res["rounds"][-1]
+        seen = next((r["n_labeled"] for r in res["rounds"] if r["classes_seen"] >= res["n_classes"]), None)
         table.add_row(
             res["strategy"],
             *["—" if r is None else str(r) for r in reach],
+            "—" if seen is None else str(seen),
             f"{area_under_curve(res):.3f}",
             f"{last['accuracy']:.3f}",
         )
