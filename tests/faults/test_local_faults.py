@@ -300,3 +300,27 @@ def test_a_symlink_loop_is_called_a_loop(tmp_path) -> None:
     (tmp_path / "test.csv").write_text("text,label\nhi,a\n")
     err = one_line_error(run_cli("simulate", "--train", "loop.csv", "--test", "test.csv", cwd=tmp_path))
     assert "loop.csv: a symbolic link loop" in err and "not found" not in err
+
+
+def test_pull_into_a_read_only_folder_or_a_symlink_loop_fails_before_the_network(tmp_path, tmpfs) -> None:
+    # Red-team rerun: both were tracebacks, the read-only one only after the whole pull.
+    ro = tmpfs("1m")
+    ro.read_only()
+    (tmp_path / "loop.jsonl").symlink_to(tmp_path / "loop.jsonl")
+    for out, expected in ((f"{ro.path}/labels.jsonl", "read-only file system"),
+                          ("loop.jsonl", "a broken or looping symbolic link")):
+        err = one_line_error(run_cli("pull", "--project", "p", "--out", out, cwd=tmp_path))
+        assert expected in err, (out, err)
+    assert os.listdir(ro.path) == []
+
+
+def test_embed_into_a_read_only_folder_fails_before_the_work(tmp_path, tmpfs) -> None:
+    # Red-team rerun: a traceback (unlinking its temp file on the read-only disk) after embedding everything.
+    (tmp_path / "pool.csv").write_text(POOL)
+    ro = tmpfs("1m")
+    ro.read_only()
+    before = listing(tmp_path)
+    err = one_line_error(run_cli("embed", "--data", "pool.csv", "--out", f"{ro.path}/e.parquet", cwd=tmp_path))
+    assert "read-only file system" in err and "embedded" not in err, err
+    assert listing(tmp_path) == before
+    assert os.listdir(ro.path) == []

@@ -24,6 +24,7 @@ from ..embeddings import EmbeddingCache, Encoder, default_cache_dir, text_key
 from ..embeddings import embed as embed_texts
 from ..encoders import BACKENDS, DEFAULT_BACKEND, PRECISIONS, available_cpus
 from ..errors import DataError, LabelloopError
+from ..outputs import check_output
 from ..ray_embed import LOCAL
 from . import app
 from ._common import CacheDir, IdColumn, ModelPath, TextColumn
@@ -91,6 +92,7 @@ def embed(
     console = Console(stderr=True)
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise LabelloopError(f"--out {out}: must be a .parquet file")
+    out = check_output(out)  # a read-only place fails now, not after the embedding
     if not out.parent.exists():
         raise LabelloopError(f"--out {out}: folder {out.parent} does not exist")
     pool = load_pool(

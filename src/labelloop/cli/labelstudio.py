@@ -26,6 +26,7 @@ from ..labels import LabelSet
 from ..labelstudio import ID_FIELD, AnnotationRecord, ProjectInfo, PullCursor, PushItem, resolve
 from ..labelstudio.locks import output_lock
 from ..learner import ActiveLearner
+from ..outputs import check_output
 from ..review import prefill
 from ..strategies import DEFAULT_STRATEGY, check_strategy
 from . import app
@@ -339,8 +340,7 @@ def pull(
     the label set fails the pull without writing anything.
     """
     console = Console(stderr=True, soft_wrap=True)
-    if out.is_dir():
-        raise DataError(f"{out} is a directory; --out needs a file")
+    out = check_output(out)  # a folder, a link loop or a read-only place: one line, before the network
     ls = _connector(url)
     info = ls.project(project)
     # One puller per file at a time: the file is the cursor, so two at once would append every record twice.
