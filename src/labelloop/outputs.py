@@ -78,6 +78,8 @@ def check_output(path: str | Path, option: str = "--out") -> Path:
         raise OutputError(f"{what} is a directory; give a file name")
     if os.path.lexists(path) and not path.exists():
         raise OutputError(f"{what}: a broken or looping symbolic link")
+    if path.exists() and not path.is_file():  # a device: /dev/full never ends, /dev/null would be replaced
+        raise OutputError(f"{what} is not a regular file")
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"{what} is read-only; refusing to replace it")
     _check_parent(path, what)

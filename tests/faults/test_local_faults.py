@@ -324,3 +324,26 @@ def test_embed_into_a_read_only_folder_fails_before_the_work(tmp_path, tmpfs) ->
     assert "read-only file system" in err and "embedded" not in err, err
     assert listing(tmp_path) == before
     assert os.listdir(ro.path) == []
+
+
+def test_labels_file_loops_folders_and_devices_are_named_for_what_they_are(tmp_path) -> None:
+    # Red-team rerun: a loop was "file not found", a folder named --out, /dev/zero was read until OOM.
+    (tmp_path / "pool.csv").write_text(POOL)
+    (tmp_path / "l1").symlink_to(tmp_path / "l2")
+    (tmp_path / "l2").symlink_to(tmp_path / "l1")
+    (tmp_path / "adir").mkdir()
+    cases = (("l1", "--labels-file l1: a broken or looping symbolic link"),
+             ("adir", "--labels-file adir is a directory"),
+             ("/dev/null", "--labels-file /dev/null is not a regular file"))  # not /dev/zero: OOM if broken
+    for labels_file, expected in cases:
+        err = one_line_error(run_cli("push", "--data", "pool.csv", "--id-column", "id", "--project", "p",
+                                     "--labels-file", labels_file, cwd=tmp_path))
+        assert expected in err and "--out" not in err, (labels_file, err)
+
+
+def test_a_device_is_never_an_output(tmp_path) -> None:
+    # /dev/full as --out was read forever by pull; an atomic write would replace /dev/null itself.
+    for device in ("/dev/full", "/dev/null"):
+        err = one_line_error(run_cli("pull", "--project", "p", "--out", device, cwd=tmp_path))
+        assert f"--out {device} is not a regular file" in err, err
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")

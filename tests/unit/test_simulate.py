@@ -38,7 +38,7 @@ def test_result_follows_the_results_json_schema(arrays):
 
 
 def test_rounds_report_classes_seen_and_each_classes_recall(arrays):
-    X, y, Xt, yt, k = arrays
+    k = arrays[4]
     res = run(arrays, strategy="random", seed=1)
     for r in res["rounds"]:
         assert len(r["class_recall"]) == k

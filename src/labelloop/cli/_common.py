@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -60,9 +61,10 @@ def known_labels(pool: Pool, labels_file: Path | None, console: Console) -> dict
     known = {i: lab for i, lab in zip(pool.ids, pool.labels, strict=True) if lab is not None}
     if labels_file is None:
         return known
-    if not labels_file.exists():
-        raise DataError(f"{labels_file}: file not found")
-    pulled = {k: r.label for k, r in resolve(read_records(labels_file)).items() if r.label is not None}
+    if not os.path.lexists(labels_file):
+        raise DataError(f"--labels-file {labels_file}: file not found")
+    records = read_records(labels_file, option="--labels-file")
+    pulled = {k: r.label for k, r in resolve(records).items() if r.label is not None}
     in_pool = set(pool.ids)
     outside = len(set(pulled) - in_pool)
     if outside:

@@ -88,16 +88,21 @@ RECORD_START = b'{"event": '
 """How every line of a pull file starts (``json.dumps`` of :meth:`AnnotationRecord.to_dict`)."""
 
 
-def read_records(path: Path, *, repair: bool = False) -> list[AnnotationRecord]:
+def read_records(path: Path, *, repair: bool = False, option: str = "--out") -> list[AnnotationRecord]:
     """Records of a pulled JSONL file; a torn last line (crash mid-write) is ignored, cut if ``repair``.
 
     Every complete line must be a record, and a torn tail must start like one, before anything
     is cut: a file that is not a pull file is refused untouched.
     """
+    what = f"{option} {path}"
+    if os.path.lexists(path) and not path.exists():
+        raise DataError(f"{what}: a broken or looping symbolic link")
     if not path.exists():
         return []
     if path.is_dir():
-        raise DataError(f"{path} is a directory; --out needs a file")
+        raise DataError(f"{what} is a directory; give a file")
+    if not path.is_file():  # a device or a pipe would be read forever (/dev/zero) or replaced (/dev/null)
+        raise DataError(f"{what} is not a regular file")
     raw = path.read_bytes()
     cut = raw.rfind(b"\n") + 1
     complete, tail = raw[:cut], raw[cut:]
