@@ -146,6 +146,10 @@ def _disk_full(path: Path) -> bool:
 
 
 def _damaged(path: Path, detail: str) -> str:
+    """One line: SQLite's own report of damage spans lines (the tree, the page, the cell), keep its start."""
+    detail = " ".join(detail.replace("*** in database main ***", "").split())
+    if len(detail) > 100:
+        detail = detail[:99] + "…"
     return (
         f"{path}: damaged state file ({detail}); restore a backup of it, or start a new campaign state "
         f"with another state.path"
@@ -410,6 +414,8 @@ class Store:
         if version < SCHEMA_VERSION and not readonly:
             if not create:
                 conn.close()
+                if version == 0:  # created, then killed before its first transaction committed
+                    raise StoreError(f"{path}: an empty state file (no campaign yet); run `labelloop sync`")
                 raise StoreError(
                     f"{path}: schema {version} is older than {SCHEMA_VERSION}; run "
                     f"`labelloop sync` to migrate it"

@@ -5,6 +5,7 @@ No Label Studio is needed: every case fails before the network (the URL points w
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 from pathlib import Path
 
@@ -209,6 +210,30 @@ def test_a_state_file_damaged_inside_is_one_line_and_left_alone(tmp_path, comman
     # sync its lock file: neither changes the state file.)
     sidecars = {"state.db-wal", "state.db-shm", "state.db.lock"}
     assert {k: v for k, v in after.items() if k not in sidecars} == before
+
+
+def test_widespread_damage_is_still_one_short_line(tmp_path) -> None:
+    # Red-team rerun: random bytes over pages 5-40 gave SQLite's 4-line report inside the message.
+    (tmp_path / "pool.csv").write_text(POOL)
+    write_config(tmp_path)
+    state = _campaign_state(tmp_path)
+    page = 4096
+    with open(state, "r+b") as fh:
+        fh.seek(page * 4)
+        fh.write(random.Random(7).randbytes(page * 36))
+    proc = run_cli("status", "--config", "labelloop.toml", cwd=tmp_path)
+    err = one_line_error(proc)
+    assert "damaged state file" in err or "not a labelloop state file" in err, err
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and len(lines[0]) < 400, proc.stderr
+
+
+def test_an_empty_state_file_says_it_is_empty(tmp_path) -> None:
+    (tmp_path / "pool.csv").write_text(POOL)
+    write_config(tmp_path)
+    (tmp_path / "state.db").write_bytes(b"")
+    err = one_line_error(run_cli("status", "--config", "labelloop.toml", cwd=tmp_path))
+    assert "an empty state file" in err and "schema 0" not in err, err
 
 
 def test_a_damaged_page_met_while_reading_is_a_store_error(tmp_path) -> None:
