@@ -109,6 +109,13 @@ def test_init_into_a_missing_folder_or_onto_a_folder_is_one_line(tmp_path) -> No
     assert listing(tmp_path) == {"adir": None}
 
 
+def test_init_with_data_that_is_not_there_writes_the_config_and_warns(tmp_path) -> None:
+    proc = run_cli("init", "labelloop.toml", "--data", "nofolder/pool.csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "--data nofolder/pool.csv does not exist yet" in " ".join(proc.stderr.split())
+    assert (tmp_path / "labelloop.toml").exists()
+
+
 def test_init_does_not_overwrite_without_force(tmp_path) -> None:
     (tmp_path / "labelloop.toml").write_text("mine\n")
     err = one_line_error(run_cli("init", "labelloop.toml", cwd=tmp_path))
