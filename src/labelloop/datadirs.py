@@ -8,7 +8,8 @@ Both are read with pyarrow alone, so the core does not need the ``datasets`` pac
   A ``DatasetDict`` folder (``dataset_dict.json``, one sub-folder per split) is refused with the splits named:
   which split is the pool is the caller's choice.
 - A Parquet folder (as written by Spark, Ray, pandas ``partition_cols`` or ``pyarrow.dataset``): every
-  ``*.parquet`` file under it, in path order, with hive partitions (``year=2024/``) as columns.
+  ``*.parquet`` file in it and in its hive partition folders (``year=2024/``, read as columns), in path
+  order. Other sub-folders are not entered.
 """
 
 from __future__ import annotations
@@ -37,17 +38,34 @@ def read_folder(path: Path) -> pd.DataFrame:
         )
     if (path / _HF_STATE).exists():
         return _read_saved_dataset(path)
-    files = sorted(
-        p
-        for p in path.rglob("*.parquet")
-        if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
-    )
+    files = sorted(_parquet_files(path))
     if files:
         return _read_parquet_folder(path, files)
     raise DataError(
         f"{path}: is a directory without Parquet files or a saved Hugging Face dataset (state.json); "
         f"expected one of those, or a CSV, JSONL or Parquet file"
     )
+
+
+def _parquet_files(folder: Path) -> list[Path]:
+    """``*.parquet`` in ``folder`` and in its hive partition folders (``key=value``), links not followed.
+
+    Only partition folders are entered: a folder given by mistake (``/``, a home folder) is refused at
+    once instead of being searched, other people's files and ``/proc`` included.
+    """
+    out = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    for p in entries:
+        if p.name.startswith((".", "_")) or p.is_symlink():
+            continue
+        if p.suffix == ".parquet" and p.is_file():
+            out.append(p)
+        elif "=" in p.name and p.is_dir():
+            out += _parquet_files(p)
+    return out
 
 
 def read_arrow_file(path: Path) -> pd.DataFrame:

@@ -100,3 +100,18 @@ def test_a_single_arrow_shard_is_a_file_input(tmp_path):
     (tmp_path / "bad.arrow").write_bytes(b"not arrow at all")
     with pytest.raises(DataError, match="not an Arrow IPC file"):
         load_pool(tmp_path / "bad.arrow")
+
+
+def test_a_folder_given_by_mistake_is_refused_without_being_searched(tmp_path) -> None:
+    # Red-team rerun: `--data /` walked the whole filesystem (/proc included) and once crashed.
+    from pathlib import Path
+
+    from labelloop.datadirs import read_folder
+
+    with pytest.raises(DataError, match="without Parquet files"):
+        read_folder(Path("/"))
+    deep = tmp_path / "not-a-partition" / "x.parquet"
+    deep.parent.mkdir()
+    pd.DataFrame({"text": ["a"]}).to_parquet(deep)
+    with pytest.raises(DataError, match="without Parquet files"):
+        read_folder(tmp_path)
