@@ -262,6 +262,16 @@ def _blocks(vectors: np.ndarray) -> Iterator[np.ndarray]:
         yield vectors[start : start + BLOCK_ROWS]
 
 
+def _gather(source: np.ndarray, rows: np.ndarray, out: np.ndarray, where: np.ndarray) -> None:
+    """``out[where] = source[rows]`` without a temporary copy of the whole selection (a pool-sized one
+    for a pool): straight into ``out`` when every row of it is wanted, else a block at a time."""
+    if len(where) == len(out):  # ``where`` is sorted and unique, so it is every row of ``out`` in order
+        np.take(source, rows, axis=0, out=out, mode="clip")  # "raise" would buffer a copy of out
+        return
+    for start in range(0, len(rows), BLOCK_ROWS):
+        out[where[start : start + BLOCK_ROWS]] = source[rows[start : start + BLOCK_ROWS]]
+
+
 class EmbeddingCache:
     """Vectors on disk, one directory per model identity, as memory-mapped immutable segments.
 
@@ -360,6 +370,8 @@ class EmbeddingCache:
         segments = self._open()
         if out is None:
             out = np.zeros((len(q), self.dim or 0), dtype=np.float32)
+        elif out.shape != (len(q), self.dim or 0):
+            raise ValueError(f"out of shape {out.shape} for {len(q)} keys of dimension {self.dim}")
         found = np.zeros(len(q), dtype=bool)
         for seg in list(segments):
             todo = np.flatnonzero(~found)
@@ -376,7 +388,7 @@ class EmbeddingCache:
                 self._drop(seg.path, str(exc))
                 continue
             where = todo[hit]
-            out[where] = seg.vectors[rows]
+            _gather(seg.vectors, rows, out, where)
             found[where] = True
         if len(self._forgotten):
             found &= ~np.isin(q, self._forgotten)
