@@ -166,7 +166,7 @@ def cli_sync(config: Path) -> dict:
     """One `labelloop sync` as cron runs it: a fresh process, timed whole (wall and its CPU seconds)."""
     before = os.times()
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "labelloop", "sync", "--config", str(config)],
+    done = subprocess.run([sys.executable, "-m", "labelloop.cli", "sync", "--config", str(config)],
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True,
                           check=False)
     wall = time.perf_counter() - t0
@@ -179,12 +179,10 @@ def cli_sync(config: Path) -> dict:
 
 
 def label_waiting(sdk, project_id: int, truth: dict[str, str], limit: int) -> int:
-    from labelloop.labelstudio import _as_dict
-
     n = 0
     for t in sdk.tasks.list(project=project_id, fields="all", page_size=1000,
                             include="id,data,total_annotations,cancelled_annotations"):
-        task = _as_dict(t)
+        task = t if isinstance(t, dict) else t.model_dump()
         if task.get("total_annotations") or task.get("cancelled_annotations"):
             continue
         sdk.annotations.create(id=task["id"], result=[{
@@ -196,7 +194,7 @@ def label_waiting(sdk, project_id: int, truth: dict[str, str], limit: int) -> in
     return n
 
 
-def measure_sync(work: Path, port: int, repeats: int, profile: bool) -> dict:
+def measure_sync(work: Path, port: int, repeats: int, profile: bool, use_env: bool) -> dict:
     from labelloop.config import load_config
     from labelloop.store import Store
 
@@ -207,12 +205,14 @@ def measure_sync(work: Path, port: int, repeats: int, profile: bool) -> dict:
     (run / "pool.csv").symlink_to(work / "pool.csv")
     config = write_config(run, sorted(set(truth.values())), work / "cache", f"scale-{run.name}")
     env = dict(os.environ)
-    env.update(LABEL_STUDIO_API_KEY=secrets.token_hex(20), LABEL_STUDIO_PASSWORD=secrets.token_urlsafe(12))
-    done = subprocess.run([sys.executable, str(SCRIPT), "start", "--port", str(port)], env=env,
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"could not start Label Studio:\n{done.stderr[-3000:]}")
-    os.environ.update(LABEL_STUDIO_URL=f"http://127.0.0.1:{port}", LABEL_STUDIO_API_KEY=env["LABEL_STUDIO_API_KEY"])
+    if not use_env:
+        env.update(LABEL_STUDIO_API_KEY=secrets.token_hex(20), LABEL_STUDIO_PASSWORD=secrets.token_urlsafe(12))
+        done = subprocess.run([sys.executable, str(SCRIPT), "start", "--port", str(port)], env=env,
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"could not start Label Studio:\n{done.stderr[-3000:]}")
+        os.environ.update(LABEL_STUDIO_URL=f"http://127.0.0.1:{port}",
+                          LABEL_STUDIO_API_KEY=env["LABEL_STUDIO_API_KEY"])
     from label_studio_sdk import LabelStudio
 
     sdk = LabelStudio(base_url=os.environ["LABEL_STUDIO_URL"], api_key=os.environ["LABEL_STUDIO_API_KEY"])
@@ -244,8 +244,9 @@ def measure_sync(work: Path, port: int, repeats: int, profile: bool) -> dict:
             prof.disable()
             pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
     finally:
-        subprocess.run([sys.executable, str(SCRIPT), "stop", "--port", str(port)], env=env,
-                       capture_output=True, check=False)
+        if not use_env:
+            subprocess.run([sys.executable, str(SCRIPT), "stop", "--port", str(port)], env=env,
+                           capture_output=True, check=False)
     return result
 
 
@@ -259,6 +260,7 @@ def main() -> None:
     parser.add_argument("--skip-embed", action="store_true")
     parser.add_argument("--skip-sync", action="store_true")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--use-env", action="store_true", help="use the server in $LABEL_STUDIO_URL")
     args = parser.parse_args()
 
     work = args.work / str(args.n)
@@ -273,7 +275,7 @@ def main() -> None:
         result["embed_fully_cached"] = measure_embed(work, args.before_src, args.repeats)
         print(json.dumps(result["embed_fully_cached"], indent=1))
     if not args.skip_sync:
-        result["sync"] = measure_sync(work, args.port, args.repeats, args.profile)
+        result["sync"] = measure_sync(work, args.port, args.repeats, args.profile, args.use_env)
     RESULTS.mkdir(exist_ok=True)
     out_json.write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "sync_scale.md").write_text(markdown(result) + "\n")

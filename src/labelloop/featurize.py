@@ -15,6 +15,7 @@ import numpy as np
 
 from .embeddings import Encoder, default_cache_dir, embed
 from .features import DEFAULT_SMOOTHING, NeighbourSmoothing
+from .vectors import text_keys
 
 __all__ = ["Featurized", "featurize"]
 
@@ -39,21 +40,30 @@ def featurize(
     smoothing: NeighbourSmoothing = DEFAULT_SMOOTHING,
     smooth_pool: bool = True,
     progress: bool = False,
+    pool_keys: np.ndarray | None = None,
 ) -> Featurized:
     """Embed the pool and ``others`` in one pass through the cache, then smooth each over the pool.
 
     ``encoder`` (or a ``model`` directory; default the bundled encoder) decides the vectors;
     ``cache_dir`` defaults to ``$LABELLOOP_CACHE_DIR`` or ``~/.cache/labelloop``.
     ``smooth_pool=False`` skips the pool's own smoothing when only ``others`` are needed
-    (``predict``): the pool then serves only as the neighbours' reference.
+    (``predict``): the pool then serves only as the neighbours' reference. ``pool_keys`` are the
+    pool texts' :func:`~labelloop.vectors.text_keys` if the caller has them already.
     """
     encoder = encoder or Encoder(model)
     texts = [*pool_texts, *(t for o in others for t in o)]
-    vectors = embed(texts, encoder, cache_dir or default_cache_dir(), progress=progress)
+    keys = None
+    if pool_keys is not None:
+        keys = np.concatenate([pool_keys, text_keys([t for o in others for t in o])])
+    vectors = embed(texts, encoder, cache_dir or default_cache_dir(), progress=progress, keys=keys)
     raw = vectors[: len(pool_texts)]
     out, start = [], len(pool_texts)
     for o in others:
         out.append(smoothing(vectors[start : start + len(o)], raw, progress=progress))
         start += len(o)
-    pool = smoothing(raw, progress=progress) if smooth_pool else np.empty((0, raw.shape[1]), dtype=np.float32)
+    pool: np.ndarray
+    if not smooth_pool:
+        pool = np.empty((0, raw.shape[1]), dtype=np.float32)
+    else:  # unsmoothed, the pool's features are its vectors (not a pool-sized copy of them)
+        pool = smoothing(raw, progress=progress) if smoothing.enabled else raw
     return Featurized(pool, out, raw, encoder.identity, smoothing)
