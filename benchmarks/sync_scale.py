@@ -178,6 +178,16 @@ def cli_sync(config: Path) -> dict:
             "message": (done.stdout + done.stderr).strip().splitlines()[-1][:300]}
 
 
+def in_process(sync, cfg) -> dict:
+    """One sync in this process: what a sync costs beyond starting Python and importing its libraries."""
+    before, t0 = os.times(), time.perf_counter()
+    report = sync(cfg)
+    after = os.times()
+    cpu = (after.user - before.user) + (after.system - before.system)
+    return {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(cpu, 2), "load": load(),
+            "message": report.message[:300]}
+
+
 def label_waiting(sdk, project_id: int, truth: dict[str, str], limit: int) -> int:
     n = 0
     for t in sdk.tasks.list(project=project_id, fields="all", page_size=1000,
@@ -231,13 +241,17 @@ def measure_sync(work: Path, port: int, repeats: int, profile: bool, use_env: bo
             print("after 100 labels", result["labels_100"][-1], flush=True)
             result["noop"].append(cli_sync(config))
             print("no-op sync", result["noop"][-1], flush=True)
+        from labelloop.sync import sync
+
+        cfg = load_config(config)
+        for kind in ["noop"] * repeats + ["labels_100"] * repeats:  # the same, imports excluded
+            labeled = label_waiting(sdk, project_id, truth, 100) if kind == "labels_100" else 0
+            result[f"{kind}_in_process"] = result.get(f"{kind}_in_process", []) + [in_process(sync, cfg)]
+            print(kind, "in process", result[f"{kind}_in_process"][-1], labeled, flush=True)
         if profile:
             import cProfile
             import pstats
 
-            from labelloop.sync import sync
-
-            cfg = load_config(config)
             prof = cProfile.Profile()
             prof.enable()
             sync(cfg)
@@ -299,7 +313,9 @@ def markdown(r: dict) -> str:
         lines += ["", "`labelloop sync` (the CLI in a fresh process, imports included), smoothing off:", "",
                   "| sync | runs | wall s (median, max) | CPU s (median) | bar | load |", "|---|---:|---|---:|---|---|"]
         rows = [("first (registers the pool, sends 100)", [s["first"]], None),
-                ("no-op", s["noop"], 3.0), ("after 100 new labels (retrain, select, send 100)", s["labels_100"], 15.0)]
+                ("no-op", s["noop"], 3.0), ("after 100 new labels (retrain, select, send 100)", s["labels_100"], 15.0),
+                ("no-op, in process (imports excluded)", s.get("noop_in_process", []), 3.0),
+                ("after 100 new labels, in process", s.get("labels_100_in_process", []), 15.0)]
         for name, runs, bar in rows:
             if not runs:
                 continue

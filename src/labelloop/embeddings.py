@@ -308,8 +308,13 @@ def embed(
     missing = np.flatnonzero(~found)
     if not len(missing):
         return out
-    # Each missing text once, even when it repeats in the pool.
+    # Each missing text once, even when it repeats in the pool, in the order of first appearance: the
+    # encoder's length-sorted batches (and so the last bits of each vector) stay as they were.
     miss_keys, first, inverse = np.unique(keys[missing], return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    miss_keys, first, inverse = miss_keys[order], first[order], rank[inverse.reshape(-1)]
     miss_texts = [texts[int(missing[i])] for i in first]
     new = np.empty((len(miss_keys), dim), dtype=np.float32)
     writable = cache is not None
@@ -347,5 +352,5 @@ def embed(
                 CacheWarning,
                 stacklevel=2,
             )
-    out[missing] = new[inverse.reshape(-1)]
+    out[missing] = new[inverse]
     return out

@@ -186,3 +186,32 @@ def test_merge_drops_a_damaged_segment_instead_of_blessing_it(tmp_path, small_bl
 )
 def test_merge_plan_rewrites_small_segments_and_leaves_dominant_ones(sizes, merged) -> None:
     assert merge_plan(sizes) == merged
+
+
+class RecordingEncoder:
+    """Records the texts it is asked to embed; vectors from each text's hash."""
+
+    name, identity, dim = "recording", "rec", 4
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def iter_encode(self, texts, *, progress=False, desc=""):
+        self.seen += list(texts)
+        v = np.stack([np.frombuffer(hashlib.sha256(t.encode()).digest()[:16], dtype=np.float32) for t in texts])
+        yield np.arange(len(texts)), np.nan_to_num(v)
+
+
+def test_embed_sends_each_missing_text_once_in_the_order_it_first_appears(tmp_path) -> None:
+    """Batches (length-sorted, then padded) must not depend on hash order: vectors keep their last bits."""
+    from labelloop.embeddings import embed
+
+    enc = RecordingEncoder()
+    embed(["b", "c"], enc, tmp_path)
+    enc.seen = []
+    new = [f"new text {i}" for i in range(12)]  # 12! orders: hash order is not this one by chance
+    texts = [new[0], "b", *new[1:6], new[0], *new[6:], "c", new[3]]
+    out = embed(texts, enc, tmp_path)
+    assert enc.seen == new
+    assert np.array_equal(out[0], out[7]) and np.array_equal(out[4], out[-1])
+    assert np.array_equal(out, embed(texts, enc, None))
