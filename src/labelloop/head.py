@@ -12,7 +12,6 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
 __all__ = ["Head"]
 
@@ -54,11 +53,7 @@ class Head:
             warnings.simplefilter("ignore", ConvergenceWarning)
             # "more classes than half the samples" is normal in early rounds, not a regression problem.
             warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
-            # One BLAS thread: the matrices are small (labels × dimension), and threads that wait for each
-            # other at every lbfgs step cost 30× the CPU when the cores are busy (190 labels, 384-d, 77
-            # classes, load 7 on 2 cores: 2.35 CPU s with 2 threads, 0.08 with 1).
-            with threadpool_limits(limits=1, user_api="blas"):
-                model.fit(X, y, sample_weight=sample_weight)
+            model.fit(X, y, sample_weight=sample_weight)
         self._model = model
         return self
 

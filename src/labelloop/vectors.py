@@ -290,7 +290,7 @@ class EmbeddingCache:
         self._shards: list[Path] = []  # old .npz shards read into the in-memory segment (migrated on write)
         self._forgotten = np.empty(0, dtype=KEY_DTYPE)
         self.dim: int | None = None  # the vectors' dimension; None: the one most cached vectors have
-        self.opened = 0  # times the store was opened by this object (once, unless told to reload)
+        self.opened = 0  # times this object read the folder: once, however many lookups follow
 
     # -- reading -------------------------------------------------------------------------------------
 
