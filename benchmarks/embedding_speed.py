@@ -41,7 +41,6 @@ VARIANTS = {  # label -> Encoder settings (ST is added apart)
 }
 ST = "sentence-transformers encode()"
 DEFAULT = "labelloop embed() defaults, cold cache"
-OVERLAP = "onnx defaults, tokenizer overlapped"
 # Rows timed without vectors of their own take the accuracy of the graph they run (the default's).
 DEFAULT_VARIANT = f"onnx {DEFAULT_PRECISION}" if DEFAULT_PRECISION == "fp32" else "onnx int8 per-channel"
 
@@ -78,8 +77,6 @@ def main() -> None:
     for enc in encoders.values():  # export (once, cached) and warm up outside the timings
         enc.encode(texts[:64])
     st_encode(texts[:64])
-    overlap = Encoder(threads=args.threads, export_dir=cache_root / "onnx", overlap=True)
-    overlap.encode(texts[:64])
 
     def default_cold() -> None:
         with tempfile.TemporaryDirectory() as tmp:  # a fresh cache: hashing, encoding and shard writes count
@@ -87,7 +84,6 @@ def main() -> None:
 
     sides: dict[str, Callable[[], object]] = {ST: lambda: st_encode(texts), DEFAULT: default_cold}
     sides |= {name: (lambda e=enc: e.encode(texts)) for name, enc in encoders.items()}
-    sides[OVERLAP] = lambda: overlap.encode(texts)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
     names = list(sides)
     for rep in range(args.repeats):
@@ -166,7 +162,7 @@ def main() -> None:
             f"{a['cosine_to_torch_fp32_mean']:.4f} / {a['cosine_to_torch_fp32_min']:.4f} | "
             f"{a['banking77_lr_c10_test_accuracy']:.4f} | {a['demo_lr_c10_test_accuracy']:.4f} | {le} |")
     lines += ["", f"Default: **{result['default']}**. Medians over {args.repeats} interleaved repeats on "
-              f"{result['machine'].strip()}; rows without their own accuracy (the defaults, the overlap row) "
+              f"{result['machine'].strip()}; rows without their own accuracy (the defaults) "
               f"run the default graph ({DEFAULT_VARIANT}). Versions: "
               + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + "."]
     (RESULTS / "embedding_speed.md").write_text("\n".join(lines) + "\n")

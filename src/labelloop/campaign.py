@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import Config
-from .data import Pool, load_pool
+from .data import LabelConflictWarning, Pool, load_pool
 from .errors import DataError
 from .head import Head
 from .labels import LabelSet
@@ -149,7 +150,9 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
     from .featurize import featurize
 
     d = config.data
-    pool = load_pool(d.path, d.text_column, d.label_column, d.id_column, skip_empty=d.skip_empty)
+    with warnings.catch_warnings():  # the campaign reports them itself: in sync (once) and status
+        warnings.simplefilter("ignore", LabelConflictWarning)
+        pool = load_pool(d.path, d.text_column, d.label_column, d.id_column, skip_empty=d.skip_empty)
     _check_labels(pool, config.labels, "pool")
     test = None
     if d.test is not None:
@@ -157,6 +160,26 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
             d.test, d.text_column, d.test_label_column, None, require_labels=True, unique_ids=False
         )
         _check_labels(test, config.labels, "test")
+    if d.embedding_column is not None:
+        from .column_vectors import column_identity, read_vectors
+        from .featurize import featurize_vectors
+
+        if not embed_texts:
+            return Campaign(config, pool, np.empty((0, 0)), column_identity(d.path, d.embedding_column), test)
+        V, identity = read_vectors(d.path, d.embedding_column, pool.file_rows)
+        others = []
+        if test is not None:
+            Vt, _ = read_vectors(test.source, d.embedding_column, test.file_rows)
+            if Vt.shape[1] != V.shape[1]:
+                raise DataError(
+                    f"{test.source}: vectors in column {d.embedding_column!r} have {Vt.shape[1]} numbers, "
+                    f"those of {d.path} {V.shape[1]}"
+                )
+            others.append(Vt)
+        f = featurize_vectors(
+            V, *others, identity=identity, smoothing=config.model.smoothing, progress=progress
+        )
+        return Campaign(config, pool, f.pool, f.encoder_identity, test, f.others[0] if test else None)
     encoder = config_encoder(config)
     if not embed_texts:
         return Campaign(config, pool, np.empty((0, 0)), encoder.identity, test)
@@ -251,14 +274,39 @@ def register(store: Store, campaign: Campaign, project_id: int) -> None:
     store.add_items(
         [(pool.ids[r], hashes[r], pool.source, "audit" if pool.ids[r] in audit else "pool") for r in new_rows]
     )
+    _record_copies(store, pool)
     store.set("pool_fingerprint", fingerprint)
 
 
 def _pool_fingerprint(campaign: Campaign) -> str:
-    """One hash of the pool's ids and texts, in order: unchanged, the next register has nothing to do."""
-    h = hashlib.sha256(json.dumps(campaign.pool.ids).encode("utf-8"))
+    """One hash of what register stores about the pool (ids, texts, copies, the data's labels), in order:
+    unchanged, the next register has nothing to check or write."""
+    pool = campaign.pool
+    h = hashlib.sha256(json.dumps([pool.ids, pool.labels]).encode("utf-8"))
     h.update(campaign.keys.tobytes())
+    h.update(pool.copies.tobytes())
+    h.update(json.dumps([c.describe() for c in pool.conflicts]).encode("utf-8"))
     return h.hexdigest()
+
+
+def _record_copies(store: Store, pool: Pool) -> None:
+    """Keep each item's copy count (and the data's label conflicts) in the store, so ``status`` can say how
+    many rows the labels cover without reading the data; only counts that changed are written."""
+    stored = store.copies()
+    copies = dict(zip(pool.ids, pool.copies.tolist(), strict=True)) if pool.rows is not None else {}
+    changed = {i: n for i, n in copies.items() if stored.get(i, 1) != n}
+    if stored:  # texts no longer repeated in the data stand for one row again
+        in_pool = set(pool.ids)
+        changed.update({i: 1 for i in stored if i not in copies and i in in_pool})
+    if changed:
+        store.set_copies(changed)
+    if pool.conflicts or store.get("data_conflicts") is not None:
+        shown = [c.describe() for c in pool.conflicts[:CONFLICTS_SHOWN]]
+        store.set("data_conflicts", json.dumps({"n": len(pool.conflicts), "shown": shown}))
+
+
+CONFLICTS_SHOWN = 5
+"""Label conflicts of the data named in the store (and so in ``status``); the count is always given."""
 
 
 def ingest(store: Store, run: int, records: Sequence, scanned_at: str | None) -> None:

@@ -89,6 +89,9 @@ class DataSection(_Section):
     test: FilePath | None = None  # an optional labeled test file, for metrics beside the audit sample
     test_label_column: Column = "label"
     skip_empty: bool = False
+    # Vectors from this Parquet column (a list of floats per row) instead of the encoder: both data files need
+    # it; the campaign's encoder identity is then the column's (labelloop.column_vectors).
+    embedding_column: Column | None = None
 
 
 class ModelSection(_Section):
@@ -364,6 +367,7 @@ text_column = {text_column}
 # test = "test.csv"          # optional labeled test file, reported beside the audit sample
 # test_label_column = "label"
 # skip_empty = false         # true: drop empty texts with a warning instead of failing
+# embedding_column = "embedding"  # Parquet only: your own vectors (a list of floats per row), no encoder
 
 [labelstudio]
 project = {project}        # project title (created with the label set if missing) or numeric id
@@ -390,7 +394,7 @@ min_audit = 30               # audit labels needed before the plateau rule may f
 [model]
 # encoder = "/path/to/local/model"   # default: the bundled all-MiniLM-L6-v2
 # cache_dir = "~/.cache/labelloop"
-# backend = "onnx"           # or "torch"; a campaign keeps the backend it started with
+# backend = "onnx"           # or "torch" (same vectors); sync refuses a change mid-campaign
 # precision = "fp32"         # or "int8" (onnx only: ~2x faster, measured to cost some labels)
 # threads = 2                # default: every core this process may use
 C = 10.0                     # inverse regularisation of the logistic-regression head

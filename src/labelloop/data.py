@@ -1,4 +1,5 @@
-"""Load a pool of texts (and optional labels) from CSV, JSONL or Parquet.
+"""Load a pool of texts (and optional labels) from CSV, JSONL, Parquet or Arrow files, or from a folder
+(a saved Hugging Face dataset or Parquet files: :mod:`labelloop.datadirs`).
 
 We read with pandas rather than HF ``datasets``: the files are small enough for
 memory, pandas gives row-exact errors, and nothing is written to a hidden cache.
@@ -15,8 +16,8 @@ import hashlib
 import io
 import json
 import os
-import stat
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .datadirs import read_arrow_file, read_folder
 from .errors import DataError
 
 __all__ = [
@@ -37,6 +39,10 @@ __all__ = [
     "DataPeek",
     "columns_of",
     "is_blank",
+    "LabelConflict",
+    "LabelConflictWarning",
+    "collapse_copies",
+    "conflicts_message",
 ]
 
 _READERS = {
@@ -46,20 +52,70 @@ _READERS = {
     ".ndjson": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".arrow": "arrow",  # Arrow IPC (stream or file), e.g. one shard of a saved Hugging Face dataset
 }
+
+
+class LabelConflictWarning(UserWarning):
+    """Copies of one text carry different labels in the data: the majority label is kept."""
+
+
+@dataclass(frozen=True)
+class LabelConflict:
+    """Copies of one text whose given labels differ. ``counts`` is most common first; ``kept`` is the
+    majority label (on a tie, the label of the first row among the tied ones)."""
+
+    id: str
+    text: str
+    counts: tuple[tuple[str, int], ...]
+    kept: str
+
+    def describe(self, chars: int = 60) -> str:
+        shown = self.text if len(self.text) <= chars else self.text[: chars - 1] + "…"
+        votes = ", ".join(f"{lab} ×{n}" for lab, n in self.counts)
+        return f"{shown!r} ({votes}; kept {self.kept})"
 
 
 @dataclass(frozen=True)
 class Pool:
-    """Texts with stable ids and, when known, their labels (``None`` = unlabeled)."""
+    """Texts with stable ids and, when known, their labels (``None`` = unlabeled).
+
+    Without an id column, identical texts are one item: ``rows`` then gives, per item, the data rows
+    (1-based, header excluded) it stands for, so one label asked once covers every copy. ``rows=None``
+    means one row per item. ``conflicts`` lists copies whose given labels differed.
+    """
 
     ids: list[str]
     texts: list[str]
     labels: list[str | None]
     source: str = ""
+    rows: tuple[tuple[int, ...], ...] | None = None
+    conflicts: tuple[LabelConflict, ...] = ()
+    # 0-based file row of each item (its first copy's) when items are not simply file rows 0..n-1 (rows
+    # skipped as empty, copies collapsed): how vectors read from a column of the file line up with items.
+    file_rows: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def copies(self) -> np.ndarray:
+        """How many data rows each item stands for (all ones unless identical texts were collapsed)."""
+        if self.rows is None:
+            return np.ones(len(self.ids), dtype=np.int64)
+        return np.array([len(r) for r in self.rows], dtype=np.int64)
+
+    @property
+    def n_rows(self) -> int:
+        """Data rows the items stand for (``len(pool)`` counts distinct items)."""
+        return len(self.ids) if self.rows is None else sum(map(len, self.rows))
+
+    def rows_covered(self, ids: Sequence[str] | set[str]) -> int:
+        """Data rows covered by labels on ``ids`` (each id counts its copies; unknown ids count none)."""
+        if self.rows is None:
+            return len(set(ids) & set(self.ids))
+        wanted = set(ids)
+        return sum(len(r) for i, r in zip(self.ids, self.rows, strict=True) if i in wanted)
 
     @property
     def label_set(self) -> list[str]:
@@ -76,12 +132,54 @@ class Pool:
 
     def subset(self, rows: Sequence[int] | np.ndarray) -> Pool:
         rows = list(map(int, rows))
+        kept = {self.ids[i] for i in rows}
         return Pool(
             [self.ids[i] for i in rows],
             [self.texts[i] for i in rows],
             [self.labels[i] for i in rows],
             self.source,
+            None if self.rows is None else tuple(self.rows[i] for i in rows),
+            tuple(c for c in self.conflicts if c.id in kept),
+            tuple(rows) if self.file_rows is None else tuple(self.file_rows[i] for i in rows),
         )
+
+
+def conflicts_message(n: int, shown: Sequence[str]) -> str:
+    """One sentence for ``n`` label conflicts, naming the first ones (:meth:`LabelConflict.describe`)."""
+    more = f"; … ({n} in all)" if n > len(shown) else ""
+    return (
+        f"{n} text(s) appear several times with different labels; the majority label is kept: "
+        f"{'; '.join(shown)}{more}"
+    )
+
+
+def collapse_copies(
+    ids: Sequence[str], texts: Sequence[str], labels: Sequence[str | None], data_rows: Sequence[int]
+) -> tuple[list[int], tuple[tuple[int, ...], ...], list[str | None], tuple[LabelConflict, ...]]:
+    """Group rows with the same id (here: the same text) into one item, in order of first appearance.
+
+    Returns the first row index of each item (into the inputs), the data rows each item covers, each
+    item's label and the conflicts. A label on any copy applies to all; copies labeled differently keep
+    the majority label (on a tie, the first row's among the tied), so nothing is dropped silently.
+    """
+    groups: dict[str, list[int]] = {}
+    for j, i in enumerate(ids):
+        groups.setdefault(i, []).append(j)
+    first, covered, kept_labels, conflicts = [], [], [], []
+    for item_id, members in groups.items():
+        first.append(members[0])
+        covered.append(tuple(data_rows[j] for j in members))
+        given = [lab for lab in (labels[j] for j in members) if lab is not None]
+        counts = Counter(given)
+        if len(counts) <= 1:
+            kept_labels.append(given[0] if given else None)
+            continue
+        top = max(counts.values())
+        kept = next(lab for lab in given if counts[lab] == top)  # first row among the tied
+        order = sorted(counts.items(), key=lambda kv: (-kv[1], given.index(kv[0])))
+        kept_labels.append(kept)
+        conflicts.append(LabelConflict(item_id, texts[members[0]], tuple(order), kept))
+    return first, tuple(covered), kept_labels, tuple(conflicts)
 
 
 def content_id(text: str) -> str:
@@ -103,7 +201,7 @@ def _preview(items: Sequence[object], n: int = 10) -> str:
 def _check_readable(path: Path) -> None:
     """Say why a path cannot be read: missing, a broken link, a link loop, no permission, a folder."""
     try:
-        st = os.stat(path)
+        os.stat(path)
     except FileNotFoundError:
         if os.path.lexists(path):
             raise DataError(f"{path}: a broken symbolic link (to {os.readlink(path)})") from None
@@ -116,8 +214,6 @@ def _check_readable(path: Path) -> None:
         if exc.errno == errno.ENOTDIR:
             raise DataError(f"{path}: file not found (a part of the path is a file, not a folder)") from None
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise DataError(f"{path}: is a directory, expected a CSV, JSONL or Parquet file")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -190,15 +286,34 @@ def _refuse_duplicate_columns(path: Path, names: Sequence[object]) -> None:
         )
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
+def _no_duplicate_columns(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    _refuse_duplicate_columns(path, list(frame.columns))
+    return frame
+
+
+def _read_frame(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The file as text cells; a Parquet file only reads ``columns`` (the rest, e.g. a million-row
+    embedding column, would become a Python object per cell). ``frame.attrs["columns"]`` lists them all."""
     _check_readable(path)
+    if path.is_dir():  # a saved Hugging Face dataset or a Parquet folder
+        return _no_duplicate_columns(path, read_folder(path))
     kind = _READERS.get(path.suffix.lower())
     if kind is None:
-        raise DataError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
+        raise DataError(
+            f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl, .parquet or .arrow, "
+            f"or a folder (saved Hugging Face dataset, Parquet files)"
+        )
     try:
+        if kind == "arrow":
+            return _no_duplicate_columns(path, read_arrow_file(path))
         if kind == "parquet":
-            frame = pd.read_parquet(path)
-            _refuse_duplicate_columns(path, list(frame.columns))
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+            _refuse_duplicate_columns(path, names)
+            wanted = None if columns is None else [c for c in names if c in columns]
+            frame = pd.read_parquet(path, columns=wanted)
+            frame.attrs["columns"] = names
             return frame
         text = _decode(path, _read_bytes(path))
         if kind == "jsonl":
@@ -214,9 +329,13 @@ def _read_frame(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot parse as {kind}: {first}") from None
 
 
+def _all_columns(frame: pd.DataFrame) -> str:
+    return ", ".join(map(str, frame.attrs.get("columns", frame.columns)))
+
+
 def _column(frame: pd.DataFrame, name: str, path: Path, role: str) -> pd.Series:
     if name not in frame.columns:
-        cols = ", ".join(map(str, frame.columns))
+        cols = _all_columns(frame)
         raise DataError(f"{path}: no {role} column {name!r} (columns: {cols}); pass --{role}-column")
     return frame[name]
 
@@ -303,73 +422,117 @@ def load_pool(
     data rows, header excluded) unless ``skip_empty`` is set, in which case they are
     dropped with a warning. ``label_column=None`` or a file without that column
     gives an unlabeled pool, unless ``require_labels``. Ids come from ``id_column``
-    or, without it, from the text's content, so they survive re-ordering the file;
-    they must be unique unless ``unique_ids=False`` (a test set, whose ids are unused).
+    or, without it, from the text's content, so they survive re-ordering the file.
+    Ids in ``id_column`` must be unique (they are the user's promise). Without it,
+    identical texts become one item carrying its copies (:attr:`Pool.rows`), so each
+    distinct text is asked once; copies with different given labels keep the majority
+    label, with a :class:`LabelConflictWarning`. ``unique_ids=False`` keeps every row as
+    it is, duplicates included (a test set scored per row, or texts to predict per row).
     """
-    import warnings
-
     path = Path(path)
-    frame = _read_frame(path)
-    if frame.empty:
+    frame = _read_frame(path, [c for c in (text_column, label_column, id_column) if c is not None])
+    if len(frame.index) == 0:
         raise DataError(f"{path}: no rows")
     texts_raw = _texts(_column(frame, text_column, path, "text"), path, text_column)
-    bad = [i for i, t in enumerate(texts_raw) if is_blank(t)]
-    keep = list(range(len(texts_raw)))
-    if bad:
-        rows = [i + 1 for i in bad]
-        invisible = sum(1 for i in bad if (texts_raw[i] or "").strip())
-        note = (
-            f" ({invisible} of them only invisible characters, e.g. zero-width spaces)" if invisible else ""
-        )
-        if not skip_empty:
-            raise DataError(
-                f"{path}: {len(bad)} empty or missing text(s) in column {text_column!r} at data rows "
-                f"{_preview(rows)}{note}; fix them or pass --skip-empty"
-            )
-        warnings.warn(f"{path}: skipped {len(bad)} empty text(s) at data rows {_preview(rows)}", stacklevel=2)
-        bad_set = set(bad)
-        keep = [i for i in keep if i not in bad_set]
-        if not keep:
-            raise DataError(f"{path}: every text is empty")
+    keep = _rows_with_text(path, texts_raw, text_column, skip_empty)
     texts = [t for t in (texts_raw[i] for i in keep) if t is not None]  # blanks were dropped above
-
-    labels: list[str | None]
-    if label_column is not None and label_column in frame.columns:
-        col = _texts(frame[label_column], path, label_column)
-        labels = [None if is_blank(col[i]) else col[i].strip() for i in keep]  # type: ignore[union-attr]
-        if require_labels:
-            missing = [keep[j] + 1 for j, lab in enumerate(labels) if lab is None]
-            if missing:
-                raise DataError(
-                    f"{path}: {len(missing)} row(s) without a label in column {label_column!r} at data rows "
-                    f"{_preview(missing)}"
-                )
-    elif require_labels:
-        cols = ", ".join(map(str, frame.columns))
-        raise DataError(f"{path}: no label column {label_column!r} (columns: {cols}); pass --label-column")
-    else:
-        labels = [None] * len(texts)
-
-    if id_column is not None:
-        ids_raw = _texts(_column(frame, id_column, path, "id"), path, id_column)
-        missing_ids = [i + 1 for i in keep if is_blank(ids_raw[i])]
-        if missing_ids:
-            raise DataError(f"{path}: {len(missing_ids)} empty id(s) at data rows {_preview(missing_ids)}")
-        ids = [(ids_raw[i] or "").strip() for i in keep]
-        what = f"in column {id_column!r}"
-    else:
+    labels = _labels(path, frame, keep, label_column, require_labels)
+    moved = tuple(keep) if len(keep) < len(texts_raw) else None  # file rows, when some were skipped
+    if id_column is None:
         ids = [content_id(t) for t in texts]
-        what = "(ids derived from text: these texts are exact duplicates; pass --id-column or dedupe)"
-    seen: dict[str, int] = {}
-    dups: list[str] = []
-    for j, i in enumerate(ids):
-        if i in seen:
-            dups.append(f"{i} (rows {keep[seen[i]] + 1} and {keep[j] + 1})")
-        else:
-            seen[i] = j
-    if dups and unique_ids:
-        raise DataError(f"{path}: {len(dups)} duplicate id(s) {what}: {_preview(dups, 5)}")
-    return Pool(ids=ids, texts=texts, labels=labels, source=str(path))
+        if unique_ids:  # identical texts are one item: asked once, its label covers every copy
+            return _collapsed(path, ids, texts, labels, [i + 1 for i in keep])
+        return Pool(ids=ids, texts=texts, labels=labels, source=str(path), file_rows=moved)
+    ids_raw = _texts(_column(frame, id_column, path, "id"), path, id_column)
+    missing_ids = [i + 1 for i in keep if is_blank(ids_raw[i])]
+    if missing_ids:
+        raise DataError(f"{path}: {len(missing_ids)} empty id(s) at data rows {_preview(missing_ids)}")
+    ids = [(ids_raw[i] or "").strip() for i in keep]
+    if unique_ids:
+        seen: dict[str, int] = {}
+        dups: list[str] = []
+        for j, i in enumerate(ids):
+            if i in seen:
+                dups.append(f"{i} (rows {keep[seen[i]] + 1} and {keep[j] + 1})")
+            else:
+                seen[i] = j
+        if dups:
+            raise DataError(
+                f"{path}: {len(dups)} duplicate id(s) in column {id_column!r}: {_preview(dups, 5)}; "
+                f"ids must be unique"
+            )
+    return Pool(ids=ids, texts=texts, labels=labels, source=str(path), file_rows=moved)
+
+
+def _rows_with_text(path: Path, texts: list[str | None], column: str, skip_empty: bool) -> list[int]:
+    """Rows whose text is not blank; blanks are an error naming their rows, or skipped with a warning."""
+    import warnings
+
+    bad = [i for i, t in enumerate(texts) if is_blank(t)]
+    if not bad:
+        return list(range(len(texts)))
+    rows = [i + 1 for i in bad]
+    invisible = sum(1 for i in bad if (texts[i] or "").strip())
+    note = f" ({invisible} of them only invisible characters, e.g. zero-width spaces)" if invisible else ""
+    if not skip_empty:
+        raise DataError(
+            f"{path}: {len(bad)} empty or missing text(s) in column {column!r} at data rows "
+            f"{_preview(rows)}{note}; fix them or pass --skip-empty"
+        )
+    warnings.warn(f"{path}: skipped {len(bad)} empty text(s) at data rows {_preview(rows)}", stacklevel=3)
+    bad_set = set(bad)
+    keep = [i for i in range(len(texts)) if i not in bad_set]
+    if not keep:
+        raise DataError(f"{path}: every text is empty")
+    return keep
+
+
+def _labels(
+    path: Path, frame: pd.DataFrame, keep: list[int], column: str | None, required: bool
+) -> list[str | None]:
+    """The given label of each kept row (None: unlabeled); every row must have one if ``required``."""
+    if column is None or column not in frame.columns:
+        if required:
+            cols = _all_columns(frame)
+            raise DataError(f"{path}: no label column {column!r} (columns: {cols}); pass --label-column")
+        return [None] * len(keep)
+    col = _texts(frame[column], path, column)
+    labels = [None if is_blank(col[i]) else col[i].strip() for i in keep]  # type: ignore[union-attr]
+    if required:
+        missing = [keep[j] + 1 for j, lab in enumerate(labels) if lab is None]
+        if missing:
+            raise DataError(
+                f"{path}: {len(missing)} row(s) without a label in column {column!r} at data rows "
+                f"{_preview(missing)}"
+            )
+    return labels
+
+
+def _collapsed(
+    path: Path, ids: list[str], texts: list[str], labels: list[str | None], data_rows: list[int]
+) -> Pool:
+    """The pool with identical texts as one item, warning (not failing) when their given labels differ."""
+    import warnings
+
+    first, covered, kept, conflicts = collapse_copies(ids, texts, labels, data_rows)
+    if conflicts:
+        shown = [c.describe() for c in conflicts[:5]]
+        warnings.warn(
+            f"{path}: {conflicts_message(len(conflicts), shown)}", LabelConflictWarning, stacklevel=3
+        )
+    file_rows = tuple(data_rows[j] - 1 for j in first)
+    moved = None if file_rows == tuple(range(len(file_rows))) else file_rows
+    if len(first) == len(ids):
+        return Pool(ids=ids, texts=texts, labels=labels, source=str(path), file_rows=moved)
+    return Pool(
+        ids=[ids[j] for j in first],
+        texts=[texts[j] for j in first],
+        labels=kept,
+        source=str(path),
+        rows=covered,
+        conflicts=conflicts,
+        file_rows=moved,
+    )
 
 
 def columns_of(path: str | Path) -> list[str]:

@@ -95,7 +95,6 @@ class Encoder:
     backend: Backend = DEFAULT_BACKEND
     precision: Precision | None = None
     export_dir: Path | str | None = None
-    overlap: bool = False  # tokenize the next batch in a thread meanwhile: did not measurably pay on 2 cores
     _loaded: tuple[object, Runner] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -204,15 +203,20 @@ class Encoder:
         return int(runner(dict(tokenizer(["dim"], return_tensors="np"))).shape[1])  # type: ignore[operator]
 
     def iter_encode(self, texts: Sequence[str], *, progress: bool = False, desc: str = "embedding"):
-        """Yield ``(row_indices, vectors)`` per batch, longest texts first (fail fast on memory)."""
-        from concurrent.futures import ThreadPoolExecutor
+        """Yield ``(row_indices, vectors)`` per batch, longest texts first (fail fast on memory).
+
+        Batches run as many at once as the runner takes (ONNX: one per thread); tokenizing stays on
+        this thread, since a fast tokenizer called with padding options from two threads at once
+        fails ("Already borrowed"). Results come out in batch order either way.
+        """
+        from collections import deque
+        from concurrent.futures import Future, ThreadPoolExecutor
 
         from tqdm.auto import tqdm
 
         tokenizer, runner = self._load()
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         size = int(self.batch_size or 32)
-        starts = range(0, len(order), size)
 
         def tokenize(start: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             rows = np.asarray(order[start : start + size])
@@ -225,21 +229,27 @@ class Encoder:
             )
             return rows, dict(enc)
 
+        width = max(1, int(getattr(runner, "concurrent_batches", 1)))
         with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
-            if not self.overlap:
-                for start in starts:
+            if width == 1:
+                for start in range(0, len(order), size):
                     rows, enc = tokenize(start)
                     yield rows, runner(enc)
                     bar.update(len(rows))
                 return
-            # The tokenizer (Rust, GIL released) prepares batch i+1 while the runtime computes batch i.
-            with ThreadPoolExecutor(1, thread_name_prefix="labelloop-tokenize") as pool:
-                pending = pool.submit(tokenize, starts[0]) if starts else None
-                for k in range(len(starts)):
-                    rows, enc = pending.result()  # type: ignore[union-attr]
-                    pending = pool.submit(tokenize, starts[k + 1]) if k + 1 < len(starts) else None
-                    yield rows, runner(enc)
-                    bar.update(len(rows))
+            with ThreadPoolExecutor(width, thread_name_prefix="labelloop-encode") as pool:
+                running: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
+                for start in range(0, len(order), size):
+                    rows, enc = tokenize(start)
+                    running.append((rows, pool.submit(runner, enc)))
+                    if len(running) > width:  # one batch waits ready while `width` run
+                        done_rows, fut = running.popleft()
+                        yield done_rows, fut.result()
+                        bar.update(len(done_rows))
+                while running:
+                    done_rows, fut = running.popleft()
+                    yield done_rows, fut.result()
+                    bar.update(len(done_rows))
 
 
 def _configured_max_length(path: Path) -> int:

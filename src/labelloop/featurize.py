@@ -17,7 +17,7 @@ from .embeddings import Encoder, default_cache_dir, embed
 from .features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from .vectors import text_keys
 
-__all__ = ["Featurized", "featurize"]
+__all__ = ["Featurized", "featurize", "featurize_vectors"]
 
 
 @dataclass(frozen=True)
@@ -56,14 +56,33 @@ def featurize(
     if pool_keys is not None:
         keys = np.concatenate([pool_keys, text_keys([t for o in others for t in o])])
     vectors = embed(texts, encoder, cache_dir or default_cache_dir(), progress=progress, keys=keys)
-    raw = vectors[: len(pool_texts)]
-    out, start = [], len(pool_texts)
-    for o in others:
-        out.append(smoothing(vectors[start : start + len(o)], raw, progress=progress))
-        start += len(o)
-    pool: np.ndarray
-    if not smooth_pool:
-        pool = np.empty((0, raw.shape[1]), dtype=np.float32)
-    else:  # unsmoothed, the pool's features are its vectors (not a pool-sized copy of them)
-        pool = smoothing(raw, progress=progress) if smoothing.enabled else raw
-    return Featurized(pool, out, raw, encoder.identity, smoothing)
+    sizes = np.cumsum([len(pool_texts), *map(len, others)])
+    parts = np.split(vectors, sizes[:-1])
+    return featurize_vectors(
+        parts[0],
+        *parts[1:],
+        identity=encoder.identity,
+        smoothing=smoothing,
+        smooth_pool=smooth_pool,
+        progress=progress,
+    )
+
+
+def featurize_vectors(
+    pool: np.ndarray,
+    *others: np.ndarray,
+    identity: str,
+    smoothing: NeighbourSmoothing = DEFAULT_SMOOTHING,
+    smooth_pool: bool = True,
+    progress: bool = False,
+) -> Featurized:
+    """Unit-length vectors made elsewhere (an embedding column, :mod:`labelloop.column_vectors`) to features.
+
+    ``identity`` names where they came from. With smoothing off the vectors are the features
+    as they are: no copy of a pool that may be a million rows.
+    """
+    if not smoothing.enabled:
+        return Featurized(pool if smooth_pool else pool[:0], list(others), pool, identity, smoothing)
+    out = [smoothing(o, pool, progress=progress) for o in others]
+    features = smoothing(pool, progress=progress) if smooth_pool else pool[:0]
+    return Featurized(features, out, pool, identity, smoothing)

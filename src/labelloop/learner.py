@@ -7,19 +7,21 @@ So the strategy measured in simulation is the one that runs in production.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 
 from .head import DEFAULT_C, Head
 from .labels import LabelSet
+from .scoring import SCORE_CHUNK, predict, predict_proba, rows_of, uncertain_rows
 from .strategies import DEFAULT_STRATEGY, ColdStart, Context, Selection, Strategy, StrategyName, get_strategy
 
-__all__ = ["train", "query", "Query", "evaluate", "ActiveLearner", "Pick", "model_version"]
+__all__ = ["train", "query", "candidates", "Query", "evaluate", "ActiveLearner", "Pick", "model_version"]
 
 
 def train(
@@ -51,38 +53,77 @@ def query(
     *,
     y: np.ndarray | None = None,
     labeled: np.ndarray | None = None,
+    chunk: int = SCORE_CHUNK,
 ) -> Query:
     """Choose ``n`` rows among ``unlabeled`` (pool row indices); ``head=None`` means cold start.
 
     ``y``/``labeled`` (label indices of the pool, labeled rows) give the strategy the labeled
-    set too; strategies that only look at uncertainty ignore them.
+    set too; strategies that only look at uncertainty ignore them. The candidates are scored
+    ``chunk`` rows at a time and the strategy sees only the shortlist it declares (see
+    :func:`candidates`), so a million-row pool costs one chunk of memory, not a copy of itself.
     """
     t0 = time.perf_counter()
-    cand = X[unlabeled]
-    probs = head.predict_proba(cand) if head is not None else None
-    t1 = time.perf_counter()
+    known_X = None if labeled is None else X[labeled]
+    known_y = None if labeled is None or y is None else y[labeled]
     if head is None:
-        sel: Selection = ColdStart()(Context.cold(cand), n, rng)
+        ctx = Context.cold(rows_of(X, unlabeled))
+        t1 = time.perf_counter()
+        sel: Selection = ColdStart()(ctx, n, rng)
     else:
-        known_X = None if labeled is None else X[labeled]
-        known_y = None if labeled is None or y is None else y[labeled]
-        sel = strategy(Context(probs, cand, known_X, known_y, head), n, rng)
+        ctx = candidates(head, X, unlabeled, strategy, n, rng, chunk=chunk)
+        ctx = replace(ctx, labeled_features=known_X, labels=known_y, head=head)
+        t1 = time.perf_counter()
+        sel = strategy(ctx, n, rng)
     t2 = time.perf_counter()
+    positions = sel.indices if ctx.positions is None else ctx.positions[sel.indices]
     return Query(
-        indices=unlabeled[sel.indices],
+        indices=unlabeled[positions],
         scores=sel.scores,
         clusters=sel.clusters,
-        probs=None if probs is None else probs[sel.indices],
+        probs=None if ctx.probs is None else ctx.probs[sel.indices],
         seconds_score=t1 - t0,
         seconds_select=t2 - t1,
     )
 
 
-def evaluate(head: Head, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro F1/precision/recall over the labels present in ``y``."""
+def candidates(
+    head: Head,
+    X: np.ndarray,
+    unlabeled: np.ndarray,
+    strategy: Strategy,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    chunk: int = SCORE_CHUNK,
+) -> Context:
+    """The strategy's view of the candidates ``X[unlabeled]``: only the rows it can pick from.
+
+    - ``uncertain_shortlist(n) -> (score, size)``: the ``size`` most uncertain rows (ties included);
+    - ``draw(m, n, rng)``: the rows it will draw, found with a copy of ``rng`` (``rng`` itself is untouched);
+    - any other strategy: every candidate, with its probabilities (pool-sized; fine for small pools).
+
+    Shortlists carry ``positions``/``n_candidates``, so the strategy draws the same random
+    numbers and picks the same rows as it would from the full set.
+    """
+    m = len(unlabeled)
+    shortlist = getattr(strategy, "uncertain_shortlist", None)
+    draw = getattr(strategy, "draw", None)
+    if shortlist is not None:
+        score, size = shortlist(n)
+        pos, probs = uncertain_rows(head, X, unlabeled, score, size, chunk)
+    elif draw is not None:
+        pos = np.sort(draw(m, n, copy.deepcopy(rng)))
+        probs = predict_proba(head, X, unlabeled[pos], chunk)
+    else:
+        return Context(predict_proba(head, X, unlabeled, chunk), rows_of(X, unlabeled))
+    return Context(probs, X[unlabeled[pos]], positions=pos, n_candidates=m)
+
+
+def evaluate(head: Head, X: np.ndarray, y: np.ndarray, *, chunk: int = SCORE_CHUNK) -> dict[str, float]:
+    """Accuracy and macro F1/precision/recall over the labels present in ``y`` (``X`` scored in chunks)."""
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-    pred = head.predict(X)
+    pred = predict(head, X, chunk)
     labels = np.unique(y)
     p, r, f, _ = precision_recall_fscore_support(y, pred, labels=labels, average="macro", zero_division=0)
     return {

@@ -11,8 +11,9 @@ made-up 1.0, so a report has to say "undefined" instead of printing a number tha
 
 Label errors use confident learning (Northcutt, Jiang & Chuang 2021) through ``cleanlab``
 (Apache-2.0, depends only on numpy/scikit-learn/pandas/tqdm/termcolor): out-of-fold
-probabilities of labelloop's own head, then cleanlab's ``prune_by_noise_rate``, which sizes the
-flagged set from the estimated joint of given and true labels. Nothing is a fixed count or a
+probabilities of labelloop's own head, then cleanlab's ``low_normalized_margin`` rule, which sizes the
+flagged set from the estimated joint of given and true labels and flags the rows whose given label trails
+another class the most. Nothing is a fixed count or a
 threshold picked for one dataset.
 """
 
@@ -29,6 +30,7 @@ from .head import DEFAULT_C, Head
 from .stopping import wilson_interval
 
 __all__ = [
+    "LABEL_ERROR_RULE",
     "AgreementReport",
     "AnnotatorQuality",
     "ClassAgreement",
@@ -298,7 +300,7 @@ class Suspects:
     """Per labeled row: how suspicious its label is, the model's suggestion, and whether to re-check it.
 
     ``score`` = 1 − out-of-fold probability of the given label (higher = more suspicious).
-    ``flagged`` = confident learning's verdict (``prune_by_noise_rate``): what to send back for a
+    ``flagged`` = confident learning's verdict (:data:`LABEL_ERROR_RULE`): what to send back for a
     second opinion. It is a set sized by the estimated noise, so a few flagged rows may score
     below unflagged ones. ``noise_rate`` is confident learning's estimate of the share of wrong labels.
     """
@@ -348,6 +350,10 @@ def out_of_fold_probabilities(
     return out
 
 
+# cleanlab's filter_by rule for flagging (see rank_label_errors).
+LABEL_ERROR_RULE = "low_normalized_margin"
+
+
 def rank_label_errors(
     X: np.ndarray,
     y: np.ndarray,
@@ -357,10 +363,15 @@ def rank_label_errors(
     seed: int = 0,
     C: float = DEFAULT_C,
     probabilities: np.ndarray | None = None,
+    rule: str = LABEL_ERROR_RULE,
 ) -> Suspects:
     """Rank labeled rows ``X`` (features) with label indices ``y`` by how likely the label is wrong.
 
     ``probabilities`` may be given (out-of-fold, ``(n, n_classes)``) to skip the cross-validation.
+    ``rule`` is cleanlab's ``filter_by``: which rows to flag. The default, ``low_normalized_margin``
+    (flag as many rows as the confident joint estimates are wrong, those whose given label trails the
+    best other class most), had the best precision of cleanlab's rules on every data shape measured,
+    at a recall within a few points of the best (benchmarks/results/label_errors.md).
     Raises :class:`TooFewLabelsError` if a present class has fewer than ``folds`` labels and
     ``ValueError`` with fewer than two classes.
     """
@@ -383,7 +394,7 @@ def rank_label_errors(
     p = probabilities[:, present]
     p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
     joint = compute_confident_joint(local, p)
-    flagged = find_label_issues(local, p, filter_by="prune_by_noise_rate", confident_joint=joint, n_jobs=1)
+    flagged = find_label_issues(local, p, filter_by=rule, confident_joint=joint, n_jobs=1)
     calibrated = calibrate_confident_joint(joint, local)
     noise = float(1.0 - np.trace(calibrated) / max(calibrated.sum(), 1e-12))
     score = 1.0 - p[np.arange(len(y)), local]

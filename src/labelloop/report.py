@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import re
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,14 +27,14 @@ from matplotlib.figure import Figure
 from . import plots
 from .campaign import Campaign, load_campaign
 from .config import Config
-from .data import load_pool
+from .data import LabelConflictWarning, load_pool
 from .errors import LabelloopError
 from .head import Head
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
 from .outputs import atomic_write, check_output, check_output_dir, staging_dir
 from .quality import agreement_report
 from .report_people import agreement_section, guidelines_section, second_opinions_section
-from .status import summary, votes_of, who
+from .status import coverage, summary, votes_of, who
 from .store import RoundRow, RunRow, Store
 
 __all__ = ["summary", "write_report"]
@@ -195,7 +196,11 @@ def _load_data(config: Config, embed: bool) -> _Data:
             campaign = load_campaign(config)
             return _Data(campaign, dict(zip(campaign.pool.ids, campaign.pool.texts, strict=True)))
         d = config.data
-        pool = load_pool(d.path, d.text_column, d.label_column, d.id_column, skip_empty=d.skip_empty)
+        with (
+            warnings.catch_warnings()
+        ):  # label conflicts in the data: the summary names them (from the store)
+            warnings.simplefilter("ignore", LabelConflictWarning)
+            pool = load_pool(d.path, d.text_column, d.label_column, d.id_column, skip_empty=d.skip_empty)
         return _Data(None, dict(zip(pool.ids, pool.texts, strict=True)))
     except LabelloopError as exc:
         return _Data(None, {}, str(exc))
@@ -237,11 +242,21 @@ def _summary_section(config: Config, s: Mapping[str, Any], last: RoundRow | None
                 f"{s['sent']} of {config.loop.budget} texts sent; {s['queue']} waiting after the last sync "
                 f"(target {config.loop.queue_target})",
                 f"{s['labeled']} labeled, {s['skipped']} only skipped, {s['disagreements']} with disagreement",
+                *([covered] if (covered := coverage(s)) else []),
                 f"current model: {model}",
                 quality,
             ]
         ),
     ]
+    conflicts = s["data_conflicts"]
+    if conflicts["n"]:  # the data's texts go in a table: cells are escaped, bullets are not
+        blocks += [
+            Para(
+                f"{conflicts['n']} text(s) appear in the data with different labels; the majority label is "
+                f"kept{' (the first ones):' if conflicts['n'] > len(conflicts['shown']) else ':'}"
+            ),
+            Table(["text (labels in the data; kept)"], [[d] for d in conflicts["shown"]]),
+        ]
     if s["annotators"]:
         blocks.append(
             Table(

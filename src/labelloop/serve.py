@@ -482,6 +482,111 @@ def _choices(label_config: str | None, campaign: Campaign) -> Any:
 # -- the HTTP face ----------------------------------------------------------------------------------------
 
 
+async def _json_object(request: Any) -> dict[str, Any]:
+    """The request's body as a JSON object, or :class:`BadRequest`."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body is not a JSON object")
+    return data
+
+
+def _guarded(secret: str, handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``handler`` behind the secret (401 without it), its :class:`BadRequest` answered 400."""
+    from starlette.responses import JSONResponse
+
+    async def endpoint(request: Any) -> Any:
+        if not authorized(request.headers, secret):
+            client = request.client.host if request.client else "?"
+            log.warning(
+                "401 %s %s from %s: missing or wrong secret", request.method, request.url.path, client
+            )
+            return JSONResponse(
+                {"error": "unauthorized"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Basic realm="labelloop"'},
+            )
+        try:
+            return await handler(request)
+        except BadRequest as exc:
+            log.warning("400: %s", exc)
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    return endpoint
+
+
+@dataclass(frozen=True)
+class _Endpoints:
+    """What Label Studio calls: the ML backend protocol, webhooks and ``/status`` (all thin over the worker)."""
+
+    worker: SyncWorker
+    predictor: Predictor
+    project_id: Callable[[], int | None]
+
+    async def health(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"status": "UP"})
+
+    async def setup(self, request: Any) -> Any:
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse
+
+        await _json_object(request)  # holds Label Studio's access token: read, never logged or kept
+        model = await run_in_threadpool(self.predictor.model, force=True)
+        return JSONResponse({"model_version": model.version})
+
+    async def predict(self, request: Any) -> Any:
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse
+
+        data = await _json_object(request)
+        tasks = data.get("tasks")
+        if not isinstance(tasks, list):
+            raise BadRequest("'tasks' must be a list of tasks")
+        label_config = data.get("label_config")
+        if label_config is not None and not isinstance(label_config, str):
+            raise BadRequest("'label_config' must be a string")
+        results = await run_in_threadpool(self.predictor.predict, tasks, label_config)
+        version = results[0]["model_version"] if results else self.predictor.model().version
+        return JSONResponse({"results": results, "model_version": version})
+
+    async def webhook(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        data = await _json_object(request)
+        action = data.get("action")
+        if not isinstance(action, str) or not action:
+            raise BadRequest("no 'action' in the webhook payload")
+        if action not in SYNC_ACTIONS | TRAIN_ACTIONS:
+            return JSONResponse({"status": "ignored", "action": action})
+        project = data.get("project")
+        theirs = project.get("id") if isinstance(project, dict) else None
+        ours = self.project_id()
+        if theirs is not None and ours is not None and theirs != ours:
+            return JSONResponse({"status": "ignored", "reason": f"project {theirs} is not the campaign's"})
+        self.worker.notify(urgent=action in TRAIN_ACTIONS)
+        log.info("webhook %s: sync step queued", action)
+        return JSONResponse({"status": "queued", "action": action}, status_code=201)
+
+    async def train(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        await _json_object(
+            request
+        )  # the legacy training call: the annotations it carries are pulled by the step
+        self.worker.notify(urgent=True)
+        return JSONResponse({}, status_code=201)
+
+    async def status(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({**self.worker.snapshot(), "model_version": self.predictor.model().version})
+
+
 def create_app(
     config: Config,
     *,
@@ -495,87 +600,7 @@ def create_app(
 
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
     from starlette.routing import Route
-
-    def refuse(request: Request) -> JSONResponse:
-        client = request.client.host if request.client else "?"
-        log.warning("401 %s %s from %s: missing or wrong secret", request.method, request.url.path, client)
-        return JSONResponse(
-            {"error": "unauthorized"},
-            status_code=401,
-            headers={"WWW-Authenticate": 'Basic realm="labelloop"'},
-        )
-
-    def bad(reason: str) -> JSONResponse:
-        log.warning("400: %s", reason)
-        return JSONResponse({"error": reason}, status_code=400)
-
-    async def body(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        try:
-            data = json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("the body is not JSON") from None
-        if not isinstance(data, dict):
-            raise BadRequest("the body is not a JSON object")
-        return data
-
-    def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Any:
-            if not authorized(request.headers, secret):
-                return refuse(request)
-            try:
-                return await handler(request)
-            except BadRequest as exc:
-                return bad(str(exc))
-
-        return endpoint
-
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "UP"})
-
-    async def setup(request: Request) -> JSONResponse:
-        await body(request)  # holds Label Studio's access token: read, never logged or kept
-        model = await run_in_threadpool(predictor.model, force=True)
-        return JSONResponse({"model_version": model.version})
-
-    async def predict(request: Request) -> JSONResponse:
-        data = await body(request)
-        tasks = data.get("tasks")
-        if not isinstance(tasks, list):
-            raise BadRequest("'tasks' must be a list of tasks")
-        label_config = data.get("label_config")
-        if label_config is not None and not isinstance(label_config, str):
-            raise BadRequest("'label_config' must be a string")
-        results = await run_in_threadpool(predictor.predict, tasks, label_config)
-        version = results[0]["model_version"] if results else predictor.model().version
-        return JSONResponse({"results": results, "model_version": version})
-
-    async def webhook(request: Request) -> JSONResponse:
-        data = await body(request)
-        action = data.get("action")
-        if not isinstance(action, str) or not action:
-            raise BadRequest("no 'action' in the webhook payload")
-        if action not in SYNC_ACTIONS | TRAIN_ACTIONS:
-            return JSONResponse({"status": "ignored", "action": action})
-        project = data.get("project")
-        theirs = project.get("id") if isinstance(project, dict) else None
-        ours = project_id()
-        if theirs is not None and ours is not None and theirs != ours:
-            return JSONResponse({"status": "ignored", "reason": f"project {theirs} is not the campaign's"})
-        worker.notify(urgent=action in TRAIN_ACTIONS)
-        log.info("webhook %s: sync step queued", action)
-        return JSONResponse({"status": "queued", "action": action}, status_code=201)
-
-    async def train(request: Request) -> JSONResponse:
-        await body(request)  # the legacy training call: the annotations it carries are pulled by the step
-        worker.notify(urgent=True)
-        return JSONResponse({}, status_code=201)
-
-    async def status(request: Request) -> JSONResponse:
-        return JSONResponse({**worker.snapshot(), "model_version": predictor.model().version})
 
     @asynccontextmanager
     async def lifespan(app: Any) -> Any:
@@ -586,14 +611,15 @@ def create_app(
         finally:
             await run_in_threadpool(worker.stop)
 
+    e = _Endpoints(worker, predictor, project_id)
     routes = [
-        Route("/health", health, methods=["GET"]),
-        Route("/", health, methods=["GET"]),
-        Route("/setup", guarded(setup), methods=["POST"]),
-        Route("/predict", guarded(predict), methods=["POST"]),
-        Route("/webhook", guarded(webhook), methods=["POST"]),
-        Route("/train", guarded(train), methods=["POST"]),
-        Route("/status", guarded(status), methods=["GET"]),
+        Route("/health", e.health, methods=["GET"]),
+        Route("/", e.health, methods=["GET"]),
+        Route("/setup", _guarded(secret, e.setup), methods=["POST"]),
+        Route("/predict", _guarded(secret, e.predict), methods=["POST"]),
+        Route("/webhook", _guarded(secret, e.webhook), methods=["POST"]),
+        Route("/train", _guarded(secret, e.train), methods=["POST"]),
+        Route("/status", _guarded(secret, e.status), methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -21,6 +21,8 @@ from .strategies import DEFAULT_STRATEGY, ColdStart, Context, RandomSampling, St
 __all__ = [
     "simulate",
     "full_pool",
+    "stratified_sample",
+    "CEILING_MAX",
     "labels_to_reach",
     "area_under_curve",
     "accuracy_at",
@@ -31,6 +33,11 @@ __all__ = [
 
 INITIAL_STRATEGIES = ("cold-start", "random")
 
+# The ceiling's head is trained on at most this many pool rows (a stratified sample above): a head
+# fitted on a million rows would cost more than the simulated campaign it is the ceiling of. How much
+# accuracy the sample gives up was not measured; raise --ceiling-max to check on your data.
+CEILING_MAX = 50_000
+
 
 class RoundRecord(TypedDict):
     round: int
@@ -39,10 +46,12 @@ class RoundRecord(TypedDict):
     macro_f1: float
     precision: float
     recall: float
-    seconds: float  # train + score + select of this round
+    seconds: float  # train + score + select of this round (wall)
+    cpu_seconds: float  # the same in CPU-seconds of this process (all threads): steadier on a busy machine
     seconds_train: float
     seconds_score: float
     seconds_select: float
+    rows_covered: int  # data rows the n_labeled labels stand for (more when identical texts were collapsed)
 
 
 class SimulationResult(TypedDict):
@@ -50,10 +59,32 @@ class SimulationResult(TypedDict):
     seed: int
     model: str
     features: str  # how embeddings became features, e.g. "knn-smooth(k=6, weight=0.5)"
-    n_pool: int
+    n_pool: int  # distinct texts: what the budget counts
+    n_pool_rows: int  # data rows they stand for
     n_classes: int
-    full_pool: dict[str, float]
+    full_pool: dict[str, float]  # accuracy, macro_f1 and n, the pool rows the ceiling was trained on
     rounds: list[RoundRecord]
+
+
+def stratified_sample(y: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` row indices of ``y`` (ascending) with every class in proportion, each class at least once.
+
+    Counts are rounded by largest remainder, so they add up to ``size`` (or to the number of classes,
+    if that is larger: no class is left out of the ceiling). All rows when ``size ≥ len(y)``.
+    """
+    if size >= len(y):
+        return np.arange(len(y))
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    quota = counts * (size / len(y))
+    take = np.maximum(np.floor(quota).astype(np.int64), 1)
+    short = size - int(take.sum())
+    if short > 0:  # the largest remainders get one more (each has room: quota < count)
+        take[np.argsort(-(quota - np.floor(quota)), kind="stable")[:short]] += 1
+    rows = [
+        rng.choice(np.flatnonzero(inverse == c), size=int(take[c]), replace=False)
+        for c in range(len(classes))
+    ]
+    return np.sort(np.concatenate(rows))
 
 
 def full_pool(
@@ -64,11 +95,21 @@ def full_pool(
     n_classes: int,
     *,
     C: float = DEFAULT_C,
+    max_rows: int | None = CEILING_MAX,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """The ceiling: the same head trained on every pool label."""
-    head = train(X_pool, y_pool, np.arange(len(y_pool)), n_classes, C=C)
+    """The ceiling: the same head trained on every pool label, or on a stratified sample of ``max_rows``.
+
+    ``n`` in the result says how many pool rows it was trained on.
+    """
+    rows = np.arange(len(y_pool))
+    if max_rows is not None:
+        if max_rows < 1:
+            raise ValueError("max_rows must be ≥ 1")
+        rows = stratified_sample(y_pool, max_rows, np.random.default_rng(seed))
+    head = train(X_pool, y_pool, rows, n_classes, C=C)
     m = evaluate(head, X_test, y_test)
-    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": len(rows)}
 
 
 def simulate(
@@ -88,13 +129,19 @@ def simulate(
     model: str = "",
     features: str = "",
     ceiling: dict[str, float] | None = None,
+    ceiling_max: int | None = CEILING_MAX,
     progress: Any = None,
+    copies: np.ndarray | None = None,
 ) -> SimulationResult:
     """Run one simulated campaign and return its results (the ``results.json`` schema).
 
     ``X_pool``/``X_test`` are the head's features; ``model`` and ``features`` only label the result.
     ``initial=0`` starts cold: the first batch is chosen by the cold-start rule.
-    ``progress`` may be a callable ``(n_labeled, budget)`` called after each round.
+    ``progress`` may be a callable ``(n_labeled, budget)`` called after each round. Without a
+    ``ceiling`` it is computed here, on at most ``ceiling_max`` pool rows (:func:`full_pool`).
+    ``copies`` gives how many data rows each pool item stands for (identical texts collapsed by
+    :func:`labelloop.data.load_pool`): the budget counts questions, i.e. items, and each round also
+    records the rows its labels cover. The head stays unweighted (see the README on duplicates).
     """
     _check_plan(initial, initial_strategy, batch_size, budget)
     strat = get_strategy(strategy)
@@ -102,15 +149,20 @@ def simulate(
     n_pool = len(y_pool)
     budget = min(budget, n_pool)
     labeled = np.zeros(n_pool, dtype=bool)
+    copies = np.ones(n_pool, dtype=np.int64) if copies is None else np.asarray(copies, dtype=np.int64)
+    if copies.shape != (n_pool,):
+        raise ValueError(f"copies has {len(copies)} entries for a pool of {n_pool}")
 
     first = min(initial or batch_size, budget)
     seeder = ColdStart() if (initial == 0 or initial_strategy == "cold-start") else RandomSampling()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     labeled[seeder(Context.cold(X_pool), first, rng).indices] = True
     pending_select = time.perf_counter() - t0  # charged to the round that trains on it
+    pending_cpu = time.process_time() - c0
 
     rounds: list[RoundRecord] = []
     while True:
+        covered = int(copies[labeled].sum())  # before _round reveals the next batch
         record = _round(
             len(rounds),
             X_pool,
@@ -125,22 +177,25 @@ def simulate(
             C=C,
             seed=seed,
         )
+        record["rows_covered"] = covered
         record["seconds"] += pending_select
         record["seconds_select"] += pending_select
-        pending_select = 0.0
+        record["cpu_seconds"] += pending_cpu
+        pending_select = pending_cpu = 0.0
         rounds.append(record)
         if progress is not None:
             progress(record["n_labeled"], budget)
         if record["n_labeled"] >= budget:
             break
     if ceiling is None:
-        ceiling = full_pool(X_pool, y_pool, X_test, y_test, n_classes, C=C)
+        ceiling = full_pool(X_pool, y_pool, X_test, y_test, n_classes, C=C, max_rows=ceiling_max, seed=seed)
     return SimulationResult(
         strategy=strategy,
         seed=seed,
         model=model,
         features=features,
         n_pool=n_pool,
+        n_pool_rows=int(copies.sum()),
         n_classes=n_classes,
         full_pool=ceiling,
         rounds=rounds,
@@ -173,16 +228,18 @@ def _round(
 ) -> RoundRecord:
     """Train on the labeled rows, score the test set, then reveal the next ``n`` chosen rows (``labeled``
     is updated in place); ``n = 0`` ends the campaign."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     idx = np.flatnonzero(labeled)
     head = train(X_pool, y_pool, idx, n_classes, C=C, seed=seed)
-    t_train = time.perf_counter() - t0
+    t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     metrics = evaluate(head, X_test, y_test)
     t_score = t_select = 0.0
+    c1 = time.process_time()
     if n > 0:
         q = query(head, X_pool, np.flatnonzero(~labeled), strategy, n, rng, y=y_pool, labeled=idx)
         labeled[q.indices] = True
         t_score, t_select = q.seconds_score, q.seconds_select
+    c_query = time.process_time() - c1
     return RoundRecord(
         round=number,
         n_labeled=len(idx),
@@ -191,9 +248,11 @@ def _round(
         precision=metrics["precision"],
         recall=metrics["recall"],
         seconds=t_train + t_score + t_select,
+        cpu_seconds=c_train + c_query,
         seconds_train=t_train,
         seconds_score=t_score,
         seconds_select=t_select,
+        rows_covered=len(idx),  # the caller sets it from the copies
     )
 
 

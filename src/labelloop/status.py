@@ -7,17 +7,19 @@ do now. The report builds on the same numbers.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .campaign import current_advice
 from .config import Config
+from .data import conflicts_message
 from .labelstudio.annotations import AnnotationRecord, live_annotations
 from .quality import agreement_report
 from .store import RoundRow, Store
 
-__all__ = ["summary", "next_steps", "who", "votes_of"]
+__all__ = ["summary", "next_steps", "who", "votes_of", "coverage", "conflicts_note"]
 
 
 def who(rec: AnnotationRecord) -> str:
@@ -75,13 +77,24 @@ def summary(config: Config) -> dict[str, Any]:
         audit = set(store.ids_with_role("audit"))
         agreement = agreement_report(votes_of(records))
         guidelines = store.guidelines()
+        copies = store.copies()
+        n_items, n_rows = store.row_counts()
+        labeled = [i for i, r in res.items() if r.label is not None]
+        conflicts = json.loads(store.get("data_conflicts") or '{"n": 0, "shown": []}')
         return {
             "runs": len(runs),
             "last_run": runs[-1].finished_at if runs else None,
             "stopped": runs[-1].stopped if runs else None,
             "sent": len(store.pushes()),
             "queue": runs[-1].queue_after if runs else 0,
-            "labeled": sum(r.label is not None for r in res.values()),
+            "labeled": len(labeled),
+            # Identical texts are one item asked once: its label covers every copy in the data.
+            "rows": {
+                "items": n_items,
+                "rows": n_rows,
+                "labeled": len(labeled) + sum(copies.get(i, 1) - 1 for i in labeled),
+            },
+            "data_conflicts": conflicts,
             "skipped": sum(r.skipped > 0 and not r.votes for r in res.values()),
             "empty": sum(r.empty for r in live),
             "disagreements": sum(r.disagreement for r in res.values()),
@@ -100,6 +113,23 @@ def summary(config: Config) -> dict[str, Any]:
             "advice": current_advice(store, config),
             "project_id": store.get("project_id"),
         }
+
+
+def coverage(s: Mapping[str, Any]) -> str | None:
+    """ "N labels cover M rows" when identical texts were collapsed (else labels and rows are the same)."""
+    r = s["rows"]
+    if r["rows"] == r["items"]:
+        return None
+    return (
+        f"{s['labeled']} label(s) cover {r['labeled']} data row(s); the data's {r['rows']} rows hold "
+        f"{r['items']} distinct texts (identical texts are asked once, their label counts for every copy)"
+    )
+
+
+def conflicts_note(s: Mapping[str, Any]) -> str | None:
+    """The data's own labels that disagree across copies of one text (the majority was kept)."""
+    c = s["data_conflicts"]
+    return conflicts_message(c["n"], c["shown"]) if c["n"] else None
 
 
 def next_steps(s: Mapping[str, Any], config: Config) -> list[str]:
@@ -137,6 +167,11 @@ def next_steps(s: Mapping[str, Any], config: Config) -> list[str]:
         steps.append(
             "no guidelines: set [guidelines] path in the config (`labelloop init` writes a starter) so "
             "annotators share one set of rules"
+        )
+    if s["data_conflicts"]["n"]:
+        steps.append(
+            f"{s['data_conflicts']['n']} text(s) carry different labels on their copies in the data "
+            f"(the majority is kept): correct the label column"
         )
     if s["empty"]:
         steps.append(

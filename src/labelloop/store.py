@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,6 +81,10 @@ MIGRATIONS: list[str] = [
         overlap INTEGER NOT NULL, raised_at TEXT NOT NULL, label_before TEXT, score REAL,
         resolved_at TEXT, label_after TEXT, decided_by TEXT);
     CREATE INDEX escalations_item ON escalations (item_id);
+    """,
+    # 4: exact duplicates: how many data rows each item stands for (identical texts without an id column)
+    """
+    ALTER TABLE items ADD COLUMN copies INTEGER NOT NULL DEFAULT 1;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -488,6 +492,19 @@ class Store:
             "INSERT INTO items (id, text_hash, source, role, added_at) VALUES (?, ?, ?, ?, ?)",
             [(*r, at) for r in rows],
         )
+
+    def copies(self) -> dict[str, int]:
+        """our id -> data rows it stands for, for items standing for more than one (the rest stand for one)."""
+        return {r[0]: r[1] for r in self.conn.execute("SELECT id, copies FROM items WHERE copies != 1")}
+
+    def row_counts(self) -> tuple[int, int]:
+        """(items, data rows they stand for): the two differ when identical texts were collapsed."""
+        n, rows = self.conn.execute("SELECT COUNT(*), COALESCE(SUM(copies), 0) FROM items").fetchone()
+        return int(n), int(rows)
+
+    def set_copies(self, copies: Mapping[str, int]) -> None:
+        """Record how many data rows each item stands for (identical texts collapsed by the loader)."""
+        self.conn.executemany("UPDATE items SET copies = ? WHERE id = ?", [(n, i) for i, n in copies.items()])
 
     def ids_with_role(self, role: str) -> list[str]:
         return [

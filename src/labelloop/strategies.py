@@ -10,6 +10,14 @@ features, the labeled features and labels, and the head itself, so that strategi
 which need more than uncertainty (core-set, class-balanced, label-error-aware) need no
 change anywhere else. ``n`` is the batch size; the result indexes the m candidates.
 Strategies are pure: no I/O, no state, all randomness from ``rng``.
+
+Big pools: a context may hold only a *shortlist* of the candidates (``positions`` says where
+each row sits among all ``n_candidates``), so that scoring a million texts never holds a
+million rows of probabilities. A strategy says which shortlist it can work from:
+``uncertain_shortlist(n) -> (score, size)`` (it only ever picks among the ``size`` most
+uncertain candidates by ``score``) or ``draw(m, n, rng)`` (it picks positions without
+looking at the data). Either way it draws the same random numbers as on the full set, so
+its selection is the same row for row (:func:`labelloop.learner.query` builds the shortlist).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ __all__ = [
     "least_confidence",
     "entropy",
     "margin",
+    "binary_margin",
     "RandomSampling",
     "Uncertainty",
     "DiverseUncertainty",
@@ -70,9 +79,16 @@ class Context:
     labeled_features: np.ndarray | None = None
     labels: np.ndarray | None = None
     head: Head | None = None
+    positions: np.ndarray | None = None  # a shortlist: each row's place among all n_candidates (sorted)
+    n_candidates: int | None = None  # how many candidates the shortlist was taken from
 
     def __len__(self) -> int:
         return len(self.features)
+
+    @property
+    def total(self) -> int:
+        """The number of candidates the selection is among (more than ``len(self)`` for a shortlist)."""
+        return len(self) if self.n_candidates is None else self.n_candidates
 
     @classmethod
     def cold(cls, features: np.ndarray) -> Context:
@@ -118,15 +134,36 @@ def margin(probs: np.ndarray) -> np.ndarray:
     return 1.0 - (top2[:, 1] - top2[:, 0])
 
 
+def binary_margin(probs: np.ndarray) -> np.ndarray:
+    """Multi-label: mean over labels of ``1 − |2p − 1|`` for independent per-label probabilities."""
+    return 1.0 - np.abs(2.0 * probs - 1.0).mean(axis=1)
+
+
 SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "least-confidence": least_confidence,
     "entropy": entropy,
     "margin": margin,
+    "binary-margin": binary_margin,  # multi-label heads only (labelloop.multilabel)
 }
 
 
 def _no_clusters(n: int) -> np.ndarray:
     return np.full(n, -1, dtype=np.int64)
+
+
+def _most_uncertain(scores: np.ndarray, ctx: Context, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows of ``ctx`` with the ``n`` highest scores, exact ties broken at random, not by file order.
+
+    The tie-break is a random permutation of *all* candidates, also for a shortlist: the same
+    random numbers rank a shortlisted row where it would rank in the full set, so a shortlist
+    that holds the top ``n`` (boundary ties included) yields the same rows in the same order.
+    """
+    perm = rng.permutation(ctx.total)
+    if ctx.positions is None:
+        return perm[np.argsort(-scores[perm], kind="stable")[:n]]
+    rank = np.empty(ctx.total, dtype=np.int64)
+    rank[perm] = np.arange(ctx.total)
+    return np.lexsort((rank[ctx.positions], -scores))[:n]
 
 
 def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -152,9 +189,17 @@ class RandomSampling:
 
     name: str = "random"
 
+    def draw(self, m: int, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Positions among ``m`` candidates, chosen without looking at them."""
+        return rng.choice(m, size=min(n, m), replace=False)
+
     def __call__(self, ctx: Context, n: int, rng: np.random.Generator) -> Selection:
-        m, probs = len(ctx), ctx.probs
-        idx = rng.choice(m, size=min(n, m), replace=False)
+        idx = pos = self.draw(ctx.total, n, rng)
+        if ctx.positions is not None:  # a shortlist: it must hold the drawn rows (query draws them first)
+            idx = np.minimum(np.searchsorted(ctx.positions, pos), len(ctx) - 1)
+            if not np.array_equal(ctx.positions[idx], pos):
+                raise ValueError("the shortlist lacks rows this random draw picked")
+        probs = ctx.probs
         scores = np.zeros(len(idx)) if probs is None else margin(probs[idx])
         return Selection(idx, scores, _no_clusters(len(idx)))
 
@@ -171,14 +216,16 @@ class Uncertainty:
             raise ValueError(f"unknown uncertainty score {self.score!r}; choose from {', '.join(SCORES)}")
         object.__setattr__(self, "name", self.name or self.score)
 
+    def uncertain_shortlist(self, n: int) -> tuple[str, int]:
+        """It picks among the ``n`` most uncertain candidates only."""
+        return self.score, n
+
     def __call__(self, ctx: Context, n: int, rng: np.random.Generator) -> Selection:
         probs = ctx.probs
         if probs is None:
             return ColdStart()(ctx, n, rng)
         scores = SCORES[self.score](probs)
-        # Shuffle before a stable sort so exact ties are broken at random, not by file order.
-        perm = rng.permutation(len(scores))
-        idx = perm[np.argsort(-scores[perm], kind="stable")[:n]]
+        idx = _most_uncertain(scores, ctx, n, rng)
         return Selection(idx, scores[idx], _no_clusters(len(idx)))
 
 
@@ -209,6 +256,10 @@ class DiverseUncertainty:
         if self.pick not in ("centroid", "uncertain"):
             raise ValueError("pick must be 'centroid' or 'uncertain'")
         object.__setattr__(self, "name", self.name or f"{self.score}-kmeans")
+
+    def uncertain_shortlist(self, n: int) -> tuple[str, int]:
+        """It clusters the ``candidate_factor × n`` most uncertain candidates only."""
+        return self.score, n * self.candidate_factor
 
     def __call__(self, ctx: Context, n: int, rng: np.random.Generator) -> Selection:
         if ctx.probs is None:

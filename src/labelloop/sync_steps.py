@@ -6,11 +6,13 @@ store and Label Studio in states the next run converges from.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from .campaign import Campaign, current_advice, ingest, latest_head, prefill_cutoff, select, train_if_due
+from .data import conflicts_message
 from .errors import LabelloopError
 from .guidelines import Guidelines
 from .head import Head
@@ -91,6 +93,7 @@ class SyncStep:
         self.pull()
         self.adopt()
         self.check_plan()
+        self.data_conflicts()
         if guidelines is not None:
             self.apply_guidelines(info, guidelines)
         model = self.store.last_round()
@@ -155,6 +158,20 @@ class SyncStep:
                 f"stop.plateau can never fire: the audit sample holds {audit} text(s), fewer "
                 f"than stop.min_audit = {cfg.stop.min_audit}"
             )
+
+    def data_conflicts(self) -> None:
+        """Say when the data's labels disagree across copies of one text: at the first run, then each time
+        that changes (not at every cron tick; ``status`` always shows it)."""
+        current = self.store.get("data_conflicts")
+        if current is None or current == self.store.get("data_conflicts_reported"):
+            return
+        c = json.loads(current)
+        if c["n"]:
+            self.report.warnings.append(
+                f"{self.campaign.pool.source}: {conflicts_message(c['n'], c['shown'])}"
+            )
+        with self.store.tx():
+            self.store.set("data_conflicts_reported", current)
 
     def adopt(self) -> None:
         """Tasks in Label Studio that the ledger lacks: pushed by a run killed before it could record them."""

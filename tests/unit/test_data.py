@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from labelloop.data import check_test_labels, content_id, demo_paths, load_pool
+from labelloop.data import LabelConflictWarning, check_test_labels, content_id, demo_paths, load_pool
 from labelloop.errors import DataError
 
 
@@ -98,9 +98,50 @@ def test_duplicate_ids_name_both_rows(tmp_path):
         load_pool(path, id_column="id")
 
 
-def test_duplicate_texts_without_id_column_are_duplicate_ids(tmp_path):
-    with pytest.raises(DataError, match="exact duplicates"):
-        load_pool(write_csv(tmp_path / "a.csv", ["same,x", "same,x"]))
+def test_identical_texts_without_id_column_are_one_item_covering_every_copy(tmp_path):
+    path = write_csv(tmp_path / "a.csv", ["refund please,", "card lost,lost", "refund please,refund", "refund please,"])
+    pool = load_pool(path)
+    assert pool.texts == ["refund please", "card lost"]  # first appearance order
+    assert pool.ids == [content_id("refund please"), content_id("card lost")]
+    assert pool.labels == ["refund", "lost"]  # a label on one copy labels them all
+    assert pool.rows == ((1, 3, 4), (2,)) and pool.copies.tolist() == [3, 1]
+    assert len(pool) == 2 and pool.n_rows == 4
+    assert pool.rows_covered([content_id("refund please")]) == 3
+    assert pool.conflicts == ()
+
+
+def test_texts_differing_only_in_spacing_or_case_are_not_copies(tmp_path):
+    pool = load_pool(write_csv(tmp_path / "a.csv", ["Refund please,", "refund please,", '"refund please ",']))
+    assert len(pool) == 3 and pool.rows is None and pool.copies.tolist() == [1, 1, 1]
+
+
+def test_copies_with_different_labels_keep_the_majority_and_warn_naming_text_and_counts(tmp_path):
+    rows = ["refund please,billing", "refund please,refund", "hi,greet", "refund please,refund", "hi,bye"]
+    with pytest.warns(LabelConflictWarning) as caught:
+        pool = load_pool(write_csv(tmp_path / "a.csv", rows))
+    message = str(caught[0].message)
+    assert "2 text(s) appear several times with different labels" in message
+    assert "'refund please' (refund ×2, billing ×1; kept refund)" in message
+    assert "'hi' (greet ×1, bye ×1; kept greet)" in message  # a tie keeps the first row's label
+    assert pool.labels == ["refund", "greet"]
+    by_text = {c.text: c for c in pool.conflicts}
+    assert by_text["refund please"].counts == (("refund", 2), ("billing", 1))
+    assert by_text["hi"].kept == "greet"
+
+
+def test_a_subset_keeps_each_items_copies_and_conflicts(tmp_path):
+    with pytest.warns(LabelConflictWarning):
+        pool = load_pool(write_csv(tmp_path / "a.csv", ["a,x", "b,y", "a,z", "a,x"]))
+    part = pool.subset([0])
+    assert part.texts == ["a"] and part.rows == ((1, 3, 4),) and len(part.conflicts) == 1
+    assert pool.subset([1]).conflicts == ()
+
+
+def test_duplicate_ids_in_an_id_column_stay_an_error_but_duplicate_texts_under_distinct_ids_are_fine(tmp_path):
+    with pytest.raises(DataError, match=r"1 duplicate id\(s\) in column 'id'.*ids must be unique"):
+        load_pool(write_csv(tmp_path / "a.csv", ["1,same,x", "1,same,x"], "id,text,label"), id_column="id")
+    pool = load_pool(write_csv(tmp_path / "b.csv", ["1,same,x", "2,same,y"], "id,text,label"), id_column="id")
+    assert pool.ids == ["1", "2"] and pool.labels == ["x", "y"] and pool.rows is None
 
 
 def test_non_utf8_file_says_where(tmp_path):
@@ -144,5 +185,5 @@ def test_whole_number_labels_stay_whole_in_jsonl_with_nulls(tmp_path):
 
 
 def test_duplicate_ids_can_be_allowed_for_test_sets(tmp_path):
-    pool = load_pool(write_csv(tmp_path / "a.csv", ["same,x", "same,x"]), unique_ids=False)
-    assert len(pool) == 2
+    pool = load_pool(write_csv(tmp_path / "a.csv", ["same,x", "same,y"]), unique_ids=False)
+    assert len(pool) == 2 and pool.labels == ["x", "y"]  # every row kept as it is: scored per row

@@ -66,6 +66,15 @@ def test_onnx_vectors_match_torch_fp32(encoder, export_dir, demo_texts, referenc
 
 
 @pytest.mark.slow
+def test_batches_run_at_once_come_back_in_the_texts_order(encoder, export_dir, demo_texts):
+    one = Encoder(encoder.path, backend="onnx", threads=1, batch_size=8, export_dir=export_dir)
+    three = Encoder(encoder.path, backend="onnx", threads=3, batch_size=8, export_dir=export_dir)
+    assert three._load()[1].concurrent_batches == 3
+    a, b = one.encode(demo_texts[:100]), three.encode(demo_texts[:100])
+    assert np.sum(a * b, axis=1).min() >= 0.99999
+
+
+@pytest.mark.slow
 def test_export_is_cached_and_reused(encoder, export_dir, demo_texts):
     first = Encoder(encoder.path, backend="onnx", precision="int8", export_dir=export_dir)
     first.encode(demo_texts[:4])

@@ -28,9 +28,10 @@ def test_result_follows_the_results_json_schema(arrays):
     assert res["features"] == "f"
     assert {"strategy", "seed", "model", "features", "n_pool", "n_classes", "full_pool", "rounds"} <= res.keys()
     assert (res["strategy"], res["seed"], res["model"], res["n_pool"]) == ("margin", 3, "m", len(arrays[0]))
-    assert set(res["full_pool"]) == {"accuracy", "macro_f1"}
+    assert set(res["full_pool"]) == {"accuracy", "macro_f1", "n"}
+    assert res["full_pool"]["n"] == len(arrays[0])  # a small pool: the ceiling saw every row
     for r in res["rounds"]:
-        assert {"round", "n_labeled", "accuracy", "macro_f1", "precision", "recall", "seconds"} <= r.keys()
+        assert {"round", "n_labeled", "accuracy", "macro_f1", "precision", "recall", "seconds", "cpu_seconds"} <= r.keys()
         assert all(0 <= r[m] <= 1 for m in ("accuracy", "macro_f1", "precision", "recall"))
     json.dumps(res)  # plain data only
 
@@ -115,7 +116,7 @@ def test_ctrl_c_exits_130_with_a_message(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_simulate, "load_pool", interrupted)
+    monkeypatch.setattr(cli_simulate, "load_data", interrupted)
     monkeypatch.setattr("sys.argv", ["labelloop", "simulate"])
     with pytest.raises(SystemExit) as exit_info:
         main()

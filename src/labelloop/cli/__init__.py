@@ -52,6 +52,9 @@ def main() -> None:
         click.ClickException,
         *([typer.TyperException] if hasattr(typer, "TyperException") else []),
     )
+    from .embed import optional_ray_address
+
+    sys.argv[1:] = optional_ray_address(sys.argv[1:])
     try:
         code = app(standalone_mode=False)  # returns 130 on Ctrl-C instead of raising
     except LabelloopError as exc:

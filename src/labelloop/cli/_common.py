@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 
-from ..data import Pool
+from ..data import Pool, load_pool
 from ..strategies import STRATEGIES, check_strategy
 
 TextColumn = Annotated[str, typer.Option(help="Column holding the texts.")]
@@ -73,3 +73,16 @@ def known_labels(pool: Pool, labels_file: Path | None, console: Console) -> dict
         f"{labels_file}: {len(pulled) - outside} agreed label(s) used ({changed} replace the data's)."
     )
     return known
+
+
+def load_data(console: Console, *args: Any, **kwargs: Any) -> Pool:
+    """:func:`~labelloop.data.load_pool`, its warnings (skipped empty texts, copies of one text with different
+    labels) printed as one line each rather than Python's warning format with a source line."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pool = load_pool(*args, **kwargs)
+    for w in caught:
+        console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+    return pool

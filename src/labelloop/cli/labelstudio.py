@@ -19,7 +19,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.progress import TextColumn as ProgressText
 
 from ..campaign import push_picks
-from ..data import load_pool
 from ..errors import DataError, LabelloopError
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import featurize
@@ -32,6 +31,7 @@ from ..strategies import DEFAULT_STRATEGY, check_strategy
 from . import app
 
 if TYPE_CHECKING:
+    from ..data import Pool
     from ..labelstudio import Connector
 from ._common import (
     CacheDir,
@@ -43,6 +43,7 @@ from ._common import (
     StrategyOpt,
     TextColumn,
     known_labels,
+    load_data,
 )
 
 ProjectOpt = Annotated[str, typer.Option("--project", help="Label Studio project id, or title.")]
@@ -224,7 +225,7 @@ def push(
     console = Console(stderr=True, soft_wrap=True)
     if n < 1 or import_batch_size < 1:
         raise LabelloopError("--n and --import-batch-size must be ≥ 1")
-    pool = load_pool(data, text_column, label_column, id_column, skip_empty=skip_empty)
+    pool = load_data(console, data, text_column, label_column, id_column, skip_empty=skip_empty)
     known = known_labels(pool, labels_file, console)
     ls = _connector(url)
     info = _project_for(ls, project, labels, known, data)
@@ -234,25 +235,14 @@ def push(
         raise DataError(f"labels not in project {info.id}'s label set {list(classes)}: {outside[:10]}")
     console.print(
         f"{'Created' if info.created else 'Using'} project {info.id} {info.title!r} "
-        f"({len(classes)} labels); {len(known)} of {len(pool)} texts labeled."
+        f"({len(classes)} labels); {len(known)} of {len(pool)} texts labeled"
+        + (
+            f" ({pool.rows_covered(set(known))} of {pool.n_rows} data rows: identical texts are one task)."
+            if pool.n_rows != len(pool)
+            else "."
+        )
     )
-    f = featurize(
-        pool.texts,
-        model=model,
-        cache_dir=cache_dir,
-        smoothing=NeighbourSmoothing(k=neighbours),
-        progress=True,
-    )
-    learner = ActiveLearner(
-        pool.ids,
-        pool.texts,
-        f.pool,
-        classes,
-        strategy=check_strategy(strategy),
-        seed=seed,
-        encoder_identity=f.encoder_identity,
-        features=str(f.smoothing),
-    )
+    learner = _learner(pool, classes, strategy, seed, model, cache_dir, neighbours)
     head = learner.fit(known)
     version = model_version or learner.version(known, f"push,{seed}" + ("" if head else ",cold"))
     existing = ls.existing(info.id)
@@ -260,21 +250,22 @@ def push(
     if not picks:
         console.print("Nothing to send: every unlabeled text is already in the project.")
         return
+    console.print(
+        f"{f'Model {version}' if head else 'Cold start'}: sending {len(picks)} texts "
+        f"({strategy if head else 'k-means coverage'})."
+    )
+    threshold = 1.01 if prefill_confidence is None else prefill_confidence  # > 1: never pre-select
     items = [
         PushItem(
             p.id,
             p.text,
             p.predicted,
-            0.0 if p.confidence is None else p.confidence,
+            p.confidence or 0.0,
             p.cluster,
-            prefill=prefill(p.confidence, 1.01 if prefill_confidence is None else prefill_confidence),
+            prefill=prefill(p.confidence, threshold),
         )
         for p in picks
     ]
-    console.print(
-        f"{f'Model {version}' if head else 'Cold start'}: sending {len(items)} texts "
-        f"({strategy if head else 'k-means coverage'})."
-    )
     with _bar(console) as bar:
         task = bar.add_task("pushing", total=len(items))
         report = ls.push(
@@ -290,6 +281,35 @@ def push(
     console.print(
         f"Created {len(report.created)} task(s); {len(report.existing)} already there{added}. "
         f"Project: {ls.display_url}/projects/{info.id}"
+    )
+
+
+def _learner(
+    pool: Pool,
+    classes: LabelSet,
+    strategy: str,
+    seed: int,
+    model: Path | None,
+    cache_dir: Path | None,
+    neighbours: int,
+) -> ActiveLearner:
+    """The pool's features (through the cache) and the recipe ``push`` trains and selects with."""
+    f = featurize(
+        pool.texts,
+        model=model,
+        cache_dir=cache_dir,
+        smoothing=NeighbourSmoothing(k=neighbours),
+        progress=True,
+    )
+    return ActiveLearner(
+        pool.ids,
+        pool.texts,
+        f.pool,
+        classes,
+        strategy=check_strategy(strategy),
+        seed=seed,
+        encoder_identity=f.encoder_identity,
+        features=str(f.smoothing),
     )
 
 

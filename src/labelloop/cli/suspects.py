@@ -17,11 +17,11 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from ..data import Pool, load_pool
+from ..data import Pool, columns_of
 from ..errors import DataError, LabelloopError
 from ..featurize import featurize
 from . import app
-from ._common import CacheDir, LabelColumn, ModelPath, TextColumn
+from ._common import CacheDir, LabelColumn, ModelPath, TextColumn, load_data
 
 COLUMNS = ("id", "label", "suggested", "score", "flagged")
 FOLDS = 5
@@ -126,13 +126,10 @@ def _check_out(out: Path) -> None:
 
 def _load(data: Path, text_column: str, label_column: str, id_column: str | None, console: Console) -> Pool:
     if id_column is not None:
-        return load_pool(data, text_column, label_column, id_column)
-    try:  # an `id` column is what a user means by ids; fall back to text-derived ids without one
-        pool = load_pool(data, text_column, label_column, "id")
-    except DataError as exc:
-        if "no id column" not in str(exc):
-            raise
-        return load_pool(data, text_column, label_column, None)
+        return load_data(console, data, text_column, label_column, id_column)
+    if "id" not in columns_of(data):  # an `id` column is what a user means by ids; else ids from the text
+        return load_data(console, data, text_column, label_column, None)
+    pool = load_data(console, data, text_column, label_column, "id")
     console.print(f"Ids from column 'id' of {data} (pass --id-column to choose another).")
     return pool
 

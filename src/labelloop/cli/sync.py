@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import load_config
-from ..errors import LabelloopError
+from ..errors import DataError, LabelloopError
 from . import app
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The campaign's labelloop.toml.")]
@@ -138,7 +138,7 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
     Queue, labels, skips and ties; agreement between annotators; second opinions; the model's
     audit accuracy; stop advice; then the next steps.
     """
-    from ..status import next_steps, summary
+    from ..status import conflicts_note, coverage, next_steps, summary
 
     cfg = load_config(config)
     s = summary(cfg)
@@ -151,6 +151,12 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
         f"{empty}, "
         f"{s['disagreements']} with disagreement, {s['ties']} tied"
     )
+    covered = coverage(s)
+    if covered:
+        console.print(covered, highlight=False)
+    note = conflicts_note(s)
+    if note:
+        console.print(f"[yellow]warning:[/] {note}", highlight=False)
     a = s["audit"]
     console.print(f"audit sample: {a['labeled']} labeled of {a['sent']} sent ({a['size']} reserved)")
     _print_agreement(console, s)
@@ -245,15 +251,36 @@ def predict(
     # The model was trained on features smoothed over the campaign's pool: new texts take their neighbours
     # there. Only the pool's raw vectors are needed (from the cache), not the pool's own features.
     campaign = load_campaign(cfg, embed_texts=False)
-    f = featurize(
-        campaign.pool.texts,
-        pool.texts,
-        encoder=config_encoder(cfg),
-        cache_dir=cfg.model.cache_dir,
-        smoothing=cfg.model.smoothing,
-        smooth_pool=False,
-        progress=True,
-    )
+    if (
+        cfg.data.embedding_column is not None
+    ):  # the campaign's own vectors: the input file needs the column too
+        from ..column_vectors import read_vectors
+        from ..featurize import featurize_vectors
+
+        column = cfg.data.embedding_column
+        V, identity = read_vectors(cfg.data.path, column, campaign.pool.file_rows)
+        Vin, _ = read_vectors(input, column, pool.file_rows)
+        if Vin.shape[1] != V.shape[1]:
+            raise DataError(
+                f"{input}: vectors in column {column!r} have {Vin.shape[1]} numbers, the campaign's {V.shape[1]}"
+            )
+        f = featurize_vectors(
+            V,
+            Vin,
+            identity=identity,
+            smoothing=cfg.model.smoothing,
+            smooth_pool=False,
+        )
+    else:
+        f = featurize(
+            campaign.pool.texts,
+            pool.texts,
+            encoder=config_encoder(cfg),
+            cache_dir=cfg.model.cache_dir,
+            smoothing=cfg.model.smoothing,
+            smooth_pool=False,
+            progress=True,
+        )
     probs = head.predict_proba(f.others[0])
     with atomic_write(out, newline="") as fh:
         w = csv.writer(fh)

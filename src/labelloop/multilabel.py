@@ -1,0 +1,224 @@
+"""Multi-label text classification: a ticket about a refund *and* a bug carries both labels.
+
+The head is one binary logistic regression per label (one-vs-rest) on the same features as the
+single-label head, so a label's probability does not compete with the others'. Selection reuses the
+single-label strategies on the per-label probabilities: by default ``margin-kmeans``, the texts whose two
+most likely labels are closest (is it A, B, or both?), one per k-means cluster. The textbook score, the
+mean over labels of ``1 − |2p − 1|`` (``binary-margin-kmeans``), is kept for comparison: it fell below
+random on the 77-label set (benchmarks/results/multilabel.md).
+
+A text with no label at or above 0.5 gets its single most likely label: every ticket is about
+something. Metrics: micro and macro F1 over labels, subset accuracy (every label right).
+Pure: arrays in, arrays out, randomness from an explicit generator.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import TypedDict
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+
+from .head import DEFAULT_C
+from .strategies import ColdStart, Context, DiverseUncertainty, RandomSampling, Strategy, binary_margin
+
+__all__ = [
+    "MultiLabelHead",
+    "parse_label_sets",
+    "label_matrix",
+    "merge_texts",
+    "binary_margin",
+    "predict_sets",
+    "multilabel_metrics",
+    "MULTILABEL_STRATEGIES",
+    "DEFAULT_MULTILABEL_STRATEGY",
+    "simulate_multilabel",
+]
+
+
+def parse_label_sets(values: Iterable[object], delimiter: str) -> list[frozenset[str]]:
+    """Each cell split on ``delimiter``, labels stripped, empty pieces dropped (None/NaN: no labels)."""
+    if not delimiter:
+        raise ValueError("the label delimiter must not be empty")
+    out: list[frozenset[str]] = []
+    for v in values:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            out.append(frozenset())
+            continue
+        out.append(frozenset(p.strip() for p in str(v).split(delimiter) if p.strip()))
+    return out
+
+
+def label_matrix(sets: Sequence[Iterable[str]], classes: Sequence[str]) -> np.ndarray:
+    """``(n, k)`` bool: row i has label j. A label outside ``classes`` is a :class:`ValueError`."""
+    index = {c: j for j, c in enumerate(classes)}
+    Y = np.zeros((len(sets), len(classes)), dtype=bool)
+    for i, labels in enumerate(sets):
+        for lab in labels:
+            if lab not in index:
+                raise ValueError(f"label {lab!r} (row {i + 1}) is not in the label set")
+            Y[i, index[lab]] = True
+    return Y
+
+
+def merge_texts(
+    texts: Sequence[str], labels: Sequence[str], share: float, rng: np.random.Generator, joiner: str = " "
+) -> tuple[list[str], list[frozenset[str]]]:
+    """A multi-label set built from a single-label one, for simulation and tests.
+
+    A ``share`` of the texts is joined with a random text of another label (``"A" + joiner + "B"``,
+    labels {a, b}); the rest keep their one label. Each source text is used once, so the set has
+    ``len(texts) − pairs`` rows and no text leaks between a pool and a test set built apart.
+    """
+    order = [int(i) for i in rng.permutation(len(texts))]
+    n_pairs = round(share * len(texts) / 2)
+    firsts, partners = order[:n_pairs], order[n_pairs:]
+    out_texts: list[str] = []
+    out_sets: list[frozenset[str]] = []
+    used: set[int] = set()
+    k = 0  # partners are taken in order; one of the same label is left for a later pair or a single
+    for i in firsts:
+        while k < len(partners) and (partners[k] in used or labels[partners[k]] == labels[i]):
+            k += 1
+        j = next((r for r in partners[k:] if r not in used and labels[r] != labels[i]), None)
+        if j is None:
+            break
+        used.add(j)
+        out_texts.append(f"{texts[i]}{joiner}{texts[j]}")
+        out_sets.append(frozenset({labels[i], labels[j]}))
+    paired = set(firsts[: len(out_texts)]) | used
+    for i in order:
+        if i not in paired:
+            out_texts.append(texts[i])
+            out_sets.append(frozenset({labels[i]}))
+    return out_texts, out_sets
+
+
+class MultiLabelHead:
+    """One binary logistic regression per label; a label never seen positive (or never negative) in the
+    labeled rows gets a constant probability of 0 (or 1) until it is."""
+
+    def __init__(self, n_labels: int, C: float = DEFAULT_C, max_iter: int = 300, seed: int = 0) -> None:
+        self.n_labels, self.C, self.max_iter, self.seed = n_labels, C, max_iter, seed
+        self._models: list[LogisticRegression | float] = []
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> MultiLabelHead:
+        """Fit on rows ``X`` with the ``(n, n_labels)`` bool matrix ``Y``."""
+        Y = np.asarray(Y, dtype=bool)
+        if Y.shape != (len(X), self.n_labels):
+            raise ValueError(f"Y has shape {Y.shape}, expected {(len(X), self.n_labels)}")
+        self._models = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for j in range(self.n_labels):
+                y = Y[:, j]
+                if y.all() or not y.any():
+                    self._models.append(float(y.any()))
+                    continue
+                model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
+                self._models.append(model.fit(X, y))
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """``(n, n_labels)`` independent probabilities."""
+        if not self._models:
+            raise RuntimeError("the head is not fitted")
+        P = np.empty((len(X), self.n_labels))
+        for j, m in enumerate(self._models):
+            P[:, j] = m if isinstance(m, float) else m.predict_proba(X)[:, 1]
+        return P
+
+
+def predict_sets(P: np.ndarray) -> np.ndarray:
+    """Labels at or above 0.5; a row with none gets its most likely label."""
+    Y = P >= 0.5
+    empty = ~Y.any(axis=1)
+    Y[np.flatnonzero(empty), P[empty].argmax(axis=1)] = True
+    return Y
+
+
+def multilabel_metrics(Y_true: np.ndarray, Y_pred: np.ndarray) -> dict[str, float]:
+    """Micro and macro F1 over labels (labels absent from both count as 0 in the macro mean's place: not
+    counted) and subset accuracy."""
+    present = Y_true.any(axis=0) | Y_pred.any(axis=0)
+    return {
+        "micro_f1": float(f1_score(Y_true, Y_pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(Y_true[:, present], Y_pred[:, present], average="macro", zero_division=0)),
+        "subset_accuracy": float((Y_true == Y_pred).all(axis=1).mean()),
+    }
+
+
+DEFAULT_MULTILABEL_STRATEGY = "margin-kmeans"
+# "margin-kmeans" is the single-label default applied to the per-label probabilities: the gap between the two
+# most likely labels. It beat random on both merged sets of benchmarks/results/multilabel.md, where the mean
+# binary margin (the textbook multi-label score) fell far below random on 77 labels: with few labels per class
+# every probability is small, and the mean favours texts that look a little like many intents.
+MULTILABEL_STRATEGIES: dict[str, Strategy] = {
+    "margin-kmeans": DiverseUncertainty("margin"),
+    "binary-margin-kmeans": DiverseUncertainty("binary-margin"),
+    "random": RandomSampling(),
+}
+
+
+class MultiLabelRound(TypedDict):
+    round: int
+    n_labeled: int
+    micro_f1: float
+    macro_f1: float
+    subset_accuracy: float
+    seconds: float
+
+
+def simulate_multilabel(
+    X_pool: np.ndarray,
+    Y_pool: np.ndarray,
+    X_test: np.ndarray,
+    Y_test: np.ndarray,
+    *,
+    strategy: str = DEFAULT_MULTILABEL_STRATEGY,
+    initial: int = 100,
+    batch_size: int = 100,
+    budget: int = 1000,
+    seed: int = 0,
+    C: float = DEFAULT_C,
+) -> list[MultiLabelRound]:
+    """Replay a multi-label campaign with the pool's label sets as the oracle; one record per round."""
+    if strategy not in MULTILABEL_STRATEGIES:
+        raise ValueError(
+            f"unknown multi-label strategy {strategy!r}; choose from {', '.join(MULTILABEL_STRATEGIES)}"
+        )
+    if batch_size < 1 or budget < 1 or initial < 0:
+        raise ValueError("batch size and budget must be ≥ 1, initial ≥ 0")
+    strat = MULTILABEL_STRATEGIES[strategy]
+    rng = np.random.default_rng(seed)
+    budget = min(budget, len(X_pool))
+    labeled = np.zeros(len(X_pool), dtype=bool)
+    labeled[ColdStart()(Context.cold(X_pool), min(initial or batch_size, budget), rng).indices] = True
+    rounds: list[MultiLabelRound] = []
+    while True:
+        t0 = time.perf_counter()
+        idx = np.flatnonzero(labeled)
+        head = MultiLabelHead(Y_pool.shape[1], C=C, seed=seed).fit(X_pool[idx], Y_pool[idx])
+        metrics = multilabel_metrics(Y_test, predict_sets(head.predict_proba(X_test)))
+        n = min(batch_size, budget - len(idx))
+        if n > 0:
+            candidates = np.flatnonzero(~labeled)
+            ctx = Context(head.predict_proba(X_pool[candidates]), X_pool[candidates])
+            labeled[candidates[strat(ctx, n, rng).indices]] = True
+        rounds.append(
+            MultiLabelRound(
+                round=len(rounds),
+                n_labeled=len(idx),
+                micro_f1=metrics["micro_f1"],
+                macro_f1=metrics["macro_f1"],
+                subset_accuracy=metrics["subset_accuracy"],
+                seconds=time.perf_counter() - t0,
+            )
+        )
+        if n <= 0:
+            return rounds
