@@ -188,3 +188,18 @@ def test_registering_the_same_pool_again_reads_no_item_and_a_changed_text_is_sti
         with pytest.raises(DataError, match="1 text\\(s\\) changed under the same id"):
             with store.tx():
                 register(store, edited, project_id=7)
+
+
+def test_a_pool_whose_copies_changed_is_registered_again(tmp_path) -> None:
+    """Same ids and texts, but a text now stands for two data rows: the fingerprint must see it."""
+    campaign = make_campaign(tmp_path, n=6)
+    pool = campaign.pool
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        rows = ((1, 7), (2,), (3,), (4,), (5,), (6,))
+        doubled = Campaign(campaign.config, Pool(pool.ids, pool.texts, pool.labels, "pool.csv", rows=rows),
+                           campaign.X, "enc-A")
+        with store.tx():
+            register(store, doubled, project_id=7)
+        assert store.copies() == {pool.ids[0]: 2}
