@@ -285,8 +285,14 @@ def main() -> None:
     parser.add_argument("--skip-sync", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--use-env", action="store_true", help="use the server in $LABEL_STUDIO_URL")
+    parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     args = parser.parse_args()
 
+    if args.markdown_only:
+        r = json.loads((RESULTS / "sync_scale.json").read_text())
+        (RESULTS / "sync_scale.md").write_text(markdown(r) + "\n")
+        print(markdown(r))
+        return
     work = args.work / str(args.n)
     t0 = time.process_time()
     frame, identity = prepare(work, args.n)
@@ -339,6 +345,25 @@ def markdown(r: dict) -> str:
                   f"SDK takes {med(r['imports'], 'cpu_s'):.2f} CPU s (median of {len(r['imports'])}; load "
                   f"{', '.join(x['load'] for x in r['imports'])}) before any work: scikit-learn and SciPy "
                   f"(imported by strategies.py and head.py), the SDK, pandas."]
+    if "before_sync" in r:
+        b = r["before_sync"]
+        lines += ["", f"Before (the main checkout's code, same pool, same server, its .npz cache): first sync "
+                  f"{b[0]['wall_s']:.1f} s wall, {b[0]['cpu_s']:.1f} CPU s; no-op CLI syncs "
+                  f"{statistics.median(x['wall_s'] for x in b[1:]):.2f} s wall, "
+                  f"{statistics.median(x['cpu_s'] for x in b[1:]):.2f} CPU s (median of {len(b) - 1}; load "
+                  f"{', '.join(x['load'] for x in b[1:])})."]
+    lines += ["", "Where a sync's time goes (cProfile of in-process syncs). A no-op now reads the data file "
+              "(pandas' CSV parser), hashes each text once (SHA-256, for the cache keys and the pool fingerprint), "
+              "and asks Label Studio what changed: no vector is read, the items table is not read, the texts "
+              "are not hashed a second time. A sync with new labels also reads the pool's vectors (memory-mapped, "
+              "≈0.3 CPU s), fits the head, scores the whole pool and clusters candidates (learner/strategies), "
+              "and, every other round, fits 5 more heads for the suspected label errors. The fits dominate under "
+              "load: OpenBLAS's 2 threads spin-wait at every lbfgs step when the cores are busy (190 labels: "
+              "2.35 CPU s with 2 threads, 0.08 with 1, load 7). Limiting the head to 1 thread was tried and "
+              "reverted: it moved scores by ~3e-6 and margin-kmeans's pinned picks changed. The in-process rows "
+              "with new labels ran after the CLI ones, later in the campaign (more labels to fit, suspects sent "
+              "each time), hence their larger cost. The embed() table comes from an earlier run of this script "
+              "(embed() did not change since)."]
     lines += ["", "Method: the pool is BANKING77's training texts made distinct by a suffix; its vectors are each "
               "base text's cached vector plus seeded noise (no encoder run, none of it timed), written into a "
               "cache of their own. Wall times on this shared 2-core machine follow the load average more than the "
