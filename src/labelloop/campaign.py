@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -57,16 +57,46 @@ __all__ = [
 COLD_START_VERSION = "labelloop-cold-start"
 
 
+Features = tuple[np.ndarray, "np.ndarray | None"]
+
+
 @dataclass(frozen=True, eq=False)
 class Campaign:
-    """The inputs of a campaign, loaded and checked before anything is written."""
+    """The inputs of a campaign, loaded and checked before anything is written.
+
+    ``pool_features`` are the head's features of the pool (smoothed over it), or a function giving
+    ``(pool features, test features)`` when first needed: a sync with nothing to train, score or send
+    then reads no vector at all, so its cost follows what changed, not the pool.
+    """
 
     config: Config
     pool: Pool
-    X: np.ndarray  # the head's features of the pool (smoothed over it)
+    pool_features: np.ndarray | Callable[[], Features]
     encoder_identity: str
     test: Pool | None = None
-    X_test: np.ndarray | None = None
+    test_features: np.ndarray | None = None
+
+    @cached_property
+    def _features(self) -> Features:
+        if callable(self.pool_features):
+            return self.pool_features()
+        return self.pool_features, self.test_features
+
+    @property
+    def X(self) -> np.ndarray:
+        """The head's features of the pool, computed (from the embedding cache) on first use."""
+        return self._features[0]
+
+    @property
+    def X_test(self) -> np.ndarray | None:
+        return self._features[1]
+
+    @cached_property
+    def keys(self) -> np.ndarray:
+        """The pool texts' cache keys (:func:`~labelloop.vectors.text_keys`): each text hashed once a run."""
+        from .vectors import text_keys
+
+        return text_keys(self.pool.texts)
 
     @cached_property
     def classes(self) -> LabelSet:
@@ -91,9 +121,10 @@ class Campaign:
             features=self.features,
         )
 
-    @property
+    @cached_property
     def index(self) -> dict[str, int]:
-        return self.learner.index
+        """Our id → pool row (the learner's own index, without building the learner and its features)."""
+        return {i: r for r, i in enumerate(self.pool.ids)}
 
 
 def text_hash(text: str) -> str:
@@ -152,15 +183,21 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
     encoder = config_encoder(config)
     if not embed_texts:
         return Campaign(config, pool, np.empty((0, 0)), encoder.identity, test)
-    f = featurize(
-        pool.texts,
-        *([test.texts] if test else []),
-        encoder=encoder,
-        cache_dir=config.model.cache_dir,
-        smoothing=config.model.smoothing,
-        progress=progress,
-    )
-    return Campaign(config, pool, f.pool, f.encoder_identity, test, f.others[0] if test else None)
+
+    def features() -> Features:  # run when a step first needs the features (see Campaign)
+        f = featurize(
+            pool.texts,
+            *([test.texts] if test else []),
+            encoder=encoder,
+            cache_dir=config.model.cache_dir,
+            smoothing=config.model.smoothing,
+            progress=progress,
+            pool_keys=campaign.keys,
+        )
+        return f.pool, f.others[0] if test else None
+
+    campaign = Campaign(config, pool, features, encoder.identity, test)
+    return campaign
 
 
 # -- the campaign's state in its store ------------------------------------------------------------
@@ -206,8 +243,11 @@ def register(store: Store, campaign: Campaign, project_id: int) -> None:
     if store.get("features") is None:
         store.set("features", campaign.features)
     first = store.get("project_id") is None
+    fingerprint = _pool_fingerprint(campaign)
+    if not first and store.get("pool_fingerprint") == fingerprint:
+        return  # the very ids and texts registered last time: nothing to check or add
     known = store.items()
-    hashes = [text_hash(t) for t in pool.texts]
+    hashes = campaign.keys.astype("S16").astype(str).tolist()  # = text_hash of each text, hashed once
     changed = [i for i, h in zip(pool.ids, hashes, strict=True) if i in known and known[i][0] != h]
     if changed:
         raise DataError(
@@ -235,6 +275,18 @@ def register(store: Store, campaign: Campaign, project_id: int) -> None:
         [(pool.ids[r], hashes[r], pool.source, "audit" if pool.ids[r] in audit else "pool") for r in new_rows]
     )
     _record_copies(store, pool)
+    store.set("pool_fingerprint", fingerprint)
+
+
+def _pool_fingerprint(campaign: Campaign) -> str:
+    """One hash of what register stores about the pool (ids, texts, copies, the data's labels), in order:
+    unchanged, the next register has nothing to check or write."""
+    pool = campaign.pool
+    h = hashlib.sha256(json.dumps([pool.ids, pool.labels]).encode("utf-8"))
+    h.update(campaign.keys.tobytes())
+    h.update(pool.copies.tobytes())
+    h.update(json.dumps([c.describe() for c in pool.conflicts]).encode("utf-8"))
+    return h.hexdigest()
 
 
 def _record_copies(store: Store, pool: Pool) -> None:

@@ -370,6 +370,10 @@ def _as_text(value: object) -> str | None:
 
 
 def _texts(values: Sequence[object] | pd.Series, path: Path, column: str) -> list[str | None]:
+    if isinstance(values, pd.Series) and pd.api.types.is_string_dtype(values.dtype) and not values.hasnans:
+        listed = values.tolist()  # a column of strings (a CSV read as text): one conversion, not a loop
+        if all(type(v) is str for v in listed):
+            return listed
     out: list[str | None] = []
     bad: list[tuple[int, str]] = []
     for row, value in enumerate(values, start=1):
@@ -397,6 +401,8 @@ def is_blank(text: str | None) -> bool:
     """True for None, empty, whitespace-only and invisible-only texts (e.g. only zero-width spaces)."""
     if text is None:
         return True
+    if text[:1].isalnum() and text[0] not in _BLANK_GLYPHS:  # the usual text: a letter or digit first
+        return False
     return all(c in _BLANK_GLYPHS or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in text)
 
 

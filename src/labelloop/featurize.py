@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .embeddings import Encoder, default_cache_dir, embed, text_key
+from .embeddings import Encoder, default_cache_dir, embed
 from .features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from .graph_cache import GraphCache
 from .index import ApproxIndex, Method, nearest, neighbour_graph, resolve_method
+from .vectors import text_keys
 
 __all__ = ["Featurized", "featurize", "featurize_vectors"]
 
@@ -48,6 +49,7 @@ def featurize(
     progress: bool = False,
     neighbour_method: Method = "auto",
     seed: int = 0,
+    pool_keys: np.ndarray | None = None,
 ) -> Featurized:
     """Embed the pool and ``others`` in one pass through the cache, then smooth each over the pool.
 
@@ -57,11 +59,14 @@ def featurize(
     (``predict``): the pool then serves only as the neighbours' reference.
     ``neighbour_method`` (``auto``: exact up to 20k pool rows, approximate above) and ``seed`` decide
     how neighbours are found (:mod:`labelloop.index`); the pool's graph is cached beside the vectors.
+    ``pool_keys`` are the pool texts' :func:`~labelloop.vectors.text_keys` if the caller has them already.
     """
     encoder = encoder or Encoder(model)
     root = cache_dir or default_cache_dir()
     texts = [*pool_texts, *(t for o in others for t in o)]
-    vectors = embed(texts, encoder, root, progress=progress)
+    keys = text_keys(pool_texts) if pool_keys is None else pool_keys
+    all_keys = np.concatenate([keys, text_keys([t for o in others for t in o])])
+    vectors = embed(texts, encoder, root, progress=progress, keys=all_keys)
     sizes = np.cumsum([len(pool_texts), *map(len, others)])
     parts = np.split(vectors, sizes[:-1])
     return featurize_vectors(
@@ -73,7 +78,7 @@ def featurize(
         progress=progress,
         neighbour_method=neighbour_method,
         seed=seed,
-        graph_cache=(GraphCache(root, encoder.identity), [text_key(t) for t in pool_texts]),
+        graph_cache=(GraphCache(root, encoder.identity), keys),
     )
 
 
@@ -86,7 +91,7 @@ def featurize_vectors(
     progress: bool = False,
     neighbour_method: Method = "auto",
     seed: int = 0,
-    graph_cache: tuple[GraphCache, list[bytes]] | None = None,
+    graph_cache: tuple[GraphCache, Sequence[bytes] | np.ndarray] | None = None,
 ) -> Featurized:
     """Unit-length vectors (the pool's, then other sets') to features: what :func:`featurize` does after
     embedding, and all an embedding column (:mod:`labelloop.column_vectors`) needs.

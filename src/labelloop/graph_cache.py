@@ -57,7 +57,7 @@ class GraphCache:
 
     def graph(
         self,
-        keys: Sequence[bytes],
+        keys: Sequence[bytes] | np.ndarray,
         X: np.ndarray,
         k: int,
         *,

@@ -27,10 +27,21 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0))
+def macro_f1_rows(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Macro-F1 of each row of the ``(b, n)`` label arrays, over the labels present in that row's ``y_true``
+    (scikit-learn's ``f1_score(labels=np.unique(y_true), average="macro")``), all rows at once: a bootstrap
+    of 500 resamples costs one pass of counting, not 500 calls."""
+    y_true, y_pred = np.atleast_2d(y_true), np.atleast_2d(y_pred)
+    classes, codes = np.unique(np.concatenate([y_true.ravel(), y_pred.ravel()]), return_inverse=True)
+    k, (b, n) = len(classes), y_true.shape
+    t, p = codes[: b * n].reshape(b, n), codes[b * n :].reshape(b, n)
+    offset = (np.arange(b) * k)[:, None]
+    true_n = np.bincount((t + offset).ravel(), minlength=b * k).reshape(b, k)
+    pred_n = np.bincount((p + offset).ravel(), minlength=b * k).reshape(b, k)
+    hits = np.bincount((t + offset)[t == p], minlength=b * k).reshape(b, k)
+    present = true_n > 0  # 2·TP + FP + FN = true_n + pred_n > 0 for every label present
+    f1 = np.where(present, 2 * hits / np.maximum(true_n + pred_n, 1), 0.0)
+    return f1.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
 
 
 def audit_metrics(
@@ -47,12 +58,13 @@ def audit_metrics(
         return {"n": 0}
     correct = int((y_true == y_pred).sum())
     rng = np.random.default_rng(seed)
-    boots = [_macro_f1(y_true[idx], y_pred[idx]) for idx in (rng.integers(0, n, n) for _ in range(n_boot))]
+    idx = np.stack([rng.integers(0, n, n) for _ in range(n_boot)])  # the draws as before, one resample a call
+    boots = macro_f1_rows(y_true[idx], y_pred[idx])
     return {
         "n": n,
         "accuracy": correct / n,
         "accuracy_ci": list(wilson_interval(correct, n)),
-        "macro_f1": _macro_f1(y_true, y_pred),
+        "macro_f1": float(macro_f1_rows(y_true, y_pred)[0]),
         "macro_f1_ci": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
     }
 

@@ -136,3 +136,70 @@ def test_a_project_recreated_under_the_same_id_is_refused(tmp_path) -> None:
         with pytest.raises(CampaignGuardError, match="was replaced") as err:
             _check_identity(store, fresh, tmp_path / "s.db")
         assert err.value.exit_code == 2
+
+
+def lazy(campaign: Campaign, calls: list[int]) -> Campaign:
+    """The same campaign with features computed on first use (as load_campaign makes it), counting uses."""
+    def features():
+        calls.append(1)
+        return campaign.X, None
+    return Campaign(campaign.config, campaign.pool, features, campaign.encoder_identity)
+
+
+def test_a_sync_with_nothing_new_computes_no_features(tmp_path) -> None:
+    eager = make_campaign(tmp_path, queue_target=10)
+    ids = eager.pool.ids
+    calls: list[int] = []
+    campaign = lazy(eager, calls)
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        arrays = eager.learner.fit({ids[0]: "billing", ids[1]: "bug"}).to_arrays()  # type: ignore[union-attr]
+        with store.tx():  # a model of labels from elsewhere, so nothing here is due for training
+            store.add_round(1, "m-1", "margin-kmeans", {}, {}, arrays, np.zeros(10, dtype=np.int64))
+            store.mark_pushed({i: k for k, i in enumerate(ids[2:12])})  # a full queue, nobody labeled yet
+        ls = QuietLabelStudio(store.pushes(), "m-1")
+        report = SyncStep(store, ls, 7, campaign, lambda step: None).run(project("m-1"))
+        assert report.queue_after == 10 and calls == []  # not one vector read
+
+        wider = lazy(make_campaign(tmp_path, queue_target=12), calls)  # room for two: now they are needed
+        report = SyncStep(store, ls, 7, wider, lambda step: None).run(project("m-1"))
+        assert report.pushed_active == 2 and calls == [1]
+
+
+def test_registering_the_same_pool_again_reads_no_item_and_a_changed_text_is_still_caught(
+    tmp_path, monkeypatch
+) -> None:
+    from labelloop.errors import DataError
+
+    campaign = make_campaign(tmp_path)
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        real_items = store.items
+        monkeypatch.setattr(store, "items", lambda: pytest.fail("read every item of an unchanged pool"))
+        with store.tx():
+            register(store, campaign, project_id=7)
+        monkeypatch.setattr(store, "items", real_items)
+        texts = list(campaign.pool.texts)
+        texts[5] = "edited under the same id"
+        edited = Campaign(campaign.config, Pool(campaign.pool.ids, texts, campaign.pool.labels, "pool.csv"),
+                          campaign.X, "enc-A")
+        with pytest.raises(DataError, match="1 text\\(s\\) changed under the same id"):
+            with store.tx():
+                register(store, edited, project_id=7)
+
+
+def test_a_pool_whose_copies_changed_is_registered_again(tmp_path) -> None:
+    """Same ids and texts, but a text now stands for two data rows: the fingerprint must see it."""
+    campaign = make_campaign(tmp_path, n=6)
+    pool = campaign.pool
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        rows = ((1, 7), (2,), (3,), (4,), (5,), (6,))
+        doubled = Campaign(campaign.config, Pool(pool.ids, pool.texts, pool.labels, "pool.csv", rows=rows),
+                           campaign.X, "enc-A")
+        with store.tx():
+            register(store, doubled, project_id=7)
+        assert store.copies() == {pool.ids[0]: 2}

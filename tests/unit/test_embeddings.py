@@ -98,8 +98,8 @@ def test_interrupted_run_keeps_finished_work_and_no_corrupt_cache(counting, tmp_
 
 def test_unreadable_shard_is_recomputed_not_fatal(counting, tmp_path):
     embed(TEXTS, counting, tmp_path)
-    for shard in EmbeddingCache(tmp_path, counting.identity).dir.glob("shard-*.npz"):
-        shard.write_bytes(b"garbage")
+    for part in EmbeddingCache(tmp_path, counting.identity).dir.glob("seg-*/*"):
+        part.write_bytes(b"garbage")
     counting.encoded = 0
     out = embed(TEXTS, counting, tmp_path)
     assert counting.encoded == len(TEXTS) and np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
@@ -112,7 +112,7 @@ def test_many_shards_are_compacted_without_loss(tmp_path):
     for i in range(40):
         cache.put(keys[i : i + 1], vecs[i : i + 1])
     cache.compact()
-    assert len(list(cache.dir.glob("shard-*.npz"))) == 1
+    assert len(list(cache.dir.glob("seg-*"))) == 1
     fresh = EmbeddingCache(tmp_path, "m").get(keys)
     assert np.array_equal(np.stack([fresh[k] for k in keys]), vecs)
 

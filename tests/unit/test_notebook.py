@@ -89,7 +89,7 @@ def test_notebook_runs_top_to_bottom_on_the_demo_data(demo_embedded, embedding_c
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)  # the Label Studio section must skip cleanly
     monkeypatch.delenv("MPLBACKEND", raising=False)
-    shards = sorted(embedding_cache.rglob("*.npz"))
+    segments = sorted(embedding_cache.rglob("seg-*"))
     nb = read_notebook()
     n_code = len(code_cells(nb))
     nb.cells.insert(0, nbformat.v4.new_code_cell(NETWORK_GUARD))
@@ -107,4 +107,4 @@ def test_notebook_runs_top_to_bottom_on_the_demo_data(demo_embedded, embedding_c
     assert len(figures) >= 5, "learning curves, map, confusion, per-class F1 and uncertain texts are drawn"
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "LABEL_STUDIO_URL is not set: skipping the Label Studio round trip." in text
-    assert sorted(embedding_cache.rglob("*.npz")) == shards, "the notebook embedded nothing anew"
+    assert sorted(embedding_cache.rglob("seg-*")) == segments, "the notebook embedded nothing anew"

@@ -53,3 +53,16 @@ def test_plateau_waits_for_enough_audit_labels_then_compares_gains() -> None:
     assert not advice(audit_accuracy=flat, audit_n=10)["plateau"].fired
     assert advice(audit_accuracy=flat, audit_n=40)["plateau"].fired
     assert not advice(audit_accuracy=[0.70, 0.74, 0.78, 0.82, 0.86], audit_n=40)["plateau"].fired
+
+
+def test_macro_f1_rows_is_scikit_learns_macro_f1_over_the_labels_in_y_true_of_each_row() -> None:
+    from sklearn.metrics import f1_score
+
+    from labelloop.stopping import macro_f1_rows
+
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 6, size=(40, 25))
+    y_pred = np.where(rng.random((40, 25)) < 0.6, y_true, rng.integers(0, 8, size=(40, 25)))  # 6, 7: never true
+    expected = [f1_score(t, p, labels=np.unique(t), average="macro", zero_division=0) for t, p in zip(y_true, y_pred)]
+    assert np.allclose(macro_f1_rows(y_true, y_pred), expected, rtol=0, atol=1e-12)
+    assert macro_f1_rows(np.array([1, 1, 2]), np.array([1, 1, 2]))[0] == 1.0

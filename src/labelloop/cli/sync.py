@@ -56,7 +56,7 @@ def init(
     found = inspect_data(data_path if data_path.is_absolute() else path.parent / data_path) if data else None
     if found is not None and found.problem:
         console.print(f"[yellow]warning:[/] {found.problem}", highlight=False)
-    elif data and found is None:  # fine (data may come later), but a typo in the path should not wait for sync
+    elif data and found is None:  # data may come later, but a typo should not wait for the first sync
         console.print(f"[yellow]warning:[/] --data {data} does not exist yet; `labelloop sync` needs it")
     names = [s.strip() for s in labels.split(",") if s.strip()] if labels is not None else []
     if labels is None:
