@@ -254,6 +254,7 @@ def register(store: Store, campaign: Campaign, project_id: int) -> None:
             f"{pool.source}: {len(changed)} text(s) changed under the same id since the last sync "
             f"(e.g. {changed[:3]}); ids must keep their text, give edited texts new ids"
         )
+    _check_vanished(store, pool, known)
     new_rows = [r for r, i in enumerate(pool.ids) if i not in known]
     audit: set[str] = set()
     if first:
@@ -276,6 +277,20 @@ def register(store: Store, campaign: Campaign, project_id: int) -> None:
     )
     _record_copies(store, pool)
     store.set("pool_fingerprint", fingerprint)
+
+
+def _check_vanished(store: Store, pool: Pool, known: Mapping[str, object]) -> None:
+    """Texts of the campaign that the data no longer has: refused when most are gone (a truncated or another
+    file: its labels and tasks would stop counting without a word), else recorded for ``sync`` to say."""
+    in_pool = set(pool.ids)
+    gone = [i for i in known if i not in in_pool]
+    if gone and 2 * len(gone) > len(known):
+        raise DataError(
+            f"{pool.source} lacks {len(gone)} of the campaign's {len(known)} texts (e.g. {gone[:3]}): a "
+            f"truncated or different data file? Restore data.path; to start over with this file, give "
+            f"state.path a new name"
+        )
+    store.set("pool_missing", json.dumps({"n": len(gone), "shown": gone[:3]}))
 
 
 def _pool_fingerprint(campaign: Campaign) -> str:

@@ -94,6 +94,7 @@ class SyncStep:
         self.adopt()
         self.check_plan()
         self.data_conflicts()
+        self.data_missing()
         if guidelines is not None:
             self.apply_guidelines(info, guidelines)
         model = self.store.last_round()
@@ -172,6 +173,20 @@ class SyncStep:
             )
         with self.store.tx():
             self.store.set("data_conflicts_reported", current)
+
+    def data_missing(self) -> None:
+        """Say when texts the campaign knows are gone from the data file (once per change)."""
+        current = self.store.get("pool_missing")
+        if current is None or current == self.store.get("pool_missing_reported"):
+            return
+        m = json.loads(current)
+        if m["n"]:
+            self.report.warnings.append(
+                f"{self.campaign.pool.source} no longer has {m['n']} of the campaign's texts (e.g. "
+                f"{', '.join(m['shown'])}): they are not trained on, sent or scored until it has them again"
+            )
+        with self.store.tx():
+            self.store.set("pool_missing_reported", current)
 
     def adopt(self) -> None:
         """Tasks in Label Studio that the ledger lacks: pushed by a run killed before it could record them."""

@@ -203,3 +203,26 @@ def test_a_pool_whose_copies_changed_is_registered_again(tmp_path) -> None:
         with store.tx():
             register(store, doubled, project_id=7)
         assert store.copies() == {pool.ids[0]: 2}
+
+
+def test_a_data_file_that_lost_most_of_the_campaign_is_refused_and_a_few_missing_are_recorded(tmp_path) -> None:
+    """Red-team rerun: a file cut to its first 150 rows was accepted silently (570 texts and their labels gone)."""
+    from labelloop.errors import DataError
+
+    campaign = make_campaign(tmp_path)
+    pool = campaign.pool
+
+    def keep(rows: range) -> Campaign:
+        sub = Pool([pool.ids[r] for r in rows], [pool.texts[r] for r in rows], [None] * len(rows), "pool.csv")
+        return Campaign(campaign.config, sub, campaign.X[list(rows)], "enc-A")
+
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        with pytest.raises(DataError, match=r"lacks 60 of the campaign's 90 texts .*state.path"):
+            with store.tx():
+                register(store, keep(range(30)), project_id=7)
+        assert len(store.items()) == 90  # nothing was forgotten
+        with store.tx():
+            register(store, keep(range(80)), project_id=7)
+        assert json.loads(store.get("pool_missing"))["n"] == 10
