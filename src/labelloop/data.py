@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .datadirs import read_arrow_file, read_folder
-from .errors import DataError
+from .errors import DataError, LabelloopWarning
 
 __all__ = [
     "Pool",
@@ -56,7 +56,7 @@ _READERS = {
 }
 
 
-class LabelConflictWarning(UserWarning):
+class LabelConflictWarning(LabelloopWarning):
     """Copies of one text carry different labels in the data: the majority label is kept."""
 
 

@@ -14,6 +14,10 @@ class LabelloopError(Exception):
     exit_code: int = 2
 
 
+class LabelloopWarning(UserWarning):
+    """Something the user should know that does not stop the run (the CLI prints it as one line)."""
+
+
 class DataError(LabelloopError):
     """The pool or test file cannot be used as given."""
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LabelloopError
+from .errors import LabelloopError, LabelloopWarning
 
 __all__ = [
     "EmbeddingCache",
@@ -59,7 +59,7 @@ BLOCK_ROWS = 4096  # rows per checksummed block: 6 MB of 384-d float32, hashed i
 _FORMAT = 1
 
 
-class CacheWarning(UserWarning):
+class CacheWarning(LabelloopWarning):
     """The embedding cache was damaged or could not be written; the results are still right."""
 
 

@@ -379,3 +379,19 @@ def test_a_device_is_never_an_output(tmp_path) -> None:
         err = one_line_error(run_cli("pull", "--project", "p", "--out", device, cwd=tmp_path))
         assert f"--out {device} is not a regular file" in err, err
     assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+def test_the_command_line_prints_labelloops_warnings_as_one_line(capsys, monkeypatch) -> None:
+    # Red-team rerun: cache warnings came out as Python's format, source path and code line included.
+    import warnings
+
+    from labelloop.cli import _one_line_warnings
+    from labelloop.embeddings import CacheWarning
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after the test
+    _one_line_warnings()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("embedding cache: dropped a damaged shard", CacheWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert err.strip() == "warning: embedding cache: dropped a damaged shard", err

@@ -42,6 +42,27 @@ def _root(
     """Active learning for text classification, wired to Label Studio."""
 
 
+def _one_line_warnings() -> None:
+    """labelloop's own warnings (a damaged cache shard dropped, copies with different labels) as one
+    ``warning:`` line each, not Python's format with a source line. Only the command line does this: the
+    process is ours there; the library leaves a caller's warning settings alone."""
+    import warnings
+
+    from rich.console import Console
+
+    from ..errors import LabelloopWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, LabelloopWarning):
+            Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main() -> None:
     """Console entry point: run the app, turning known errors into one line and an exit code."""
     import click
@@ -55,6 +76,7 @@ def main() -> None:
     from .embed import optional_ray_address
 
     sys.argv[1:] = optional_ray_address(sys.argv[1:])
+    _one_line_warnings()
     try:
         code = app(standalone_mode=False)  # returns 130 on Ctrl-C instead of raising
     except LabelloopError as exc:
