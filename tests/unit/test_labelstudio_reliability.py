@@ -162,6 +162,14 @@ def test_a_server_answering_empty_json_is_not_called_invalid_xml(http_server) ->
     assert "not answer like a Label Studio" in one_line_error(url, "by title")
 
 
+def test_a_web_page_answering_200_is_not_a_failed_listing(http_server) -> None:
+    # Red-team rerun: "failed while listing projects (200: <html>…)", exit 3, as if Label Studio had failed.
+    url = http_server(lambda h: send(h, 200, b"<html>Welcome to nginx</html>", "text/html"))
+    for project in (1, "by title"):
+        msg = one_line_error(url, project)
+        assert "does not answer like a Label Studio server" in msg and "failed while" not in msg, msg
+
+
 def test_a_redirect_is_not_called_unreachable(http_server) -> None:
     url = http_server(lambda h: send(h, 302, b"", "text/html", Location="https://elsewhere.example/"))
     msg = one_line_error(url)

@@ -81,6 +81,12 @@ def _status(
         return LabelStudioInputError(f"{where}: not found while {what} (404: {detail})")
     if status == 400:
         return LabelStudioInputError(f"{where} rejected the request while {what} (400: {detail})")
+    if status is not None and 200 <= status < 300:  # "success" that is not the API's JSON: another server
+        problem = diagnose(url, display_url, timeout) if probe else None
+        return LabelStudioInputError(
+            problem
+            or f"{where} answered {status} without the API's JSON while {what}; check LABEL_STUDIO_URL"
+        )
     transient = status is None or status >= 500 or status in (408, 409, 429)
     return LabelStudioError(
         f"{where} failed while {what} ({status}: {detail})",
