@@ -357,17 +357,9 @@ def curve_table(results: list[SimulationResult]) -> Table:
 def summary_table(results: list[SimulationResult]) -> Table:
     """Label efficiency: labels to reach a share of the full-pool accuracy, and the mean over the curve."""
     table = Table(title="Label efficiency")
-    cols = (
-        "strategy",
-        "to 95 %",
-        "to 98 %",
-        "to 100 %",
-        "every class seen",
-        "area under curve",
-        "final accuracy",
-    )
-    for col in cols:
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+    table.add_column("strategy", no_wrap=True)
+    for col in ("to 95 %", "to 98 %", "to 100 %", "all classes seen", "area under curve", "final acc."):
+        table.add_column(col, justify="right")
     for res in results:
         reach = [labels_to_reach(res, f) for f in (0.95, 0.98, 1.0)]
         last = res["rounds"][-1]
