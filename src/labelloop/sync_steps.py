@@ -161,32 +161,32 @@ class SyncStep:
             )
 
     def data_conflicts(self) -> None:
-        """Say when the data's labels disagree across copies of one text: at the first run, then each time
-        that changes (not at every cron tick; ``status`` always shows it)."""
-        current = self.store.get("data_conflicts")
-        if current is None or current == self.store.get("data_conflicts_reported"):
-            return
-        c = json.loads(current)
-        if c["n"]:
-            self.report.warnings.append(
-                f"{self.campaign.pool.source}: {conflicts_message(c['n'], c['shown'])}"
-            )
-        with self.store.tx():
-            self.store.set("data_conflicts_reported", current)
+        """Say when the data's labels disagree across copies of one text (``status`` always shows it)."""
+        source = self.campaign.pool.source
+        self._say_once("data_conflicts", lambda c: f"{source}: {conflicts_message(c['n'], c['shown'])}")
 
     def data_missing(self) -> None:
-        """Say when texts the campaign knows are gone from the data file (once per change)."""
-        current = self.store.get("pool_missing")
-        if current is None or current == self.store.get("pool_missing_reported"):
+        """Say when texts the campaign knows are gone from the data file."""
+        source = self.campaign.pool.source
+        self._say_once(
+            "pool_missing",
+            lambda m: (
+                f"{source} no longer has {m['n']} of the campaign's texts (e.g. {', '.join(m['shown'])}): "
+                f"they are not trained on, sent or scored until it has them again"
+            ),
+        )
+
+    def _say_once(self, key: str, message: Callable[[dict], str]) -> None:
+        """Warn about the store's ``key`` (``{"n": ..., "shown": [...]}``, written by register) at the first
+        run, then each time it changes: not at every cron tick."""
+        current = self.store.get(key)
+        if current is None or current == self.store.get(f"{key}_reported"):
             return
-        m = json.loads(current)
-        if m["n"]:
-            self.report.warnings.append(
-                f"{self.campaign.pool.source} no longer has {m['n']} of the campaign's texts (e.g. "
-                f"{', '.join(m['shown'])}): they are not trained on, sent or scored until it has them again"
-            )
+        found = json.loads(current)
+        if found["n"]:
+            self.report.warnings.append(message(found))
         with self.store.tx():
-            self.store.set("pool_missing_reported", current)
+            self.store.set(f"{key}_reported", current)
 
     def adopt(self) -> None:
         """Tasks in Label Studio that the ledger lacks: pushed by a run killed before it could record them."""

@@ -226,3 +226,14 @@ def test_a_data_file_that_lost_most_of_the_campaign_is_refused_and_a_few_missing
         with store.tx():
             register(store, keep(range(80)), project_id=7)
         assert json.loads(store.get("pool_missing"))["n"] == 10
+
+        from labelloop.sync_steps import SyncStep
+
+        def said() -> list[str]:
+            step = SyncStep(store, None, 7, keep(range(80)), lambda s: None)  # type: ignore[arg-type]
+            step.data_missing()
+            return step.report.warnings
+
+        first = said()
+        assert len(first) == 1 and "no longer has 10 of the campaign's texts" in first[0]
+        assert said() == []  # said once, not at every cron tick
