@@ -6,7 +6,6 @@ must import without the Label Studio client.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -175,11 +174,11 @@ def resolve(records: Iterable[AnnotationRecord]) -> dict[str, Resolution]:
 
 
 def model_version_for(labels: dict[str, str], encoder_identity: str, extra: str = "") -> str:
-    """A model version derived from what the model is trained on: same labels, same version."""
-    h = hashlib.sha256(f"{encoder_identity}\n{extra}\n".encode())
-    for our_id in sorted(labels):
-        h.update(f"{our_id}\t{labels[our_id]}\n".encode())
-    return f"labelloop-{len(labels)}-{h.hexdigest()[:10]}"
+    """A model version derived from what the model is trained on: :func:`labelloop.learner.model_version`
+    (kept under this name for the notebook and callers of the Label Studio package)."""
+    from ..learner import model_version
+
+    return model_version(labels, encoder_identity, extra)
 
 
 def to_iso(value: Any) -> str | None:
