@@ -8,10 +8,12 @@ have no label yet, so scores stay comparable from round to round.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
+
+if TYPE_CHECKING:  # scikit-learn loads when a head is fitted or rebuilt, not when a command starts
+    from sklearn.linear_model import LogisticRegression
 
 __all__ = ["Head"]
 
@@ -47,6 +49,9 @@ class Head:
             self._model, self._only_class = None, int(present[0])
             return self
         self._only_class = None
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+
         model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
         with warnings.catch_warnings():
             # A few more lbfgs steps change nothing measurable; do not alarm the user every round.
@@ -91,6 +96,8 @@ class Head:
         if "only_class" in arrays:
             head._only_class = int(arrays["only_class"])
             return head
+        from sklearn.linear_model import LogisticRegression
+
         model = LogisticRegression()
         model.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
         model.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)

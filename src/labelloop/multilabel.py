@@ -17,12 +17,12 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
+
+if TYPE_CHECKING:  # scikit-learn loads on the first fit, not when the command line starts
+    from sklearn.linear_model import LogisticRegression
 
 from .head import DEFAULT_C
 from .strategies import ColdStart, Context, DiverseUncertainty, RandomSampling, Strategy, binary_margin
@@ -112,6 +112,9 @@ class MultiLabelHead:
         Y = np.asarray(Y, dtype=bool)
         if Y.shape != (len(X), self.n_labels):
             raise ValueError(f"Y has shape {Y.shape}, expected {(len(X), self.n_labels)}")
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+
         self._models = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -145,6 +148,8 @@ def predict_sets(P: np.ndarray) -> np.ndarray:
 def multilabel_metrics(Y_true: np.ndarray, Y_pred: np.ndarray) -> dict[str, float]:
     """Micro and macro F1 over labels (labels absent from both count as 0 in the macro mean's place: not
     counted) and subset accuracy."""
+    from sklearn.metrics import f1_score
+
     present = Y_true.any(axis=0) | Y_pred.any(axis=0)
     return {
         "micro_f1": float(f1_score(Y_true, Y_pred, average="micro", zero_division=0)),

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
-from sklearn.cluster import KMeans, MiniBatchKMeans
 
 if TYPE_CHECKING:
     from .head import Head
@@ -168,6 +167,9 @@ def _most_uncertain(scores: np.ndarray, ctx: Context, n: int, rng: np.random.Gen
 
 def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Cluster labels and centroids; mini-batch k-means on big inputs to stay within seconds."""
+    # Imported here: a command that never clusters does not pay for scikit-learn's import.
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
     seed = int(rng.integers(2**31 - 1))
     if len(x) > 20_000:
         km: KMeans | MiniBatchKMeans = MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096)
