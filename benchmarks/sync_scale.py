@@ -15,8 +15,8 @@ The vectors are read through the real cache either way, which is what is measure
    sync (registers the pool, sends the first queue; not a bar), no-op syncs, and syncs after a scripted
    annotator labeled 100 tasks. Bars: a no-op under 3 s, 100 new labels under 15 s.
 
-Writes benchmarks/results/sync_scale.{json,md}; ``--profile`` also prints a cProfile of one in-process
-no-op sync. Starts its own Label Studio with scripts/labelstudio.py (LABELLOOP_LS_VENV picks its venv).
+Writes benchmarks/results/sync_scale.{json,md}; ``--profile`` also prints a cProfile of each in-process
+sync with new labels. Starts its own Label Studio with scripts/labelstudio.py (LABELLOOP_LS_VENV picks its venv).
 """
 
 from __future__ import annotations
@@ -178,11 +178,21 @@ def cli_sync(config: Path) -> dict:
             "message": (done.stdout + done.stderr).strip().splitlines()[-1][:300]}
 
 
-def in_process(sync, cfg) -> dict:
-    """One sync in this process: what a sync costs beyond starting Python and importing its libraries."""
+def in_process(sync, cfg, profile: bool = False) -> dict:
+    """One sync in this process: what a sync costs beyond starting Python and importing its libraries.
+    ``profile`` prints where its time went (cProfile, by own time)."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
     before, t0 = os.times(), time.perf_counter()
+    if profile:
+        prof.enable()
     report = sync(cfg)
+    prof.disable()
     after = os.times()
+    if profile:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     cpu = (after.user - before.user) + (after.system - before.system)
     return {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(cpu, 2), "load": load(),
             "message": report.message[:300]}
@@ -256,17 +266,9 @@ def measure_sync(work: Path, port: int, repeats: int, profile: bool, use_env: bo
         cfg = load_config(config)
         for kind in ["noop"] * repeats + ["labels_100"] * repeats:  # the same, imports excluded
             labeled = label_waiting(sdk, project_id, truth, 100) if kind == "labels_100" else 0
-            result[f"{kind}_in_process"] = result.get(f"{kind}_in_process", []) + [in_process(sync, cfg)]
+            timed = in_process(sync, cfg, profile=profile and kind == "labels_100")
+            result[f"{kind}_in_process"] = result.get(f"{kind}_in_process", []) + [timed]
             print(kind, "in process", result[f"{kind}_in_process"][-1], labeled, flush=True)
-        if profile:
-            import cProfile
-            import pstats
-
-            prof = cProfile.Profile()
-            prof.enable()
-            sync(cfg)
-            prof.disable()
-            pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
     finally:
         if not use_env:
             subprocess.run([sys.executable, str(SCRIPT), "stop", "--port", str(port)], env=env,

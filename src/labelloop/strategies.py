@@ -294,34 +294,49 @@ class ColdStart:
     """Seed set with no model: the text nearest each of ``n`` k-means centroids of the pool.
 
     The seed decides how the whole loop goes: a random seed misses small intents and
-    spends labels on the big ones, centroids cover the embedding space.
+    spends labels on the big ones, centroids cover the embedding space. Pools above
+    ``sample`` rows are clustered on a random sample of that many: the centroids of a
+    50,000-row sample cover the space as well as the whole pool's, and k-means over a
+    million rows would cost most of a minute before the first question.
     """
 
     name: str = "cold-start"
+    sample: int = 50_000
 
     def __call__(self, ctx: Context, n: int, rng: np.random.Generator) -> Selection:
-        embeddings = ctx.features
-        m = len(embeddings)
+        m = len(ctx.features)
         if n <= 0:
             return Selection(np.empty(0, dtype=np.int64), np.empty(0), _no_clusters(0))
         if n >= m:
             return Selection(np.arange(m), np.zeros(m), np.arange(m))
-        labels, centers = _kmeans(embeddings, n, rng)
-        chosen, clusters = [], []
-        for c in range(n):
-            members = np.flatnonzero(labels == c)
-            if len(members) == 0:
-                continue
-            d = ((embeddings[members] - centers[c]) ** 2).sum(axis=1)
-            chosen.append(members[int(np.argmin(d))])
-            clusters.append(c)
-        missing = n - len(chosen)
-        if missing:
-            rest = np.setdiff1d(np.arange(m), chosen)
-            extra = rng.choice(rest, size=missing, replace=False)
-            chosen += extra.tolist()
-            clusters += labels[extra].tolist()
-        return Selection(np.array(chosen), np.zeros(len(chosen)), np.array(clusters, dtype=np.int64))
+        rows = np.sort(rng.choice(m, size=self.sample, replace=False)) if m > max(self.sample, n) else None
+        embeddings = np.asarray(ctx.features if rows is None else ctx.features[rows])
+        chosen, clusters = _nearest_to_centroids(embeddings, n, rng)
+        if rows is not None:
+            chosen = rows[chosen]
+        return Selection(chosen, np.zeros(len(chosen)), clusters)
+
+
+def _nearest_to_centroids(
+    embeddings: np.ndarray, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row nearest each of ``n`` k-means centroids (random rows fill empty clusters), and its cluster."""
+    labels, centers = _kmeans(embeddings, n, rng)
+    chosen, clusters = [], []
+    for c in range(n):
+        members = np.flatnonzero(labels == c)
+        if len(members) == 0:
+            continue
+        d = ((embeddings[members] - centers[c]) ** 2).sum(axis=1)
+        chosen.append(members[int(np.argmin(d))])
+        clusters.append(c)
+    missing = n - len(chosen)
+    if missing:
+        rest = np.setdiff1d(np.arange(len(embeddings)), chosen)
+        extra = rng.choice(rest, size=missing, replace=False)
+        chosen += extra.tolist()
+        clusters += labels[extra].tolist()
+    return np.array(chosen, dtype=np.int64), np.array(clusters, dtype=np.int64)
 
 
 STRATEGIES: dict[StrategyName, Strategy] = {

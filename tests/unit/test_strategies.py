@@ -140,6 +140,12 @@ class TestColdStart:
         sel = ColdStart()(Context.cold(X), 2, rng())
         assert sorted(sel.indices.tolist()) == [1, 4]
 
+    def test_a_pool_above_the_sample_size_is_clustered_on_a_sample_and_picks_pool_rows(self):
+        X, cluster = blobs(n_clusters=5, per_cluster=400, spread=0.05)
+        sel = ColdStart(sample=150)(Context.cold(X), 5, rng())
+        assert sorted(cluster[sel.indices].tolist()) == [0, 1, 2, 3, 4]
+        assert len(set(sel.indices.tolist())) == 5
+
     def test_asking_for_more_than_the_pool_returns_the_pool(self):
         X, _ = blobs(2, 3)
         assert sorted(ColdStart()(Context.cold(X), 10, rng()).indices.tolist()) == list(range(6))
