@@ -8,6 +8,7 @@ have no label yet, so scores stay comparable from round to round.
 from __future__ import annotations
 
 import warnings
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,11 +16,25 @@ import numpy as np
 if TYPE_CHECKING:  # scikit-learn loads when a head is fitted or rebuilt, not when a command starts
     from sklearn.linear_model import LogisticRegression
 
-__all__ = ["Head"]
+__all__ = ["Head", "one_blas_thread"]
 
 # C=10 measured better than sklearn's default C=1 on BANKING77 (unit-norm
 # embeddings need weak regularisation to separate 77 close intents).
 DEFAULT_C = 10.0
+
+
+def one_blas_thread() -> AbstractContextManager[object]:
+    """BLAS on one thread for the duration of a head fit, restored afterwards.
+
+    A head fit is hundreds of small lbfgs steps; a second BLAS thread gains nothing on them and, when
+    the cores are busy (a sync on a shared server, a helper job), spin-waits at every step: 4-6
+    CPU-s and ~12 s wall against 0.27 CPU-s and 0.5 s for one 2,000-label fit at load 10
+    (benchmarks/results/head_threads*.md). It also makes a fit's floating-point order independent of
+    the machine's core count.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 class Head:
@@ -53,7 +68,7 @@ class Head:
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), one_blas_thread():
             # A few more lbfgs steps change nothing measurable; do not alarm the user every round.
             warnings.simplefilter("ignore", ConvergenceWarning)
             # "more classes than half the samples" is normal in early rounds, not a regression problem.

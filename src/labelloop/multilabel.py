@@ -24,7 +24,7 @@ import numpy as np
 if TYPE_CHECKING:  # scikit-learn loads on the first fit, not when the command line starts
     from sklearn.linear_model import LogisticRegression
 
-from .head import DEFAULT_C
+from .head import DEFAULT_C, one_blas_thread
 from .strategies import ColdStart, Context, DiverseUncertainty, RandomSampling, Strategy, binary_margin
 
 __all__ = [
@@ -116,7 +116,7 @@ class MultiLabelHead:
         from sklearn.linear_model import LogisticRegression
 
         self._models = []
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), one_blas_thread():
             warnings.simplefilter("ignore", ConvergenceWarning)
             for j in range(self.n_labels):
                 y = Y[:, j]

@@ -45,3 +45,26 @@ def test_a_head_rebuilt_from_its_arrays_gives_the_same_probabilities():
         head = Head(4).fit(X, labels)
         again = Head.from_arrays(head.to_arrays())
         np.testing.assert_allclose(again.predict_proba(X), head.predict_proba(X))
+
+
+def test_a_fit_runs_blas_on_one_thread_and_restores_it(monkeypatch):
+    """Spin-waiting BLAS threads made fits 10-30x dearer on a busy machine (benchmarks/results/head_threads*.md)."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen: list[set[int]] = []
+    fit = LogisticRegression.fit
+
+    def spy(self, *args, **kwargs):
+        seen.append(blas_threads())
+        return fit(self, *args, **kwargs)
+
+    before = blas_threads()
+    monkeypatch.setattr(LogisticRegression, "fit", spy)
+    X, y = two_blobs()
+    Head(3).fit(X, y)
+    assert seen == [{1}]
+    assert blas_threads() == before

@@ -53,7 +53,9 @@ def test_every_strategy_selects_the_pinned_rows(sliced):
         pinned = PIN["selections"][name]
         assert sel.indices.tolist() == pinned["indices"], name
         assert sel.clusters.tolist() == pinned["clusters"], name
-        np.testing.assert_allclose(sel.scores, pinned["scores"], atol=1e-9, err_msg=name)
+        # Scores come from an lbfgs fit, meaningful to its tolerance: one BLAS thread instead of two moves
+        # them by ~2e-6 and no pick.
+        np.testing.assert_allclose(sel.scores, pinned["scores"], atol=1e-5, err_msg=name)
 
 
 @pytest.mark.parametrize("strategy", ["margin-kmeans", "random", "entropy"])
@@ -62,3 +64,35 @@ def test_simulated_curves_are_unchanged(sliced, strategy):
     result = simulate(F, y, Ft, yt, k, strategy=strategy, seed=3, initial=100, batch_size=100, budget=500)
     np.testing.assert_allclose([r["accuracy"] for r in result["rounds"]], PIN["simulate_accuracy"][strategy],
                                atol=1e-9)
+
+
+def repin() -> None:
+    """Rewrite the fixture's selections from today's code (``python tests/unit/test_selection_pin.py``).
+
+    Only after a deliberate numerical change, said in the commit: re-pinned once when head fits moved
+    to one BLAS thread (probabilities moved ~2e-6; margin-kmeans's k-means then splits its candidates
+    differently: 44 of its 60 picks kept; every other strategy kept all 60 picks in order).
+    """
+    import tempfile
+
+    from labelloop.embeddings import Encoder
+
+    train = load_pool(BANKING77 / "train.csv", label_column="category", require_labels=True)
+    rows = np.random.default_rng(0).permutation(len(train))[:2500]
+    pool = train.subset(rows)
+    with tempfile.TemporaryDirectory() as cache:  # embedded afresh, as the test's session cache does
+        F = DEFAULT_SMOOTHING(embed(pool.texts, Encoder(backend="torch"), cache))
+    y, k = pool.label_array(train.label_set), len(train.label_set)
+    head = Head(k, seed=0).fit(F[:300], y[:300])
+    cand = F[300:]
+    probs = head.predict_proba(cand)
+    for name, strategy in STRATEGIES.items():
+        ctx = Context.cold(cand) if name == "cold-start" else Context(probs, cand, F[:300], y[:300], head)
+        sel = strategy(ctx, 60, np.random.default_rng(7))
+        PIN["selections"][name] = {"indices": sel.indices.tolist(), "clusters": sel.clusters.tolist(),
+                                   "scores": sel.scores.tolist()}
+    (ROOT / "tests" / "fixtures" / "banking77_selections.json").write_text(json.dumps(PIN, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    repin()
