@@ -246,7 +246,10 @@ def measure_sync(work: Path, port: int, repeats: int, profile: bool, use_env: bo
     from label_studio_sdk import LabelStudio
 
     sdk = LabelStudio(base_url=os.environ["LABEL_STUDIO_URL"], api_key=os.environ["LABEL_STUDIO_API_KEY"])
-    result: dict = {"first": None, "noop": [], "labels_100": []}
+    import labelloop.head
+
+    one = hasattr(labelloop.head, "one_blas_thread")
+    result: dict = {"first": None, "noop": [], "labels_100": [], "head_blas_threads": "1" if one else "default"}
     try:
         result["first"] = cli_sync(config)
         print("first sync", result["first"], flush=True)
@@ -339,14 +342,16 @@ def markdown(r: dict) -> str:
             if not runs:
                 continue
             walls = [x["wall_s"] for x in runs]
-            verdict = "–" if bar is None else (f"< {bar:g} s: {'met' if max(walls) < bar else 'NOT met'}")
+            verdict = "–" if bar is None else (
+                f"< {bar:g} s: median {'met' if statistics.median(walls) < bar else 'NOT met'}, "
+                f"every run {'met' if max(walls) < bar else 'NOT met'}")
             lines.append(f"| {name} | {len(runs)} | {statistics.median(walls):.2f}, {max(walls):.2f} | "
                          f"{med(runs, 'cpu_s'):.2f} | {verdict} | {', '.join(x['load'] for x in runs)} |")
     if "imports" in r:
         lines += ["", f"Of a CLI sync's CPU, a fresh Python importing labelloop's CLI, its sync and the Label Studio "
                   f"SDK takes {med(r['imports'], 'cpu_s'):.2f} CPU s (median of {len(r['imports'])}; load "
-                  f"{', '.join(x['load'] for x in r['imports'])}) before any work: scikit-learn and SciPy "
-                  f"(imported by strategies.py and head.py), the SDK, pandas."]
+                  f"{', '.join(x['load'] for x in r['imports'])}) before any work: mostly the SDK and pandas "
+                  f"(scikit-learn loads only when a head is fitted)."]
     if "before_sync" in r:
         b = r["before_sync"]
         lines += ["", f"Before (the main checkout's code, same pool, same server, its .npz cache): first sync "
@@ -359,10 +364,10 @@ def markdown(r: dict) -> str:
               "and asks Label Studio what changed: no vector is read, the items table is not read, the texts "
               "are not hashed a second time. A sync with new labels also reads the pool's vectors (memory-mapped, "
               "≈0.3 CPU s), fits the head, scores the whole pool and clusters candidates (learner/strategies), "
-              "and, every other round, fits 5 more heads for the suspected label errors. The fits dominate under "
-              "load: OpenBLAS's 2 threads spin-wait at every lbfgs step when the cores are busy (190 labels: "
-              "2.35 CPU s with 2 threads, 0.08 with 1, load 7). Limiting the head to 1 thread was tried and "
-              "reverted: it moved scores by ~3e-6 and margin-kmeans's pinned picks changed. The in-process rows "
+              "and, every other round, fits 5 more heads for the suspected label errors. The fits dominated under "
+              "load (20 of 51 s in lbfgs at load 6): OpenBLAS's 2 threads spin-wait at every lbfgs step when the "
+              "cores are busy; head fits now run on one BLAS thread (benchmarks/results/head_threads*.md; "
+              f"this run's fits: {r.get('sync', {}).get('head_blas_threads', 'default')} thread(s)). The in-process rows "
               "with new labels ran after the CLI ones, later in the campaign (more labels to fit, suspects sent "
               "each time), hence their larger cost. The embed() table comes from an earlier run of this script "
               "(embed() did not change since)."]
