@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
@@ -151,57 +152,14 @@ def embedding_map(
     rows asked in round ``r``, round 0 being the cold-start seed. Two panels rather than one
     because colour cannot encode both class and round at once.
     """
-    coords = np.asarray(coords, dtype=float)
-    labels = np.asarray(labels)
-    if coords.ndim != 2 or coords.shape[1] != 2:
-        raise ValueError(f"coords must have shape (n, 2), got {coords.shape}")
-    if len(labels) != len(coords):
-        raise ValueError(f"{len(coords)} points but {len(labels)} labels")
-    rounds = [np.asarray(q, dtype=np.int64).reshape(-1) for q in queried]
-    if any(len(q) and (q.min() < 0 or q.max() >= len(coords)) for q in rounds):
-        raise ValueError("queried rows must index the points")
-    if len(labels) and labels.max() >= len(class_names):
-        raise ValueError(f"labels hold class indices beyond the {len(class_names)} class names")
+    coords, labels, rounds = _check_map(coords, labels, class_names, queried)
     axis = _PROJECTION_NAMES.get(projection, projection)
     n_classes = len(class_names)
 
     fig = Figure(figsize=(13, 6.2), layout="constrained")
     left, right = fig.subplots(1, 2, sharex=True, sharey=True)
-    colors = _class_colors(n_classes)
-    handles = []
-    unknown = labels < 0
-    if unknown.any():
-        left.scatter(*coords[unknown].T, s=6, color="lightgrey", linewidths=0)
-    for c, name in enumerate(class_names):
-        rows = labels == c
-        if rows.any():
-            left.scatter(*coords[rows].T, s=8, color=colors[c], alpha=0.75, linewidths=0)
-            handles.append(Line2D([], [], marker="o", linestyle="", color=colors[c], label=name))
-    left.set_title("Pool, coloured by class" + (f" ({n_classes} classes)" if n_classes > 20 else ""))
-
-    right.scatter(*coords.T, s=6, color="lightgrey", linewidths=0)
-    n_rounds = len(rounds)
-    if n_rounds:
-        cmap = ListedColormap([colormaps["viridis"](x) for x in np.linspace(0, 0.92, n_rounds)])
-        norm = BoundaryNorm(np.arange(n_rounds + 1) - 0.5, n_rounds)
-        for r, rows in enumerate(rounds):
-            if len(rows):
-                seed = r == 0
-                right.scatter(
-                    *coords[rows].T,
-                    s=90 if seed else 34,
-                    color=cmap(r),
-                    marker="*" if seed else "o",
-                    edgecolors="black",
-                    linewidths=0.4,
-                    zorder=3,
-                )
-        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=right, shrink=0.9)
-        bar.set_label("query round (0 = cold-start seed, ★)")
-        step = max(1, int(np.ceil(n_rounds / 12)))
-        bar.set_ticks(range(0, n_rounds, step))
-    total = sum(len(q) for q in rounds)
-    right.set_title(f"Queried texts by round ({total} texts in {n_rounds} rounds)")
+    handles = _draw_classes(left, coords, labels, class_names)
+    _draw_rounds(fig, right, coords, rounds)
     for ax in (left, right):
         ax.set_xlabel(f"{axis} 1")
         ax.set_ylabel(f"{axis} 2")
@@ -218,6 +176,70 @@ def embedding_map(
         )
     fig.suptitle(title or f"Embedding space ({axis} of {len(coords)} texts)")
     return fig
+
+
+def _check_map(
+    coords: ArrayLike, labels: ArrayLike, class_names: Sequence[str], queried: Sequence[ArrayLike]
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """:func:`embedding_map`'s inputs as arrays, refused when the points, labels and rounds do not fit together."""
+    coords = np.asarray(coords, dtype=float)
+    labels = np.asarray(labels)
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise ValueError(f"coords must have shape (n, 2), got {coords.shape}")
+    if len(labels) != len(coords):
+        raise ValueError(f"{len(coords)} points but {len(labels)} labels")
+    rounds = [np.asarray(q, dtype=np.int64).reshape(-1) for q in queried]
+    if any(len(q) and (q.min() < 0 or q.max() >= len(coords)) for q in rounds):
+        raise ValueError("queried rows must index the points")
+    if len(labels) and labels.max() >= len(class_names):
+        raise ValueError(f"labels hold class indices beyond the {len(class_names)} class names")
+    return coords, labels, rounds
+
+
+def _draw_classes(
+    ax: Axes, coords: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
+) -> list[Line2D]:
+    """The pool coloured by class (unknown in grey); returns the legend's handles."""
+    n_classes = len(class_names)
+    colors = _class_colors(n_classes)
+    handles = []
+    unknown = labels < 0
+    if unknown.any():
+        ax.scatter(*coords[unknown].T, s=6, color="lightgrey", linewidths=0)
+    for c, name in enumerate(class_names):
+        rows = labels == c
+        if rows.any():
+            ax.scatter(*coords[rows].T, s=8, color=colors[c], alpha=0.75, linewidths=0)
+            handles.append(Line2D([], [], marker="o", linestyle="", color=colors[c], label=name))
+    ax.set_title("Pool, coloured by class" + (f" ({n_classes} classes)" if n_classes > 20 else ""))
+    return handles
+
+
+def _draw_rounds(fig: Figure, ax: Axes, coords: np.ndarray, rounds: list[np.ndarray]) -> None:
+    """The pool in grey and the queried texts over it, coloured by round (the cold-start seed as stars)."""
+    ax.scatter(*coords.T, s=6, color="lightgrey", linewidths=0)
+    n_rounds = len(rounds)
+    if n_rounds:
+        cmap = ListedColormap([colormaps["viridis"](x) for x in np.linspace(0, 0.92, n_rounds)])
+        norm = BoundaryNorm(np.arange(n_rounds + 1) - 0.5, n_rounds)
+        for r, rows in enumerate(rounds):
+            if len(rows):
+                seed = r == 0
+                ax.scatter(
+                    *coords[rows].T,
+                    s=90 if seed else 34,
+                    color=cmap(r),
+                    marker="*" if seed else "o",
+                    edgecolors="black",
+                    linewidths=0.4,
+                    zorder=3,
+                )
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.9)
+        bar.set_label("query round (0 = cold-start seed, ★)")
+        step = max(1, int(np.ceil(n_rounds / 12)))
+        bar.set_ticks(range(0, n_rounds, step))
+    total = sum(len(q) for q in rounds)
+    ax.set_title(f"Queried texts by round ({total} texts in {n_rounds} rounds)")
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -290,21 +312,7 @@ def confusion_top(
     ax = fig.subplots()
     cmap = colormaps["Reds"].with_extremes(bad="#e6e6e6")  # the diagonal: correct, not shaded
     image = ax.imshow(np.ma.masked_invalid(off), cmap=cmap, vmin=0, vmax=vmax, aspect="auto")
-    for i in range(matrix.shape[0]):
-        for j in range(matrix.shape[1]):
-            value = int(matrix[i, j])
-            diagonal = i == j
-            dark = not diagonal and value > 0.6 * vmax
-            ax.text(
-                j,
-                i,
-                str(value) if value or diagonal else "·",
-                ha="center",
-                va="center",
-                fontsize=9,
-                fontweight="bold" if diagonal else "normal",
-                color="white" if dark else "black",
-            )
+    _write_counts(ax, matrix, vmax)
     names = [class_names[c] for c in chosen]
     ax.set_xticks(
         range(matrix.shape[1]),
@@ -325,6 +333,25 @@ def confusion_top(
     bar.set_label("texts (off the diagonal)")
     bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
+
+
+def _write_counts(ax: Axes, matrix: np.ndarray, vmax: float) -> None:
+    """Each cell's count (a dot for an empty cell off the diagonal), white on the darkest shades."""
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            value = int(matrix[i, j])
+            diagonal = i == j
+            dark = not diagonal and value > 0.6 * vmax
+            ax.text(
+                j,
+                i,
+                str(value) if value or diagonal else "·",
+                ha="center",
+                va="center",
+                fontsize=9,
+                fontweight="bold" if diagonal else "normal",
+                color="white" if dark else "black",
+            )
 
 
 def most_uncertain(
