@@ -205,11 +205,11 @@ def _draw_classes(
     handles = []
     unknown = labels < 0
     if unknown.any():
-        ax.scatter(*coords[unknown].T, s=6, color="lightgrey", linewidths=0)
+        ax.scatter(coords[unknown, 0], coords[unknown, 1], s=6, color="lightgrey", linewidths=0)
     for c, name in enumerate(class_names):
         rows = labels == c
         if rows.any():
-            ax.scatter(*coords[rows].T, s=8, color=colors[c], alpha=0.75, linewidths=0)
+            ax.scatter(coords[rows, 0], coords[rows, 1], s=8, color=colors[c], alpha=0.75, linewidths=0)
             handles.append(Line2D([], [], marker="o", linestyle="", color=colors[c], label=name))
     ax.set_title("Pool, coloured by class" + (f" ({n_classes} classes)" if n_classes > 20 else ""))
     return handles
@@ -217,7 +217,7 @@ def _draw_classes(
 
 def _draw_rounds(fig: Figure, ax: Axes, coords: np.ndarray, rounds: list[np.ndarray]) -> None:
     """The pool in grey and the queried texts over it, coloured by round (the cold-start seed as stars)."""
-    ax.scatter(*coords.T, s=6, color="lightgrey", linewidths=0)
+    ax.scatter(coords[:, 0], coords[:, 1], s=6, color="lightgrey", linewidths=0)
     n_rounds = len(rounds)
     if n_rounds:
         cmap = ListedColormap([colormaps["viridis"](x) for x in np.linspace(0, 0.92, n_rounds)])
@@ -226,7 +226,8 @@ def _draw_rounds(fig: Figure, ax: Axes, coords: np.ndarray, rounds: list[np.ndar
             if len(rows):
                 seed = r == 0
                 ax.scatter(
-                    *coords[rows].T,
+                    coords[rows, 0],
+                    coords[rows, 1],
                     s=90 if seed else 34,
                     color=cmap(r),
                     marker="*" if seed else "o",
