@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import Config
-from .data import LabelConflictWarning, Pool, load_pool
+from .copies import LabelConflictWarning
+from .data import Pool, load_pool
 from .errors import DataError
 from .head import Head
 from .labels import LabelSet

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from .campaign import Campaign, current_advice, ingest, latest_head, prefill_cutoff, select, train_if_due
-from .data import conflicts_message
+from .copies import conflicts_message
 from .errors import LabelloopError
 from .guidelines import Guidelines
 from .head import Head

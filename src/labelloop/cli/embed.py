@@ -131,9 +131,9 @@ def _read_rows(data: Path, text_column: str, id_column: str | None) -> tuple[lis
     pool = load_pool(
         data, text_column, label_column=None, id_column=id_column, unique_ids=id_column is not None
     )
-    from ..data import _read_frame
+    from ..readers import read_frame
 
-    frame = _read_frame(Path(data))
+    frame = read_frame(Path(data))
     if len(frame) != len(pool):  # load_pool keeps every row unless told to skip: a bug if not
         raise DataError(f"{data}: read {len(frame)} rows but {len(pool)} texts")
     return pool.texts, frame
