@@ -248,7 +248,7 @@ def suspects_to_send(
     ``tasks`` maps our id to (task id, overlap)."""
     from collections import Counter
 
-    from .quality import rank_label_errors
+    from .label_errors import rank_label_errors
 
     labels = training_labels(store, campaign)
     counts = Counter(labels.values())

@@ -1,6 +1,6 @@
 """``labelloop suspects``: rank labeled texts by how likely their label is wrong (offline).
 
-Thin over :func:`labelloop.quality.rank_label_errors`: load the data (and pulled labels),
+Thin over :func:`labelloop.label_errors.rank_label_errors`: load the data (and pulled labels),
 featurize the whole file the usual way (unlabeled rows serve as neighbours), score every labeled
 row out-of-fold, and write a CSV that others read by its column names.
 """
@@ -24,7 +24,7 @@ from . import app
 from ._common import CacheDir, LabelColumn, ModelPath, TextColumn, load_data
 
 if TYPE_CHECKING:
-    from ..quality import Suspects
+    from ..label_errors import Suspects
 
 COLUMNS = ("id", "label", "suggested", "score", "flagged")
 FOLDS = 5
@@ -85,7 +85,7 @@ def suspects(
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[known[pool.ids[i]]] for i in rows], dtype=np.int64)
 
-    from ..quality import rank_label_errors
+    from ..label_errors import rank_label_errors
 
     with console.status(f"scoring out-of-fold ({FOLDS} folds) and finding label issues"):
         s = rank_label_errors(f.pool[rows], y, len(classes), folds=FOLDS)
