@@ -20,10 +20,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["read_vectors", "vectors_identity", "column_identity", "BATCH_ROWS"]
 
@@ -87,8 +91,6 @@ def read_vectors(
     ``rows`` (0-based file rows, e.g. those a pool kept after skipping empty texts) selects rows;
     every row of the file is checked either way.
     """
-    import pyarrow.compute as pc
-
     path = Path(path).expanduser()
     pf = _open(path, column)
     n = pf.metadata.num_rows
@@ -96,48 +98,11 @@ def read_vectors(
     identity = ""
     start = 0
     for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[column]):
-        arr = batch.column(0)
-        here = np.arange(start + 1, start + len(arr) + 1)  # 1-based data rows, as the other errors say
-        if arr.null_count:
-            bad = here[np.asarray(arr.is_null(), dtype=bool)].tolist()
-            raise DataError(
-                f"{path}: {len(bad)} row(s) without a vector in column {column!r} at data rows {_preview(bad)}"
-            )
-        lengths = np.asarray(pc.list_value_length(arr), dtype=np.int64)
+        block, norms = _checked_block(
+            path, column, batch.column(0), start, None if out is None else out.shape[1]
+        )
         if out is None:
-            d = int(lengths[0]) if len(lengths) else 0
-            if d == 0:
-                raise DataError(f"{path}: the first vector in column {column!r} is empty")
-            out = np.empty((n, d), dtype=np.float32)
-        d = out.shape[1]
-        if np.any(lengths != d):
-            bad = here[lengths != d].tolist()
-            raise DataError(
-                f"{path}: {len(bad)} vector(s) in column {column!r} do not have the first row's {d} numbers "
-                f"(data rows {_preview(bad)}); every row needs a vector of the same dimension"
-            )
-        values = arr.flatten()
-        if values.null_count:
-            has_null = np.asarray(values.is_null(), dtype=bool).reshape(-1, d).any(axis=1)
-            bad = here[has_null].tolist()
-            raise DataError(
-                f"{path}: {len(bad)} vector(s) in column {column!r} hold missing numbers at data rows {_preview(bad)}"
-            )
-        block = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, d)
-        finite = np.isfinite(block).all(axis=1)
-        if not finite.all():
-            bad = here[~finite].tolist()
-            raise DataError(
-                f"{path}: {len(bad)} vector(s) in column {column!r} hold NaN or infinite numbers at data rows "
-                f"{_preview(bad)}"
-            )
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
-        if np.any(norms == 0):
-            bad = here[norms == 0].tolist()
-            raise DataError(
-                f"{path}: {len(bad)} zero vector(s) in column {column!r} at data rows {_preview(bad)}; a zero "
-                f"vector has no direction to compare"
-            )
+            out = np.empty((n, block.shape[1]), dtype=np.float32)
         if start == 0:
             identity = vectors_identity(column, block[0])
         out[start : start + len(block)] = block / norms[:, None].astype(np.float32)
@@ -150,3 +115,53 @@ def read_vectors(
     if rows is not None:
         out = out[np.asarray(rows, dtype=np.int64)]
     return out, identity
+
+
+def _checked_block(
+    path: Path, column: str, arr: pa.ListArray, start: int, d: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's vectors (file rows from ``start``) as float32 rows of ``d`` numbers (``None``: the first
+    row's), with their norms; refused, naming the data rows, where a row has no vector, another
+    dimension, missing, NaN or infinite numbers, or only zeros."""
+    import pyarrow.compute as pc
+
+    here = np.arange(start + 1, start + len(arr) + 1)  # 1-based data rows, as the other errors say
+    if arr.null_count:
+        bad = here[np.asarray(arr.is_null(), dtype=bool)].tolist()
+        raise DataError(
+            f"{path}: {len(bad)} row(s) without a vector in column {column!r} at data rows {_preview(bad)}"
+        )
+    lengths = np.asarray(pc.list_value_length(arr), dtype=np.int64)
+    if d is None:
+        d = int(lengths[0]) if len(lengths) else 0
+        if d == 0:
+            raise DataError(f"{path}: the first vector in column {column!r} is empty")
+    if np.any(lengths != d):
+        bad = here[lengths != d].tolist()
+        raise DataError(
+            f"{path}: {len(bad)} vector(s) in column {column!r} do not have the first row's {d} numbers "
+            f"(data rows {_preview(bad)}); every row needs a vector of the same dimension"
+        )
+    values = arr.flatten()
+    if values.null_count:
+        has_null = np.asarray(values.is_null(), dtype=bool).reshape(-1, d).any(axis=1)
+        bad = here[has_null].tolist()
+        raise DataError(
+            f"{path}: {len(bad)} vector(s) in column {column!r} hold missing numbers at data rows {_preview(bad)}"
+        )
+    block = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, d)
+    finite = np.isfinite(block).all(axis=1)
+    if not finite.all():
+        bad = here[~finite].tolist()
+        raise DataError(
+            f"{path}: {len(bad)} vector(s) in column {column!r} hold NaN or infinite numbers at data rows "
+            f"{_preview(bad)}"
+        )
+    norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+    if np.any(norms == 0):
+        bad = here[norms == 0].tolist()
+        raise DataError(
+            f"{path}: {len(bad)} zero vector(s) in column {column!r} at data rows {_preview(bad)}; a zero "
+            f"vector has no direction to compare"
+        )
+    return block, norms

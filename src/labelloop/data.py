@@ -2,22 +2,16 @@
 (a saved Hugging Face dataset or Parquet files: :mod:`labelloop.datadirs`).
 
 We read with pandas rather than HF ``datasets``: the files are small enough for
-memory, pandas gives row-exact errors, and nothing is written to a hidden cache.
-
-(Over 400 lines formatted: every input format's reader and every input rule live here, so each
-format gets the same checks.)
+memory, pandas gives row-exact errors, and nothing is written to a hidden cache. Files become
+frames of text cells in :mod:`labelloop.readers`; every input rule (blank texts, ids, labels) is
+applied here, the same for every format. Identical texts become one item (:mod:`labelloop.copies`).
 """
 
 from __future__ import annotations
 
-import csv
-import errno
 import hashlib
-import io
-import json
 import os
 import unicodedata
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .datadirs import read_arrow_file, read_folder
-from .errors import DataError, LabelloopWarning
+from .copies import LabelConflict, LabelConflictWarning, collapse_copies, conflicts_message
+from .errors import DataError
+from .readers import all_columns, cell_texts, named_column, preview, read_frame
 
 __all__ = [
     "Pool",
@@ -44,36 +39,6 @@ __all__ = [
     "collapse_copies",
     "conflicts_message",
 ]
-
-_READERS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".arrow": "arrow",  # Arrow IPC (stream or file), e.g. one shard of a saved Hugging Face dataset
-}
-
-
-class LabelConflictWarning(LabelloopWarning):
-    """Copies of one text carry different labels in the data: the majority label is kept."""
-
-
-@dataclass(frozen=True)
-class LabelConflict:
-    """Copies of one text whose given labels differ. ``counts`` is most common first; ``kept`` is the
-    majority label (on a tie, the label of the first row among the tied ones)."""
-
-    id: str
-    text: str
-    counts: tuple[tuple[str, int], ...]
-    kept: str
-
-    def describe(self, chars: int = 60) -> str:
-        shown = self.text if len(self.text) <= chars else self.text[: chars - 1] + "…"
-        votes = ", ".join(f"{lab} ×{n}" for lab, n in self.counts)
-        return f"{shown!r} ({votes}; kept {self.kept})"
 
 
 @dataclass(frozen=True)
@@ -127,7 +92,7 @@ class Pool:
         index = {c: i for i, c in enumerate(classes)}
         unknown = sorted({lab for lab in self.labels if lab is not None and lab not in index})
         if unknown:
-            raise DataError(f"{self.source}: labels not in the label set: {_preview(unknown)}")
+            raise DataError(f"{self.source}: labels not in the label set: {preview(unknown)}")
         return np.array([-1 if lab is None else index[lab] for lab in self.labels], dtype=np.int64)
 
     def subset(self, rows: Sequence[int] | np.ndarray) -> Pool:
@@ -144,44 +109,6 @@ class Pool:
         )
 
 
-def conflicts_message(n: int, shown: Sequence[str]) -> str:
-    """One sentence for ``n`` label conflicts, naming the first ones (:meth:`LabelConflict.describe`)."""
-    more = f"; … ({n} in all)" if n > len(shown) else ""
-    return (
-        f"{n} text(s) appear several times with different labels; the majority label is kept: "
-        f"{'; '.join(shown)}{more}"
-    )
-
-
-def collapse_copies(
-    ids: Sequence[str], texts: Sequence[str], labels: Sequence[str | None], data_rows: Sequence[int]
-) -> tuple[list[int], tuple[tuple[int, ...], ...], list[str | None], tuple[LabelConflict, ...]]:
-    """Group rows with the same id (here: the same text) into one item, in order of first appearance.
-
-    Returns the first row index of each item (into the inputs), the data rows each item covers, each
-    item's label and the conflicts. A label on any copy applies to all; copies labeled differently keep
-    the majority label (on a tie, the first row's among the tied), so nothing is dropped silently.
-    """
-    groups: dict[str, list[int]] = {}
-    for j, i in enumerate(ids):
-        groups.setdefault(i, []).append(j)
-    first, covered, kept_labels, conflicts = [], [], [], []
-    for item_id, members in groups.items():
-        first.append(members[0])
-        covered.append(tuple(data_rows[j] for j in members))
-        given = [lab for lab in (labels[j] for j in members) if lab is not None]
-        counts = Counter(given)
-        if len(counts) <= 1:
-            kept_labels.append(given[0] if given else None)
-            continue
-        top = max(counts.values())
-        kept = next(lab for lab in given if counts[lab] == top)  # first row among the tied
-        order = sorted(counts.items(), key=lambda kv: (-kv[1], given.index(kv[0])))
-        kept_labels.append(kept)
-        conflicts.append(LabelConflict(item_id, texts[members[0]], tuple(order), kept))
-    return first, tuple(covered), kept_labels, tuple(conflicts)
-
-
 def content_id(text: str) -> str:
     """A stable id derived from the text itself, for files without an id column."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -191,204 +118,6 @@ def demo_paths() -> tuple[Path, Path]:
     """The bundled demo dataset (train, test), written for this project."""
     root = resources.files("labelloop") / "demo"
     return Path(str(root / "tickets_train.csv")), Path(str(root / "tickets_test.csv"))
-
-
-def _preview(items: Sequence[object], n: int = 10) -> str:
-    shown = ", ".join(map(str, items[:n]))
-    return shown + (f", … ({len(items)} in all)" if len(items) > n else "")
-
-
-def _check_readable(path: Path) -> None:
-    """Say why a path cannot be read: missing, a broken link, a link loop, no permission, a folder."""
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        if os.path.lexists(path):
-            raise DataError(f"{path}: a broken symbolic link (to {os.readlink(path)})") from None
-        raise DataError(f"{path}: file not found") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied (a folder on the way cannot be entered)") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise DataError(f"{path}: a symbolic link loop") from None
-        if exc.errno == errno.ENOTDIR:
-            raise DataError(f"{path}: file not found (a part of the path is a file, not a folder)") from None
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except PermissionError:
-        raise DataError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def _decode(path: Path, raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")  # a BOM is accepted in every text format alike
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}: not UTF-8 (byte {exc.start}, line {line}); re-save it as UTF-8, e.g. "
-            f"`iconv -f latin1 -t utf-8`"
-        ) from None
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    keys = [k for k, _ in pairs]
-    dups = sorted({k for k in keys if keys.count(k) > 1})
-    if dups:
-        raise ValueError(f"duplicate key(s) {', '.join(map(repr, dups))} in one object")
-    return dict(pairs)
-
-
-def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
-    """One JSON object per line; errors name the line (not a byte offset), blank lines are skipped."""
-    rows: list[dict[str, object]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line, object_pairs_hook=_no_duplicate_keys)
-        except ValueError as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-            raise DataError(f"{path}: line {number} is not valid JSON ({reason})") from None
-        if not isinstance(row, dict):
-            raise DataError(
-                f"{path}: line {number} is a JSON {type(row).__name__}, expected an object "
-                f'like {{"text": "..."}}'
-            )
-        rows.append(row)
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    return pd.DataFrame.from_records(rows, columns=columns).astype(object)
-
-
-def _header(text: str, sep: str) -> list[str]:
-    try:
-        return next(csv.reader(io.StringIO(text), delimiter=sep), [])
-    except csv.Error:
-        return []
-
-
-def _refuse_duplicate_columns(path: Path, names: Sequence[object]) -> None:
-    """pandas renames a second ``text`` to ``text.1`` silently: which one is meant is then a guess."""
-    text_names = [str(n) for n in names]
-    dups = sorted({n for n in text_names if text_names.count(n) > 1})
-    if dups:
-        where = "; ".join(
-            f"{d!r} (columns {', '.join(str(i + 1) for i, n in enumerate(text_names) if n == d)})"
-            for d in dups[:5]
-        )
-        raise DataError(
-            f"{path}: duplicate column header(s) {where}; rename them so each column has one name"
-        )
-
-
-def _no_duplicate_columns(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
-    _refuse_duplicate_columns(path, list(frame.columns))
-    return frame
-
-
-def _read_frame(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The file as text cells; a Parquet file only reads ``columns`` (the rest, e.g. a million-row
-    embedding column, would become a Python object per cell). ``frame.attrs["columns"]`` lists them all."""
-    _check_readable(path)
-    if path.is_dir():  # a saved Hugging Face dataset or a Parquet folder
-        return _no_duplicate_columns(path, read_folder(path))
-    kind = _READERS.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(
-            f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl, .parquet or .arrow, "
-            f"or a folder (saved Hugging Face dataset, Parquet files)"
-        )
-    try:
-        if kind == "arrow":
-            return _no_duplicate_columns(path, read_arrow_file(path))
-        if kind == "parquet":
-            import pyarrow.parquet as pq
-
-            names = pq.read_schema(path).names
-            _refuse_duplicate_columns(path, names)
-            wanted = None if columns is None else [c for c in names if c in columns]
-            frame = pd.read_parquet(path, columns=wanted)
-            frame.attrs["columns"] = names
-            return frame
-        text = _decode(path, _read_bytes(path))
-        if kind == "jsonl":
-            return _read_jsonl(path, text)
-        sep = "\t" if kind == "tsv" else ","
-        _refuse_duplicate_columns(path, _header(text, sep))
-        # Read everything as text: ids like "007" must not become 7.
-        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""])
-    except DataError:
-        raise
-    except (ValueError, pd.errors.ParserError, OSError, ImportError) as exc:  # malformed content
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot parse as {kind}: {first}") from None
-
-
-def _all_columns(frame: pd.DataFrame) -> str:
-    return ", ".join(map(str, frame.attrs.get("columns", frame.columns)))
-
-
-def _column(frame: pd.DataFrame, name: str, path: Path, role: str) -> pd.Series:
-    if name not in frame.columns:
-        cols = _all_columns(frame)
-        raise DataError(f"{path}: no {role} column {name!r} (columns: {cols}); pass --{role}-column")
-    return frame[name]
-
-
-class _NotText(Exception):
-    pass
-
-
-def _as_text(value: object) -> str | None:
-    """A cell as text: strings as they are, numbers in their plain spelling, missing as None.
-
-    Lists, dicts and other objects are refused (:class:`_NotText`): their Python repr is not a text
-    anybody wrote, and labeling it would waste an annotator's time.
-    """
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"  # JSON's spelling, not Python's
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        if np.isnan(value):
-            return None
-        if np.isinf(value):
-            raise _NotText("an infinite number")
-        if float(value).is_integer():  # JSON ints become floats beside nulls
-            return str(int(value))
-        return repr(float(value))
-    raise _NotText(f"a {type(value).__name__}")
-
-
-def _texts(values: Sequence[object] | pd.Series, path: Path, column: str) -> list[str | None]:
-    if isinstance(values, pd.Series) and pd.api.types.is_string_dtype(values.dtype) and not values.hasnans:
-        listed = values.tolist()  # a column of strings (a CSV read as text): one conversion, not a loop
-        if all(type(v) is str for v in listed):
-            return listed
-    out: list[str | None] = []
-    bad: list[tuple[int, str]] = []
-    for row, value in enumerate(values, start=1):
-        try:
-            out.append(_as_text(value))
-        except _NotText as exc:
-            bad.append((row, str(exc)))
-            out.append(None)
-    if bad:
-        kinds = sorted({k for _, k in bad})
-        raise DataError(
-            f"{path}: {len(bad)} cell(s) in column {column!r} are not text ({', '.join(kinds)}) at "
-            f"data rows {_preview([r for r, _ in bad])}; store them as strings"
-        )
-    return out
 
 
 # Characters that show nothing on their own: controls, format characters (zero-width space, joiners,
@@ -430,10 +159,10 @@ def load_pool(
     it is, duplicates included (a test set scored per row, or texts to predict per row).
     """
     path = Path(path)
-    frame = _read_frame(path, [c for c in (text_column, label_column, id_column) if c is not None])
+    frame = read_frame(path, [c for c in (text_column, label_column, id_column) if c is not None])
     if len(frame.index) == 0:
         raise DataError(f"{path}: no rows")
-    texts_raw = _texts(_column(frame, text_column, path, "text"), path, text_column)
+    texts_raw = cell_texts(named_column(frame, text_column, path, "text"), path, text_column)
     keep = _rows_with_text(path, texts_raw, text_column, skip_empty)
     texts = [t for t in (texts_raw[i] for i in keep) if t is not None]  # blanks were dropped above
     labels = _labels(path, frame, keep, label_column, require_labels)
@@ -443,10 +172,10 @@ def load_pool(
         if unique_ids:  # identical texts are one item: asked once, its label covers every copy
             return _collapsed(path, ids, texts, labels, [i + 1 for i in keep])
         return Pool(ids=ids, texts=texts, labels=labels, source=str(path), file_rows=moved)
-    ids_raw = _texts(_column(frame, id_column, path, "id"), path, id_column)
+    ids_raw = cell_texts(named_column(frame, id_column, path, "id"), path, id_column)
     missing_ids = [i + 1 for i in keep if is_blank(ids_raw[i])]
     if missing_ids:
-        raise DataError(f"{path}: {len(missing_ids)} empty id(s) at data rows {_preview(missing_ids)}")
+        raise DataError(f"{path}: {len(missing_ids)} empty id(s) at data rows {preview(missing_ids)}")
     ids = [(ids_raw[i] or "").strip() for i in keep]
     if unique_ids:
         seen: dict[str, int] = {}
@@ -458,7 +187,7 @@ def load_pool(
                 seen[i] = j
         if dups:
             raise DataError(
-                f"{path}: {len(dups)} duplicate id(s) in column {id_column!r}: {_preview(dups, 5)}; "
+                f"{path}: {len(dups)} duplicate id(s) in column {id_column!r}: {preview(dups, 5)}; "
                 f"ids must be unique"
             )
     return Pool(ids=ids, texts=texts, labels=labels, source=str(path), file_rows=moved)
@@ -477,9 +206,9 @@ def _rows_with_text(path: Path, texts: list[str | None], column: str, skip_empty
     if not skip_empty:
         raise DataError(
             f"{path}: {len(bad)} empty or missing text(s) in column {column!r} at data rows "
-            f"{_preview(rows)}{note}; fix them or pass --skip-empty"
+            f"{preview(rows)}{note}; fix them or pass --skip-empty"
         )
-    warnings.warn(f"{path}: skipped {len(bad)} empty text(s) at data rows {_preview(rows)}", stacklevel=3)
+    warnings.warn(f"{path}: skipped {len(bad)} empty text(s) at data rows {preview(rows)}", stacklevel=3)
     bad_set = set(bad)
     keep = [i for i in range(len(texts)) if i not in bad_set]
     if not keep:
@@ -493,17 +222,17 @@ def _labels(
     """The given label of each kept row (None: unlabeled); every row must have one if ``required``."""
     if column is None or column not in frame.columns:
         if required:
-            cols = _all_columns(frame)
+            cols = all_columns(frame)
             raise DataError(f"{path}: no label column {column!r} (columns: {cols}); pass --label-column")
         return [None] * len(keep)
-    col = _texts(frame[column], path, column)
+    col = cell_texts(frame[column], path, column)
     labels = [None if is_blank(col[i]) else col[i].strip() for i in keep]  # type: ignore[union-attr]
     if required:
         missing = [keep[j] + 1 for j, lab in enumerate(labels) if lab is None]
         if missing:
             raise DataError(
                 f"{path}: {len(missing)} row(s) without a label in column {column!r} at data rows "
-                f"{_preview(missing)}"
+                f"{preview(missing)}"
             )
     return labels
 
@@ -537,7 +266,7 @@ def _collapsed(
 
 def columns_of(path: str | Path) -> list[str]:
     """The column names of a data file (a one-line error if it cannot be read)."""
-    return [str(c) for c in _read_frame(Path(path).expanduser()).columns]
+    return [str(c) for c in read_frame(Path(path).expanduser()).columns]
 
 
 def check_test_labels(train: Pool, test: Pool) -> None:
@@ -545,7 +274,7 @@ def check_test_labels(train: Pool, test: Pool) -> None:
     unseen = sorted(set(test.label_set) - set(train.label_set))
     if unseen:
         raise DataError(
-            f"{test.source}: {len(unseen)} test label(s) never seen in {train.source}: {_preview(unseen)}"
+            f"{test.source}: {len(unseen)} test label(s) never seen in {train.source}: {preview(unseen)}"
         )
 
 
@@ -577,7 +306,7 @@ def inspect_data(path: str | Path) -> DataPeek | None:
     if not os.path.lexists(path):
         return None
     try:
-        frame = _read_frame(path)
+        frame = read_frame(path)
     except DataError as exc:
         return DataPeek({}, None, [], f"could not look at the data: {exc}")
     lower = {str(c).lower(): str(c) for c in reversed(list(frame.columns))}
@@ -589,7 +318,7 @@ def inspect_data(path: str | Path) -> DataPeek | None:
             labels = sorted(
                 {
                     (t or "").strip()
-                    for t in _texts(frame[columns["label"]], path, columns["label"])
+                    for t in cell_texts(frame[columns["label"]], path, columns["label"])
                     if not is_blank(t)
                 }
             )

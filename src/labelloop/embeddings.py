@@ -293,20 +293,7 @@ def embed(
     if cache is not None and not isinstance(cache, EmbeddingCache):
         cache = EmbeddingCache(cache, encoder.identity)
     dim = int(encoder.dim)
-    if cache is not None:
-        if cache.dim is None:
-            cache.dim = dim  # segments of another dimension are damage, whatever their number
-        elif cache.dim != dim:  # opened before by a caller that did not know the encoder
-            warnings.warn(
-                f"embedding cache {cache.dir}: vectors of dimension {cache.dim}, the encoder gives {dim}; "
-                f"embedding them again",
-                CacheWarning,
-                stacklevel=2,
-            )
-            cache = EmbeddingCache(cache.dir.parent, cache.dir.name)
-            cache.dim = dim
-    if cache is not None and getattr(encoder, "export_dir", ...) is None:  # an encoder that exports graphs
-        encoder.export_dir = cache.dir.parent / "onnx"  # exported graphs live beside the vectors they make
+    cache = _checked_cache(encoder, cache, dim)
     keys = text_keys(texts) if keys is None else np.asarray(keys, dtype="S64")
     if len(keys) != len(texts):
         raise ValueError(f"{len(keys)} keys for {len(texts)} texts")
@@ -318,15 +305,61 @@ def embed(
     missing = np.flatnonzero(~found)
     if not len(missing):
         return out
-    # Each missing text once, even when it repeats in the pool, in the order of first appearance: the
-    # encoder's length-sorted batches (and so the last bits of each vector) stay as they were.
-    miss_keys, first, inverse = np.unique(keys[missing], return_index=True, return_inverse=True)
+    miss_keys, first, inverse = _first_appearances(keys[missing])
+    miss_texts = [texts[int(missing[i])] for i in first]
+    new = _encode_missing(
+        miss_texts, miss_keys, encoder, cache, dim, progress=progress, flush_every=flush_every
+    )
+    out[missing] = new[inverse]
+    return out
+
+
+def _checked_cache(encoder: Encoder, cache: EmbeddingCache | None, dim: int) -> EmbeddingCache | None:
+    """``cache`` (``None``: no caching) holding vectors of ``encoder``'s dimension only, a fresh one if it
+    was opened for another; ONNX graphs the encoder exports are kept beside it."""
+    if cache is not None:
+        if cache.dim is None:
+            cache.dim = dim  # segments of another dimension are damage, whatever their number
+        elif cache.dim != dim:  # opened before by a caller that did not know the encoder
+            warnings.warn(
+                f"embedding cache {cache.dir}: vectors of dimension {cache.dim}, the encoder gives {dim}; "
+                f"embedding them again",
+                CacheWarning,
+                stacklevel=3,
+            )
+            cache = EmbeddingCache(cache.dir.parent, cache.dir.name)
+            cache.dim = dim
+    if cache is not None and getattr(encoder, "export_dir", ...) is None:  # an encoder that exports graphs
+        encoder.export_dir = cache.dir.parent / "onnx"  # exported graphs live beside the vectors they make
+    return cache
+
+
+def _first_appearances(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each key once, in the order of first appearance: the unique keys, the index of each one's first
+    appearance, and for every key its position among the unique ones.
+
+    Keeping the order of first appearance keeps the encoder's length-sorted batches (and so the last bits
+    of each vector) as they were, even when a text repeats in the pool."""
+    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     order = np.argsort(first)
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    miss_keys, first, inverse = miss_keys[order], first[order], rank[inverse.reshape(-1)]
-    miss_texts = [texts[int(missing[i])] for i in first]
-    new = np.empty((len(miss_keys), dim), dtype=np.float32)
+    return unique[order], first[order], rank[inverse.reshape(-1)]
+
+
+def _encode_missing(
+    texts: list[str],
+    keys: np.ndarray,
+    encoder: Encoder,
+    cache: EmbeddingCache | None,
+    dim: int,
+    *,
+    progress: bool,
+    flush_every: int,
+) -> np.ndarray:
+    """Encode ``texts`` (one per key), saving to the cache every ``flush_every`` texts and compacting it
+    at the end; a cache that cannot be written is said once, and the vectors are returned all the same."""
+    new = np.empty((len(keys), dim), dtype=np.float32)
     writable = cache is not None
 
     def save(rows: list[np.ndarray]) -> None:
@@ -335,14 +368,14 @@ def embed(
             return
         done = np.concatenate(rows)
         try:
-            cache.put(miss_keys[done], new[done])  # type: ignore[union-attr]
+            cache.put(keys[done], new[done])  # type: ignore[union-attr]
         except CacheWriteError as exc:
             writable = False  # vectors are computed either way: say so once and go on without the cache
-            warnings.warn(f"{exc}; the embeddings were computed but not cached", CacheWarning, stacklevel=3)
+            warnings.warn(f"{exc}; the embeddings were computed but not cached", CacheWarning, stacklevel=4)
 
     pending: list[np.ndarray] = []
     n_pending = 0
-    for rows, vectors in encoder.iter_encode(miss_texts, progress=progress):
+    for rows, vectors in encoder.iter_encode(texts, progress=progress):
         if not np.isfinite(vectors).all():
             raise ModelError(f"the encoder {encoder.name} produced non-finite vectors (NaN or infinity)")
         new[rows] = vectors
@@ -360,7 +393,6 @@ def embed(
             warnings.warn(
                 f"embedding cache {cache.dir}: not compacted ({exc})",  # type: ignore[union-attr]
                 CacheWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-    out[missing] = new[inverse]
-    return out
+    return new

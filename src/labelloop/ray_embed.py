@@ -22,12 +22,15 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from .embeddings import Encoder
 from .errors import LabelloopError, ModelError
+
+if TYPE_CHECKING:
+    import ray.data
 
 __all__ = ["LOCAL", "RayEmbedding", "Returned", "embed_on_ray", "block_rows", "worker_error", "OFFLINE_ENV"]
 
@@ -128,7 +131,7 @@ def embed_on_ray(
     stops the Ray it started, if any).
     """
     try:
-        import pyarrow as pa
+        import pyarrow  # noqa: F401  (Ray Data's batches)
         import ray
         import ray.data
     except ImportError:
@@ -136,6 +139,28 @@ def embed_on_ray(
     if not texts:
         return
     threads = int(encoder.threads or 1)
+    _connect(address, {**OFFLINE_ENV, **(env or {})})
+    try:
+        dataset = _dataset(texts, encoder, threads, actors, progress)
+        try:
+            yield from _in_order(dataset.iter_batches(batch_size=None, batch_format="pyarrow"), len(texts))
+        except ray.exceptions.RayError as exc:
+            raise LabelloopError(
+                f"--ray {address}: the embedding job failed: {worker_error(str(exc))}"
+            ) from None
+    finally:
+        ray.shutdown()
+
+
+def _dataset(
+    texts: Sequence[str], encoder: Encoder, threads: int, actors: int | None, progress: bool
+) -> ray.data.Dataset:
+    """The texts as ordered blocks (:func:`block_rows`), mapped through a pool of :class:`RayEmbedding`
+    actors on the connected cluster (as many as its CPUs allow at ``threads`` each, unless ``actors``)."""
+    import pyarrow as pa
+    import ray
+    import ray.data
+
     spec = {
         "path": str(encoder.path),
         "batch_size": encoder.batch_size,
@@ -145,36 +170,26 @@ def embed_on_ray(
         "precision": encoder.precision,
         "export_dir": None if encoder.export_dir is None else str(encoder.export_dir),
     }
-    _connect(address, {**OFFLINE_ENV, **(env or {})})
-    try:
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        if threads > cpus:
-            raise LabelloopError(f"--threads {threads}: the Ray cluster has only {cpus} CPU(s)")
-        n_actors = max(1, min(actors or cpus // threads, math.ceil(len(texts) / 64)))
-        rows = block_rows(len(texts), n_actors)
-        table = pa.table(
-            {_TEXT: pa.array(list(texts), pa.string()), _ROW: pa.array(range(len(texts)), pa.int64())}
-        )
-        blocks = [table.slice(start, rows) for start in range(0, len(texts), rows)]
-        context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True  # rows come back in input order
-        context.enable_progress_bars = progress
-        dataset = ray.data.from_arrow(blocks).map_batches(
-            RayEmbedding,
-            fn_constructor_args=(spec, encoder.identity),
-            batch_format="pyarrow",
-            batch_size=rows,
-            compute=ray.data.ActorPoolStrategy(size=n_actors),
-            num_cpus=threads,
-        )
-        try:
-            yield from _in_order(dataset.iter_batches(batch_size=None, batch_format="pyarrow"), len(texts))
-        except ray.exceptions.RayError as exc:
-            raise LabelloopError(
-                f"--ray {address}: the embedding job failed: {worker_error(str(exc))}"
-            ) from None
-    finally:
-        ray.shutdown()
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    if threads > cpus:
+        raise LabelloopError(f"--threads {threads}: the Ray cluster has only {cpus} CPU(s)")
+    n_actors = max(1, min(actors or cpus // threads, math.ceil(len(texts) / 64)))
+    rows = block_rows(len(texts), n_actors)
+    table = pa.table(
+        {_TEXT: pa.array(list(texts), pa.string()), _ROW: pa.array(range(len(texts)), pa.int64())}
+    )
+    blocks = [table.slice(start, rows) for start in range(0, len(texts), rows)]
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # rows come back in input order
+    context.enable_progress_bars = progress
+    return ray.data.from_arrow(blocks).map_batches(
+        RayEmbedding,
+        fn_constructor_args=(spec, encoder.identity),
+        batch_format="pyarrow",
+        batch_size=rows,
+        compute=ray.data.ActorPoolStrategy(size=n_actors),
+        num_cpus=threads,
+    )
 
 
 def worker_error(message: str) -> str:

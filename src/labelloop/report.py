@@ -27,7 +27,8 @@ from matplotlib.figure import Figure
 from . import plots
 from .campaign import Campaign, load_campaign
 from .config import Config
-from .data import LabelConflictWarning, load_pool
+from .copies import LabelConflictWarning
+from .data import load_pool
 from .errors import LabelloopError
 from .head import Head
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations

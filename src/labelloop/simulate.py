@@ -150,45 +150,16 @@ def simulate(
     rng = np.random.default_rng(seed)
     n_pool = len(y_pool)
     budget = min(budget, n_pool)
-    labeled = np.zeros(n_pool, dtype=bool)
     copies = np.ones(n_pool, dtype=np.int64) if copies is None else np.asarray(copies, dtype=np.int64)
     if copies.shape != (n_pool,):
         raise ValueError(f"copies has {len(copies)} entries for a pool of {n_pool}")
-
-    first = min(initial or batch_size, budget)
-    seeder = ColdStart() if (initial == 0 or initial_strategy == "cold-start") else RandomSampling()
-    t0, c0 = time.perf_counter(), time.process_time()
-    labeled[seeder(Context.cold(X_pool), first, rng).indices] = True
-    pending_select = time.perf_counter() - t0  # charged to the round that trains on it
-    pending_cpu = time.process_time() - c0
-
-    rounds: list[RoundRecord] = []
-    while True:
-        covered = int(copies[labeled].sum())  # before _round reveals the next batch
-        record = _round(
-            len(rounds),
-            X_pool,
-            y_pool,
-            X_test,
-            y_test,
-            n_classes,
-            labeled,
-            strat,
-            min(batch_size, budget - int(labeled.sum())),
-            rng,
-            C=C,
-            seed=seed,
-        )
-        record["rows_covered"] = covered
-        record["seconds"] += pending_select
-        record["seconds_select"] += pending_select
-        record["cpu_seconds"] += pending_cpu
-        pending_select = pending_cpu = 0.0
-        rounds.append(record)
-        if progress is not None:
-            progress(record["n_labeled"], budget)
-        if record["n_labeled"] >= budget:
-            break
+    labeled, seed_wall, seed_cpu = _seed_labels(
+        X_pool, initial, initial_strategy, min(initial or batch_size, budget), rng
+    )
+    data = (X_pool, y_pool, X_test, y_test, n_classes)
+    rounds = _rounds(
+        data, labeled, strat, rng, copies, batch_size, budget, C, seed, (seed_wall, seed_cpu), progress
+    )
     if ceiling is None:
         ceiling = full_pool(X_pool, y_pool, X_test, y_test, n_classes, C=C, max_rows=ceiling_max, seed=seed)
     return SimulationResult(
@@ -202,6 +173,51 @@ def simulate(
         full_pool=ceiling,
         rounds=rounds,
     )
+
+
+def _seed_labels(
+    X_pool: np.ndarray, initial: int, initial_strategy: str, first: int, rng: np.random.Generator
+) -> tuple[np.ndarray, float, float]:
+    """The rows labeled before the first model (by the cold-start rule or at random), as a mask, with the
+    wall and CPU seconds choosing them took (charged to the first round, which trains on them)."""
+    labeled = np.zeros(len(X_pool), dtype=bool)
+    seeder = ColdStart() if (initial == 0 or initial_strategy == "cold-start") else RandomSampling()
+    t0, c0 = time.perf_counter(), time.process_time()
+    labeled[seeder(Context.cold(X_pool), first, rng).indices] = True
+    return labeled, time.perf_counter() - t0, time.process_time() - c0
+
+
+def _rounds(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+    labeled: np.ndarray,
+    strategy: Strategy,
+    rng: np.random.Generator,
+    copies: np.ndarray,
+    batch_size: int,
+    budget: int,
+    C: float,
+    seed: int,
+    pending: tuple[float, float],
+    progress: Any,
+) -> list[RoundRecord]:
+    """Train, score and reveal round after round until ``budget`` labels are spent; ``data`` is
+    ``(X_pool, y_pool, X_test, y_test, n_classes)`` and ``pending`` the seeding's wall and CPU seconds."""
+    pending_select, pending_cpu = pending
+    rounds: list[RoundRecord] = []
+    while True:
+        covered = int(copies[labeled].sum())  # before _round reveals the next batch
+        n = min(batch_size, budget - int(labeled.sum()))
+        record = _round(len(rounds), *data, labeled, strategy, n, rng, C=C, seed=seed)
+        record["rows_covered"] = covered
+        record["seconds"] += pending_select
+        record["seconds_select"] += pending_select
+        record["cpu_seconds"] += pending_cpu
+        pending_select = pending_cpu = 0.0
+        rounds.append(record)
+        if progress is not None:
+            progress(record["n_labeled"], budget)
+        if record["n_labeled"] >= budget:
+            return rounds
 
 
 def _check_plan(initial: int, initial_strategy: str, batch_size: int, budget: int) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .campaign import current_advice
 from .config import Config
-from .data import conflicts_message
+from .copies import conflicts_message
 from .labelstudio.annotations import AnnotationRecord, live_annotations
 from .quality import agreement_report
 from .store import RoundRow, Store

@@ -324,6 +324,38 @@ _ROUND_COLUMNS = (
 )
 
 
+def _open_checked(path: Path, readonly: bool, existed: bool) -> tuple[sqlite3.Connection, int]:
+    """The connection and its schema version, refused in one line when the file is not ours, is newer than
+    this labelloop, or is damaged anywhere (``PRAGMA quick_check``)."""
+    raw = sqlite3.Connection.execute  # unwrapped: errors here are about opening, named below
+    try:
+        conn = _open(path, readonly)
+        version = raw(conn, "PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in raw(conn, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise _store_error(path, exc, "open") from None
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise StoreError(
+            f"{path}: written by a newer labelloop (schema {version} > {SCHEMA_VERSION}); upgrade labelloop"
+        )
+    if version == 0 and tables:
+        conn.close()
+        raise StoreError(
+            f"{path}: an SQLite file that is not a labelloop state file; choose another state.path"
+        )
+    if existed and version > 0:
+        try:
+            problems = [r[0] for r in raw(conn, "PRAGMA quick_check(3)")]
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise _store_error(path, exc, "check") from None
+        if problems != ["ok"]:
+            conn.close()
+            raise StoreError(_damaged(path, problems[0]))
+    return conn, version
+
+
 class Store:
     """An open state file. Use :meth:`open` (creates or migrates) or :meth:`open_existing` (read-only use)."""
 
@@ -377,55 +409,32 @@ class Store:
                     f"file and its folder"
                 )
             readonly = True  # status, report, predict only read: a read-only file or folder is fine for them
-        raw = sqlite3.Connection.execute  # unwrapped: errors here are about opening, named below
-        try:
-            conn = _open(path, readonly)
-            version = raw(conn, "PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in raw(conn, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.DatabaseError as exc:
-            raise _store_error(path, exc, "open") from None
-        if version > SCHEMA_VERSION:
-            conn.close()
-            raise StoreError(
-                f"{path}: written by a newer labelloop (schema {version} > {SCHEMA_VERSION}); "
-                f"upgrade labelloop"
-            )
-        if version == 0 and tables:
-            conn.close()
-            raise StoreError(
-                f"{path}: an SQLite file that is not a labelloop state file; choose another state.path"
-            )
-        if existed and version > 0:
-            try:
-                problems = [r[0] for r in raw(conn, "PRAGMA quick_check(3)")]
-            except sqlite3.DatabaseError as exc:
-                conn.close()
-                raise _store_error(path, exc, "check") from None
-            if problems != ["ok"]:
-                conn.close()
-                raise StoreError(_damaged(path, problems[0]))
+        conn, version = _open_checked(path, readonly, existed)
         store = cls(conn, path)
         if not readonly:
             try:  # readers (status, report) never block a sync's commit
-                raw(conn, "PRAGMA journal_mode = WAL")
+                sqlite3.Connection.execute(conn, "PRAGMA journal_mode = WAL")
             except sqlite3.DatabaseError as exc:
                 conn.close()
                 raise _store_error(path, exc, "write") from None
         if version < SCHEMA_VERSION and not readonly:
-            if not create:
-                conn.close()
-                if version == 0:  # created, then killed before its first transaction committed
-                    raise StoreError(f"{path}: an empty state file (no campaign yet); run `labelloop sync`")
-                raise StoreError(
-                    f"{path}: schema {version} is older than {SCHEMA_VERSION}; run "
-                    f"`labelloop sync` to migrate it"
-                )
-            with store.tx():
-                for script in MIGRATIONS[version:]:
-                    for statement in filter(str.strip, script.split(";")):
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            store._migrate(version, create)
         return store
+
+    def _migrate(self, version: int, create: bool) -> None:
+        """Bring a file of schema ``version`` forward in one transaction; only a sync (``create``) may."""
+        if not create:
+            self.conn.close()
+            if version == 0:  # created, then killed before its first transaction committed
+                raise StoreError(f"{self.path}: an empty state file (no campaign yet); run `labelloop sync`")
+            raise StoreError(
+                f"{self.path}: schema {version} is older than {SCHEMA_VERSION}; run `labelloop sync` to migrate it"
+            )
+        with self.tx():
+            for script in MIGRATIONS[version:]:
+                for statement in filter(str.strip, script.split(";")):
+                    self.conn.execute(statement)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.conn.close()

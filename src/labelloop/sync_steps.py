@@ -2,6 +2,9 @@
 
 Each step is a transaction or an idempotent request, so a kill between any two of them leaves the
 store and Label Studio in states the next run converges from.
+
+(Over 400 lines formatted: one class whose methods are the steps of one sync in the order
+:meth:`SyncStep.run` calls them, so a reader follows a sync top to bottom in one file.)
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from .campaign import Campaign, current_advice, ingest, latest_head, prefill_cutoff, select, train_if_due
-from .data import conflicts_message
+from .copies import conflicts_message
 from .errors import LabelloopError
 from .guidelines import Guidelines
 from .head import Head

@@ -25,6 +25,9 @@ text). Its vectors are checked lazily, one block of rows at a time, the first ti
 damaged block is caught before any of its vectors is used. The trade-off: damage in rows nobody reads goes
 unnoticed until they are read (or merged, which checks every block it copies). A damaged segment is dropped
 whole with a :class:`CacheWarning` and its texts are embedded again.
+
+(Over 400 lines formatted: one on-disk format — segment writer, reader, lazy checks, the old shards'
+migration and merging — whose parts must agree byte for byte, so they are read and changed together.)
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def known_labels(pool: Pool, labels_file: Path | None, console: Console) -> dict
     for ids in the pool: what ``push`` trains on and ``suspects`` ranks."""
     from ..errors import DataError
     from ..labelstudio.annotations import resolve
-    from .labelstudio import read_records
+    from .pullfile import read_records
 
     known = {i: lab for i, lab in zip(pool.ids, pool.labels, strict=True) if lab is not None}
     if labels_file is None:

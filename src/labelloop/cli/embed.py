@@ -30,6 +30,7 @@ from . import app
 from ._common import CacheDir, IdColumn, ModelPath, TextColumn
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
 EMBEDDING_COLUMN = "embedding"
@@ -46,43 +47,49 @@ def optional_ray_address(args: list[str]) -> list[str]:
     return out
 
 
+DataOpt = Annotated[
+    Path,
+    typer.Option(
+        help="Texts to embed: CSV, TSV, JSONL, Parquet or Arrow, or a folder (Parquet files, a saved "
+        "Hugging Face dataset)."
+    ),
+]
+BackendOpt = Annotated[str, typer.Option(help=f"Who runs the encoder: {', '.join(BACKENDS)}.")]
+PrecisionOpt = Annotated[
+    Optional[str],
+    typer.Option(help=f"{', '.join(PRECISIONS)} (default fp32; int8 is faster, onnx only)."),
+]
+ThreadsOpt = Annotated[
+    Optional[int], typer.Option(help="CPU threads (default: every core this process may use).", min=1)
+]
+BatchSizeOpt = Annotated[
+    Optional[int],
+    typer.Option(help="Texts per forward pass (default: 32 for onnx, 64 for torch).", min=1),
+]
+RayOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ray",
+        metavar="[ADDRESS]",
+        help="Embed on a Ray cluster: HEAD:PORT, auto, or no value for the local Ray (started if none "
+        "runs). --threads is then per actor (default 1). Needs labelloop[ray] on every node.",
+    ),
+]
+
+
 @app.command()
 def embed(
-    data: Annotated[
-        Path,
-        typer.Option(
-            help="Texts to embed: CSV, TSV, JSONL, Parquet or Arrow, or a folder (Parquet files, a saved "
-            "Hugging Face dataset)."
-        ),
-    ],
+    data: DataOpt,
     out: Annotated[Path, typer.Option(help="Parquet file to write: the input's columns plus `embedding`.")],
     text_column: TextColumn = "text",
     id_column: IdColumn = None,
     model: ModelPath = None,
     cache_dir: CacheDir = None,
-    backend: Annotated[
-        str, typer.Option(help=f"Who runs the encoder: {', '.join(BACKENDS)}.")
-    ] = DEFAULT_BACKEND,
-    precision: Annotated[
-        Optional[str],
-        typer.Option(help=f"{', '.join(PRECISIONS)} (default fp32; int8 is faster, onnx only)."),
-    ] = None,
-    threads: Annotated[
-        Optional[int], typer.Option(help="CPU threads (default: every core this process may use).", min=1)
-    ] = None,
-    batch_size: Annotated[
-        Optional[int],
-        typer.Option(help="Texts per forward pass (default: 32 for onnx, 64 for torch).", min=1),
-    ] = None,
-    ray: Annotated[
-        Optional[str],
-        typer.Option(
-            "--ray",
-            metavar="[ADDRESS]",
-            help="Embed on a Ray cluster: HEAD:PORT, auto, or no value for the local Ray (started if none "
-            "runs). --threads is then per actor (default 1). Needs labelloop[ray] on every node.",
-        ),
-    ] = None,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    precision: PrecisionOpt = None,
+    threads: ThreadsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    ray: RayOpt = None,
 ) -> None:
     """Embed a file's texts into a Parquet file (column `embedding`: float32 unit vectors).
 
@@ -90,19 +97,8 @@ def embed(
     same texts embeds nothing.
     """
     console = Console(stderr=True)
-    if out.suffix.lower() not in (".parquet", ".pq"):
-        raise LabelloopError(f"--out {out}: must be a .parquet file")
-    out = check_output(out)  # a read-only place fails now, not after the embedding
-    if not out.parent.exists():
-        raise LabelloopError(f"--out {out}: folder {out.parent} does not exist")
-    pool = load_pool(
-        data, text_column, label_column=None, id_column=id_column, unique_ids=id_column is not None
-    )
-    from ..data import _read_frame
-
-    frame = _read_frame(Path(data))
-    if len(frame) != len(pool):  # load_pool keeps every row unless told to skip: a bug if not
-        raise DataError(f"{data}: read {len(frame)} rows but {len(pool)} texts")
+    out = _check_out(out)
+    texts, frame = _read_rows(data, text_column, id_column)
     encoder = Encoder(
         model,
         batch_size=batch_size,
@@ -115,21 +111,56 @@ def embed(
     frame = frame.drop(columns=[EMBEDDING_COLUMN], errors="ignore")  # replaced, never duplicated
     table = pa.Table.from_pandas(frame, preserve_index=False)  # one schema for the file, however written
     if ray is not None:
-        _embed_on_ray(pool.texts, table, encoder, ray, out, cache_dir, console)
-        return
+        _embed_on_ray(texts, table, encoder, ray, out, cache_dir, console)
+    else:
+        _embed_here(texts, table, encoder, out, cache_dir, console)
+
+
+def _check_out(out: Path) -> Path:
+    """``--out``: a Parquet file in a folder that exists and can be written, checked before any embedding."""
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise LabelloopError(f"--out {out}: must be a .parquet file")
+    out = check_output(out)  # a read-only place fails now, not after the embedding
+    if not out.parent.exists():
+        raise LabelloopError(f"--out {out}: folder {out.parent} does not exist")
+    return out
+
+
+def _read_rows(data: Path, text_column: str, id_column: str | None) -> tuple[list[str], pd.DataFrame]:
+    """The texts, checked as every command checks them, and the file's rows as read (kept in the output)."""
+    pool = load_pool(
+        data, text_column, label_column=None, id_column=id_column, unique_ids=id_column is not None
+    )
+    from ..readers import read_frame
+
+    frame = read_frame(Path(data))
+    if len(frame) != len(pool):  # load_pool keeps every row unless told to skip: a bug if not
+        raise DataError(f"{data}: read {len(frame)} rows but {len(pool)} texts")
+    return pool.texts, frame
+
+
+def _embed_here(
+    texts: list[str],
+    table: pa.Table,
+    encoder: Encoder,
+    out: Path,
+    cache_dir: Path | None,
+    console: Console,
+) -> None:
+    """Embed in this process through the cache, write the file, and say how much was new and how fast."""
     cache = EmbeddingCache(cache_dir or default_cache_dir(), encoder.identity)
-    unique = set(map(text_key, pool.texts))
+    unique = set(map(text_key, texts))
     cached = len(cache.get(list(unique)))
     t0, c0 = time.perf_counter(), time.process_time()
-    vectors = embed_texts(pool.texts, encoder, cache, progress=True)
+    vectors = embed_texts(texts, encoder, cache, progress=True)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     _write_atomically(out, [_with_vectors(table, vectors)])
     new = len(unique) - cached
     rate = f"{new / wall:,.0f} texts/s, {1000 * cpu / new:.2f} CPU ms/text" if new else "nothing to embed"
     console.print(
-        f"wrote {len(pool):,} rows to {out} ({vectors.shape[1]}-d); embedded {new:,} new text(s), "
+        f"wrote {len(texts):,} rows to {out} ({vectors.shape[1]}-d); embedded {new:,} new text(s), "
         f"{cached:,} from the cache, in {wall:.1f} s ({rate}; {encoder.backend} "
-        f"{encoder.precision}, {threads or available_cpus()} thread(s))",
+        f"{encoder.precision}, {encoder.threads or available_cpus()} thread(s))",
         highlight=False,
         soft_wrap=True,
     )

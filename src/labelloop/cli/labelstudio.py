@@ -7,8 +7,6 @@ land in the shell history.
 
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -23,9 +21,9 @@ from ..errors import DataError, LabelloopError
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
 from ..featurize import featurize
 from ..labels import LabelSet
-from ..labelstudio import ID_FIELD, AnnotationRecord, ProjectInfo, PullCursor, PushItem, resolve
+from ..labelstudio import ID_FIELD, ProjectInfo, PullCursor, PushItem, resolve
 from ..labelstudio.locks import output_lock
-from ..learner import ActiveLearner
+from ..learner import ActiveLearner, Pick
 from ..outputs import check_output
 from ..review import prefill
 from ..strategies import DEFAULT_STRATEGY, check_strategy
@@ -46,6 +44,7 @@ from ._common import (
     known_labels,
     load_data,
 )
+from .pullfile import append_records, read_records, read_scan_mark, write_scan_mark
 
 ProjectOpt = Annotated[str, typer.Option("--project", help="Label Studio project id, or title.")]
 UrlOpt = Annotated[
@@ -84,81 +83,6 @@ def _bar(console: Console) -> Progress:
     )
 
 
-RECORD_START = b'{"event": '
-"""How every line of a pull file starts (``json.dumps`` of :meth:`AnnotationRecord.to_dict`)."""
-
-
-def read_records(path: Path, *, repair: bool = False, option: str = "--out") -> list[AnnotationRecord]:
-    """Records of a pulled JSONL file; a torn last line (crash mid-write) is ignored, cut if ``repair``.
-
-    Every complete line must be a record, and a torn tail must start like one, before anything
-    is cut: a file that is not a pull file is refused untouched.
-    """
-    what = f"{option} {path}"
-    if os.path.lexists(path) and not path.exists():
-        raise DataError(f"{what}: a broken or looping symbolic link")
-    if not path.exists():
-        return []
-    if path.is_dir():
-        raise DataError(f"{what} is a directory; give a file")
-    if not path.is_file():  # a device or a pipe would be read forever (/dev/zero) or replaced (/dev/null)
-        raise DataError(f"{what} is not a regular file")
-    raw = path.read_bytes()
-    cut = raw.rfind(b"\n") + 1
-    complete, tail = raw[:cut], raw[cut:]
-    out = []
-    for n, line in enumerate(complete.split(b"\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(AnnotationRecord.from_dict(json.loads(line)))
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise DataError(f"{path}:{n}: not a labelloop pull record ({exc}); use a new --out") from None
-    if tail:
-        n = complete.count(b"\n") + 1
-        if not (tail.startswith(RECORD_START) or RECORD_START.startswith(tail)):
-            raise DataError(
-                f"{path}:{n}: not a labelloop pull record (and no final newline); use a new --out"
-            )
-        if repair:
-            with open(path, "r+b") as fh:
-                fh.truncate(cut)
-    return out
-
-
-def append_records(path: Path, records: list[AnnotationRecord]) -> None:
-    """Append in one write and fsync: the records are the cursor, so a pull lands whole or not at all."""
-    if not records:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records).encode("utf-8")
-    with open(path, "ab") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def scan_mark_path(out: Path) -> Path:
-    """Beside OUT: when the last scan started. Only saves work; losing it refetches, never loses labels."""
-    return out.with_name(out.name + ".scan.json")
-
-
-def read_scan_mark(out: Path, project: int) -> str | None:
-    try:
-        mark = json.loads(scan_mark_path(out).read_text())
-    except (OSError, ValueError):
-        return None
-    return mark.get("scanned_at") if isinstance(mark, dict) and mark.get("project") == project else None
-
-
-def write_scan_mark(out: Path, project: int, scanned_at: str | None) -> None:
-    """Written after the records, atomically: a mark never runs ahead of the records it covers."""
-    path = scan_mark_path(out)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"project": project, "scanned_at": scanned_at}) + "\n")
-    os.replace(tmp, path)
-
-
 @app.command("project")
 def project_cmd(project: ProjectOpt, labels: LabelsOpt = None, url: UrlOpt = None) -> None:
     """Create the project (single-choice text classification) or check an existing one's label set."""
@@ -170,6 +94,42 @@ def project_cmd(project: ProjectOpt, labels: LabelsOpt = None, url: UrlOpt = Non
     typer.echo(info.id)
 
 
+LabelsFileOpt = Annotated[
+    Optional[Path],
+    typer.Option(help="Labels pulled before (`labelloop pull --out`); they count as known labels."),
+]
+ModelVersionOpt = Annotated[
+    Optional[str],
+    typer.Option(help="Model version of the predictions (default: derived from the training labels)."),
+]
+ImportBatchOpt = Annotated[
+    int,
+    typer.Option(
+        "--import-batch-size",
+        help="Tasks per import request (network batching; not the --n texts chosen).",
+    ),
+]
+PrefillOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Pre-select the model's guess for annotators at or above this confidence (default: "
+        "never; a fixed threshold does not carry across label sets, see "
+        "benchmarks/results/prefill.md).",
+    ),
+]
+PredictionClustersOpt = Annotated[
+    bool,
+    typer.Option(
+        "--prediction-clusters",
+        metavar="",
+        help="Also write the cluster into each prediction's `cluster` field: one request per text (slow); "
+        "it is always in the task's meta.",
+    ),
+]
+
+
 @app.command()
 def push(
     data: Annotated[Path, typer.Option(help="Pool of texts (CSV, JSONL or Parquet); labels where known.")],
@@ -178,43 +138,14 @@ def push(
     label_column: LabelColumn = "label",
     id_column: IdColumn = None,
     labels: LabelsOpt = None,
-    labels_file: Annotated[
-        Optional[Path],
-        typer.Option(help="Labels pulled before (`labelloop pull --out`); they count as known labels."),
-    ] = None,
+    labels_file: LabelsFileOpt = None,
     n: Annotated[int, typer.Option("--n", help="Texts to send.")] = 100,
     strategy: StrategyOpt = DEFAULT_STRATEGY,
-    model_version: Annotated[
-        Optional[str],
-        typer.Option(help="Model version of the predictions (default: derived from the training labels)."),
-    ] = None,
+    model_version: ModelVersionOpt = None,
     seed: Annotated[int, typer.Option(help="Random seed (k-means, ties).")] = 0,
-    import_batch_size: Annotated[
-        int,
-        typer.Option(
-            "--import-batch-size",
-            help="Tasks per import request (network batching; not the --n texts chosen).",
-        ),
-    ] = 250,
-    prefill_confidence: Annotated[
-        Optional[float],
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Pre-select the model's guess for annotators at or above this confidence (default: "
-            "never; a fixed threshold does not carry across label sets, see "
-            "benchmarks/results/prefill.md).",
-        ),
-    ] = None,
-    prediction_clusters: Annotated[
-        bool,
-        typer.Option(
-            "--prediction-clusters",
-            metavar="",
-            help="Also write the cluster into each prediction's `cluster` field: one request per text (slow); "
-            "it is always in the task's meta.",
-        ),
-    ] = False,
+    import_batch_size: ImportBatchOpt = 250,
+    prefill_confidence: PrefillOpt = None,
+    prediction_clusters: PredictionClustersOpt = False,
     model: ModelPath = None,
     cache_dir: CacheDir = None,
     neighbours: Neighbours = DEFAULT_SMOOTHING.k,
@@ -235,6 +166,25 @@ def push(
     known = known_labels(pool, labels_file, console)
     ls = _connector(url)
     info = _project_for(ls, project, labels, known, data)
+    classes = _project_labels(console, info, pool, known)
+    learner = _learner(pool, classes, strategy, seed, model, cache_dir, neighbours)
+    head = learner.fit(known)
+    version = model_version or learner.version(known, f"push,{seed}" + ("" if head else ",cold"))
+    existing = ls.existing(info.id)
+    picks = push_picks(learner, head, known, {i: t.pushed_as for i, t in existing.items()}, n, version)
+    if not picks:
+        console.print("Nothing to send: every unlabeled text is already in the project.")
+        return
+    console.print(
+        f"{f'Model {version}' if head else 'Cold start'}: sending {len(picks)} texts "
+        f"({strategy if head else 'k-means coverage'})."
+    )
+    items = _push_items(picks, prefill_confidence)
+    _send(console, ls, info.id, items, version, batch_size=import_batch_size, clusters=prediction_clusters)
+
+
+def _project_labels(console: Console, info: ProjectInfo, pool: Pool, known: dict[str, str]) -> LabelSet:
+    """The project's label set, refused when a known label is outside it; says what ``push`` starts from."""
     classes = LabelSet(info.labels)
     outside = classes.unknown(known.values())
     if outside:
@@ -248,20 +198,13 @@ def push(
             else "."
         )
     )
-    learner = _learner(pool, classes, strategy, seed, model, cache_dir, neighbours)
-    head = learner.fit(known)
-    version = model_version or learner.version(known, f"push,{seed}" + ("" if head else ",cold"))
-    existing = ls.existing(info.id)
-    picks = push_picks(learner, head, known, {i: t.pushed_as for i, t in existing.items()}, n, version)
-    if not picks:
-        console.print("Nothing to send: every unlabeled text is already in the project.")
-        return
-    console.print(
-        f"{f'Model {version}' if head else 'Cold start'}: sending {len(picks)} texts "
-        f"({strategy if head else 'k-means coverage'})."
-    )
+    return classes
+
+
+def _push_items(picks: list[Pick], prefill_confidence: float | None) -> list[PushItem]:
+    """The picks as tasks to send, the model's guess pre-selected at or above ``prefill_confidence``."""
     threshold = 1.01 if prefill_confidence is None else prefill_confidence  # > 1: never pre-select
-    items = [
+    return [
         PushItem(
             p.id,
             p.text,
@@ -272,21 +215,34 @@ def push(
         )
         for p in picks
     ]
+
+
+def _send(
+    console: Console,
+    ls: Connector,
+    project: int,
+    items: list[PushItem],
+    version: str,
+    *,
+    batch_size: int,
+    clusters: bool,
+) -> None:
+    """Import the tasks with a progress bar, then say what was created and what was there already."""
     with _bar(console) as bar:
         task = bar.add_task("pushing", total=len(items))
         report = ls.push(
-            info.id,
+            project,
             items,
             version,
-            batch_size=import_batch_size,
-            prediction_clusters=prediction_clusters,
+            batch_size=batch_size,
+            prediction_clusters=clusters,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     n_added = len(report.predictions_added)
     added = f" ({n_added} given this model's prediction)" if n_added else ""
     console.print(
         f"Created {len(report.created)} task(s); {len(report.existing)} already there{added}. "
-        f"Project: {ls.display_url}/projects/{info.id}"
+        f"Project: {ls.display_url}/projects/{project}"
     )
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.progress import TextColumn as ProgressText
 from rich.table import Table
 
@@ -26,36 +25,59 @@ from ..simulate import (
     CEILING_MAX,
     INITIAL_STRATEGIES,
     SimulationResult,
-    area_under_curve,
     full_pool,
-    labels_to_reach,
 )
 from ..simulate import simulate as run_simulation
 from ..strategies import DEFAULT_STRATEGY, STRATEGIES
 from . import app
 from ._common import CacheDir, IdColumn, LabelColumn, ModelPath, Neighbours, SkipEmpty, TextColumn, load_data
+from .simulate_view import curve_table, per_round, summary_table, track
+
+TrainOpt = Annotated[
+    Optional[Path],
+    typer.Option(help="Pool with known labels (CSV, JSONL or Parquet). Default: the bundled demo tickets."),
+]
+TestOpt = Annotated[Optional[Path], typer.Option(help="Held-out labeled file to score each round on.")]
+StrategiesOpt = Annotated[
+    str,
+    typer.Option(
+        help=f"Query strategy, or several comma-separated: {', '.join(s for s in STRATEGIES if s != 'cold-start')}."
+    ),
+]
+EmbeddingColumnOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Take each text's vector from this Parquet column (a list of floats per row) instead of "
+        "running the encoder; both files need it.",
+        metavar="NAME",
+    ),
+]
+CeilingMaxOpt = Annotated[
+    int,
+    typer.Option(
+        help="Train the full-pool ceiling on at most this many pool rows (a stratified sample above).",
+        min=1,
+    ),
+]
+MultiLabelOpt = Annotated[
+    bool,
+    typer.Option(
+        "--multi-label",
+        help="Each label cell holds a set of labels (split on --label-delimiter): one binary head per "
+        "label, binary-margin selection, micro/macro F1. Strategies: "
+        f"{', '.join(MULTILABEL_STRATEGIES)}.",
+    ),
+]
 
 
 @app.command()
 def simulate(
-    train: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Pool with known labels (CSV, JSONL or Parquet). Default: the bundled demo tickets."
-        ),
-    ] = None,
-    test: Annotated[
-        Optional[Path], typer.Option(help="Held-out labeled file to score each round on.")
-    ] = None,
+    train: TrainOpt = None,
+    test: TestOpt = None,
     text_column: TextColumn = "text",
     label_column: LabelColumn = "label",
     id_column: IdColumn = None,
-    strategy: Annotated[
-        str,
-        typer.Option(
-            help=f"Query strategy, or several comma-separated: {', '.join(s for s in STRATEGIES if s != 'cold-start')}."
-        ),
-    ] = DEFAULT_STRATEGY,
+    strategy: StrategiesOpt = DEFAULT_STRATEGY,
     initial: Annotated[int, typer.Option(help="Labels before the first model; 0 = cold start.")] = 100,
     initial_strategy: Annotated[
         str, typer.Option(help="How the initial labels are chosen: cold-start (k-means coverage) or random.")
@@ -65,32 +87,11 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (k-means, ties, random sampling).")] = 0,
     model: ModelPath = None,
     cache_dir: CacheDir = None,
-    embedding_column: Annotated[
-        Optional[str],
-        typer.Option(
-            help="Take each text's vector from this Parquet column (a list of floats per row) instead of "
-            "running the encoder; both files need it.",
-            metavar="NAME",
-        ),
-    ] = None,
-    ceiling_max: Annotated[
-        int,
-        typer.Option(
-            help="Train the full-pool ceiling on at most this many pool rows (a stratified sample above).",
-            min=1,
-        ),
-    ] = CEILING_MAX,
+    embedding_column: EmbeddingColumnOpt = None,
+    ceiling_max: CeilingMaxOpt = CEILING_MAX,
     neighbours: Neighbours = DEFAULT_SMOOTHING.k,
     skip_empty: SkipEmpty = False,
-    multi_label: Annotated[
-        bool,
-        typer.Option(
-            "--multi-label",
-            help="Each label cell holds a set of labels (split on --label-delimiter): one binary head per "
-            "label, binary-margin selection, micro/macro F1. Strategies: "
-            f"{', '.join(MULTILABEL_STRATEGIES)}.",
-        ),
-    ] = False,
+    multi_label: MultiLabelOpt = False,
     label_delimiter: Annotated[
         str, typer.Option(help="Separator of labels in a cell (--multi-label).")
     ] = "|",
@@ -104,27 +105,84 @@ def simulate(
     """
     console = Console(stderr=True)
     strategies = _strategies(strategy, multi_label)
+    _check_plan(initial_strategy, initial=initial, batch_size=batch_size, budget=budget)
+    out = check_output(out, "--out")
+    plot = _check_plot(plot)
+    train, test = _data_paths(console, train, test)
+    pool, held = _read_pools(
+        console,
+        train,
+        test,
+        text_column,
+        label_column,
+        id_column,
+        skip_empty=skip_empty,
+        multi_label=multi_label,
+    )
+    smoothing = NeighbourSmoothing(k=neighbours)
+    f, model_name = _features(console, train, test, pool, held, smoothing, embedding_column, model, cache_dir)
+    plan = {"initial": initial, "batch_size": batch_size, "budget": budget, "seed": seed}
+    if multi_label:
+        _multi_label(console, pool, held, f.pool, f.others[0], strategies, label_delimiter, out, **plan)
+        return
+    results = _run_strategies(
+        console,
+        pool,
+        held,
+        f,
+        strategies,
+        initial_strategy=initial_strategy,
+        model_name=model_name,
+        ceiling_max=ceiling_max,
+        **plan,
+    )
+    _write_results(console, results, out, plot)
+
+
+def _check_plan(initial_strategy: str, *, initial: int, batch_size: int, budget: int) -> None:
+    """Refuse a plan that cannot run, before any data is read."""
     if initial_strategy not in INITIAL_STRATEGIES:
         raise LabelloopError(f"--initial-strategy must be one of {', '.join(INITIAL_STRATEGIES)}")
     if batch_size < 1 or budget < 1 or initial < 0:
         raise LabelloopError("--batch-size and --budget must be ≥ 1 and --initial ≥ 0")
     if 0 < budget < initial:
         raise LabelloopError(f"--budget {budget} is smaller than --initial {initial}")
-    out = check_output(out, "--out")
-    if plot is not None:
-        plot = check_output(plot, "--plot")
-        from matplotlib.backend_bases import FigureCanvasBase
 
-        if plot.suffix.lstrip(".").lower() not in FigureCanvasBase.get_supported_filetypes():
-            raise LabelloopError(
-                f"--plot {plot}: unsupported image type {plot.suffix!r}; use .png, .svg or .pdf"
-            )
+
+def _check_plot(plot: Path | None) -> Path | None:
+    """``--plot`` checked as an output whose image type matplotlib can write, before hours of simulation."""
+    if plot is None:
+        return None
+    plot = check_output(plot, "--plot")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if plot.suffix.lstrip(".").lower() not in FigureCanvasBase.get_supported_filetypes():
+        raise LabelloopError(f"--plot {plot}: unsupported image type {plot.suffix!r}; use .png, .svg or .pdf")
+    return plot
+
+
+def _data_paths(console: Console, train: Path | None, test: Path | None) -> tuple[Path, Path]:
+    """``--train`` and ``--test``, or the bundled demo tickets when neither is given."""
     if (train is None) != (test is None):
         raise LabelloopError("give both --train and --test, or neither (to use the bundled demo data)")
-    if train is None:
+    if train is None or test is None:
         train, test = demo_paths()
         console.print(f"No data given: using the bundled demo tickets ({train.parent}).")
-    assert test is not None
+    return train, test
+
+
+def _read_pools(
+    console: Console,
+    train: Path,
+    test: Path,
+    text_column: str,
+    label_column: str,
+    id_column: str | None,
+    *,
+    skip_empty: bool,
+    multi_label: bool,
+) -> tuple[Pool, Pool]:
+    """The labeled pool and the held-out set, summarised in one line."""
     pool = load_data(
         console, train, text_column, label_column, id_column, skip_empty=skip_empty, require_labels=True
     )
@@ -140,15 +198,28 @@ def simulate(
     )
     if not multi_label:  # label sets are checked label by label (_multi_label)
         check_test_labels(pool, held)
-    classes = pool.label_set
     repeated = (
         f" in {pool.n_rows} rows (identical texts are asked once; a label covers every copy)"
         if pool.n_rows != len(pool)
         else ""
     )
     kinds = "label sets" if multi_label else "classes"
-    console.print(f"Pool {len(pool)} texts{repeated}, test {len(held)}, {len(classes)} {kinds}.")
-    smoothing = NeighbourSmoothing(k=neighbours)
+    console.print(f"Pool {len(pool)} texts{repeated}, test {len(held)}, {len(pool.label_set)} {kinds}.")
+    return pool, held
+
+
+def _features(
+    console: Console,
+    train: Path,
+    test: Path,
+    pool: Pool,
+    held: Pool,
+    smoothing: NeighbourSmoothing,
+    embedding_column: str | None,
+    model: Path | None,
+    cache_dir: Path | None,
+) -> tuple[Featurized, str]:
+    """Both sets' features and the name of what made the vectors: a Parquet column, or the encoder."""
     if smoothing.enabled and len(pool) > 100_000:
         console.print(
             f"Neighbour smoothing compares each of the {len(pool)} pool texts with every other: this takes "
@@ -160,30 +231,32 @@ def simulate(
                 "give --model or --embedding-column, not both: the vectors come from one of them"
             )
         f = _column_features(train, test, embedding_column, pool.file_rows, held.file_rows, smoothing)
-        model_name = f.encoder_identity
-    else:
-        encoder = Encoder(model)
-        f = featurize(
-            pool.texts, held.texts, encoder=encoder, cache_dir=cache_dir, smoothing=smoothing, progress=True
-        )
-        model_name = encoder.name
+        return f, f.encoder_identity
+    encoder = Encoder(model)
+    f = featurize(
+        pool.texts, held.texts, encoder=encoder, cache_dir=cache_dir, smoothing=smoothing, progress=True
+    )
+    return f, encoder.name
+
+
+def _run_strategies(
+    console: Console,
+    pool: Pool,
+    held: Pool,
+    f: Featurized,
+    strategies: list[str],
+    *,
+    initial_strategy: str,
+    model_name: str,
+    ceiling_max: int,
+    initial: int,
+    batch_size: int,
+    budget: int,
+    seed: int,
+) -> list[SimulationResult]:
+    """One simulation per strategy against one full-pool ceiling, with a progress bar per strategy."""
+    classes = pool.label_set
     X_pool, X_test = f.pool, f.others[0]
-    if multi_label:
-        _multi_label(
-            console,
-            pool,
-            held,
-            X_pool,
-            X_test,
-            strategies,
-            label_delimiter,
-            out,
-            initial=initial,
-            batch_size=batch_size,
-            budget=budget,
-            seed=seed,
-        )
-        return
     y_pool, y_test = pool.label_array(classes), held.label_array(classes)
     ceiling = full_pool(X_pool, y_pool, X_test, y_test, len(classes), max_rows=ceiling_max, seed=seed)
     if ceiling["n"] < len(pool):
@@ -214,13 +287,17 @@ def simulate(
                     budget=budget,
                     seed=seed,
                     model=model_name,
-                    features=str(smoothing),
+                    features=str(f.smoothing),
                     ceiling=ceiling,
                     copies=pool.copies,
-                    progress=_per_round(bar, task, name),
+                    progress=per_round(bar, task, name),
                 )
             )
+    return results
 
+
+def _write_results(console: Console, results: list[SimulationResult], out: Path, plot: Path | None) -> None:
+    """The results JSON, the two tables on stdout, and the learning-curve figure when asked."""
     with atomic_write(out) as fh:
         fh.write(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
     Console().print(curve_table(results))
@@ -292,13 +369,6 @@ def _multi_label(
     console.print(f"Wrote {out}")
 
 
-def track(names: list[str], console: Console):
-    """Each strategy name, with a line saying which one runs (rounds take seconds each)."""
-    for name in names:
-        console.print(f"simulating {name}…")
-        yield name
-
-
 def _column_features(
     train: Path,
     test: Path,
@@ -317,58 +387,3 @@ def _column_features(
             f"{test}: vectors in column {column!r} have {Vt.shape[1]} numbers, those of {train} {V.shape[1]}"
         )
     return featurize_vectors(V, Vt, identity=identity, smoothing=smoothing, progress=True)
-
-
-def _per_round(bar: Progress, task: TaskID, name: str) -> Callable[[int, int], None]:
-    """Advance ``task`` after each round and show the round's number and wall seconds."""
-    rounds, last = [0], [time.perf_counter()]
-
-    def update(n_labeled: int, total: int) -> None:
-        now = time.perf_counter()
-        bar.update(
-            task,
-            completed=n_labeled,
-            description=f"simulating {name}, round {rounds[0]} ({now - last[0]:.1f} s)",
-        )
-        rounds[0] += 1
-        last[0] = now
-
-    return update
-
-
-def curve_table(results: list[SimulationResult]) -> Table:
-    """Accuracy per round, one column per strategy."""
-    table = Table(
-        title=f"Test accuracy by labels spent (full pool: {results[0]['full_pool']['accuracy']:.3f})"
-    )
-    table.add_column("labels", justify="right")
-    for res in results:
-        table.add_column(res["strategy"], justify="right")
-    rows = sorted({r["n_labeled"] for res in results for r in res["rounds"]})
-    for n in rows:
-        cells = []
-        for res in results:
-            acc = {r["n_labeled"]: r["accuracy"] for r in res["rounds"]}.get(n)
-            cells.append("" if acc is None else f"{acc:.3f}")
-        table.add_row(str(n), *cells)
-    return table
-
-
-def summary_table(results: list[SimulationResult]) -> Table:
-    """Label efficiency: labels to reach a share of the full-pool accuracy, and the mean over the curve."""
-    table = Table(title="Label efficiency")
-    table.add_column("strategy", no_wrap=True)
-    for col in ("to 95 %", "to 98 %", "to 100 %", "all classes seen", "area under curve", "final acc."):
-        table.add_column(col, justify="right")
-    for res in results:
-        reach = [labels_to_reach(res, f) for f in (0.95, 0.98, 1.0)]
-        last = res["rounds"][-1]
-        seen = next((r["n_labeled"] for r in res["rounds"] if r["classes_seen"] >= res["n_classes"]), None)
-        table.add_row(
-            res["strategy"],
-            *["—" if r is None else str(r) for r in reach],
-            "—" if seen is None else str(seen),
-            f"{area_under_curve(res):.3f}",
-            f"{last['accuracy']:.3f}",
-        )
-    return table

@@ -1,6 +1,6 @@
 """``labelloop suspects``: rank labeled texts by how likely their label is wrong (offline).
 
-Thin over :func:`labelloop.quality.rank_label_errors`: load the data (and pulled labels),
+Thin over :func:`labelloop.label_errors.rank_label_errors`: load the data (and pulled labels),
 featurize the whole file the usual way (unlabeled rows serve as neighbours), score every labeled
 row out-of-fold, and write a CSV that others read by its column names.
 """
@@ -11,7 +11,7 @@ import csv
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import numpy as np
 import typer
@@ -23,34 +23,42 @@ from ..featurize import featurize
 from . import app
 from ._common import CacheDir, LabelColumn, ModelPath, TextColumn, load_data
 
+if TYPE_CHECKING:
+    from ..label_errors import Suspects
+
 COLUMNS = ("id", "label", "suggested", "score", "flagged")
 FOLDS = 5
 
 
+DataOpt = Annotated[
+    Path,
+    typer.Option(
+        help="Texts with labels (CSV, JSONL or Parquet); unlabeled rows are used as neighbours only."
+    ),
+]
+SuspectsIdColumn = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Column with stable ids (default: `id` if the file has one, else derived from the text)."
+    ),
+]
+LabelsFileOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Labels pulled from Label Studio (`labelloop pull --out`); their agreed labels override or add to "
+        "the data's."
+    ),
+]
+
+
 @app.command()
 def suspects(
-    data: Annotated[
-        Path,
-        typer.Option(
-            help="Texts with labels (CSV, JSONL or Parquet); unlabeled rows are used as neighbours only."
-        ),
-    ],
+    data: DataOpt,
     out: Annotated[Path, typer.Option(help="CSV to write: id,label,suggested,score,flagged.")],
     text_column: TextColumn = "text",
     label_column: LabelColumn = "label",
-    id_column: Annotated[
-        Optional[str],
-        typer.Option(
-            help="Column with stable ids (default: `id` if the file has one, else derived from the text)."
-        ),
-    ] = None,
-    labels_file: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Labels pulled from Label Studio (`labelloop pull --out`); their agreed labels override or add to "
-            "the data's."
-        ),
-    ] = None,
+    id_column: SuspectsIdColumn = None,
+    labels_file: LabelsFileOpt = None,
     model: ModelPath = None,
     cache_dir: CacheDir = None,
 ) -> None:
@@ -70,6 +78,27 @@ def suspects(
     _check_out(out)
     pool = _load(data, text_column, label_column, id_column, console)
     known = _known(pool, labels_file, label_column, console)
+    classes = _classes(data, known)
+    rows = [i for i, k in enumerate(pool.ids) if k in known]
+    console.print(f"{len(rows)} labeled of {len(pool)} texts, {len(classes)} classes.")
+    f = featurize(pool.texts, model=model, cache_dir=cache_dir, progress=True)
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[known[pool.ids[i]]] for i in rows], dtype=np.int64)
+
+    from ..label_errors import rank_label_errors
+
+    with console.status(f"scoring out-of-fold ({FOLDS} folds) and finding label issues"):
+        s = rank_label_errors(f.pool[rows], y, len(classes), folds=FOLDS)
+    _write_atomic(out, _csv_rows(s, [pool.ids[i] for i in rows], y, classes))
+    console.print(
+        f"Flagged {int(s.flagged.sum())} of {len(rows)} labels for a second opinion (estimated "
+        f"{s.noise_rate:.1%} wrong). Wrote {out}"
+    )
+
+
+def _classes(data: Path, known: dict[str, str]) -> list[str]:
+    """The known labels' classes, refused when out-of-fold scoring cannot work: fewer than two classes,
+    or a class with fewer labels than folds."""
     classes = sorted(set(known.values()))
     if len(classes) < 2:
         raise DataError(
@@ -85,33 +114,15 @@ def suspects(
             f"model trained on the other {FOLDS - 1} of {FOLDS} folds, so every class needs at least "
             f"{FOLDS}: label more of them or leave those rows out"
         )
-    rows = [i for i, k in enumerate(pool.ids) if k in known]
-    console.print(f"{len(rows)} labeled of {len(pool)} texts, {len(classes)} classes.")
-    f = featurize(pool.texts, model=model, cache_dir=cache_dir, progress=True)
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[known[pool.ids[i]]] for i in rows], dtype=np.int64)
+    return classes
 
-    from ..quality import rank_label_errors
 
-    with console.status(f"scoring out-of-fold ({FOLDS} folds) and finding label issues"):
-        s = rank_label_errors(f.pool[rows], y, len(classes), folds=FOLDS)
-    _write_atomic(
-        out,
-        [
-            (
-                pool.ids[rows[j]],
-                classes[y[j]],
-                classes[s.suggested[j]],
-                f"{s.score[j]:.6f}",
-                int(s.flagged[j]),
-            )
-            for j in s.order
-        ],
-    )
-    console.print(
-        f"Flagged {int(s.flagged.sum())} of {len(rows)} labels for a second opinion (estimated "
-        f"{s.noise_rate:.1%} wrong). Wrote {out}"
-    )
+def _csv_rows(s: Suspects, ids: list[str], y: np.ndarray, classes: list[str]) -> list[tuple[object, ...]]:
+    """One row of OUT per labeled text (``ids[j]`` with label ``y[j]``), most suspicious first."""
+    return [
+        (ids[j], classes[y[j]], classes[s.suggested[j]], f"{s.score[j]:.6f}", int(s.flagged[j]))
+        for j in s.order
+    ]
 
 
 def _check_out(out: Path) -> None:

@@ -8,31 +8,38 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..config import load_config
+from ..config import Config, load_config
 from ..errors import DataError, LabelloopError
 from . import app
 
+if TYPE_CHECKING:
+    from ..data import DataPeek, Pool
+    from ..featurize import Featurized
+
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The campaign's labelloop.toml.")]
+
+
+InitLabelsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Comma-separated label set (default: the data's labels when it has a label column, else "
+        "billing,bug,other)."
+    ),
+]
 
 
 @app.command()
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the example config.")] = Path("labelloop.toml"),
     data: Annotated[str, typer.Option(help="The texts to label (CSV, JSONL or Parquet).")] = "texts.csv",
-    labels: Annotated[
-        Optional[str],
-        typer.Option(
-            help="Comma-separated label set (default: the data's labels when it has a label column, else "
-            "billing,bug,other)."
-        ),
-    ] = None,
+    labels: InitLabelsOpt = None,
     project: Annotated[str, typer.Option(help="Label Studio project title or id.")] = "labelloop",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.", metavar="")] = False,
 ) -> None:
@@ -42,22 +49,11 @@ def init(
     file is validated before it is written, and written atomically: a refused init leaves nothing.
     """
     from ..config import example_config, parse_config
-    from ..data import inspect_data
-    from ..outputs import atomic_write, check_output
+    from ..outputs import atomic_write
 
     console = Console(stderr=True, soft_wrap=True)
-    path = path.expanduser()
-    if not path.parent.is_dir():
-        raise LabelloopError(f"{path}: folder {path.parent} does not exist; create it first")
-    if path.exists() and not path.is_dir() and not force:
-        raise LabelloopError(f"{path} exists; pass --force to overwrite it")
-    check_output(path, "PATH")
-    data_path = Path(data).expanduser()
-    found = inspect_data(data_path if data_path.is_absolute() else path.parent / data_path) if data else None
-    if found is not None and found.problem:
-        console.print(f"[yellow]warning:[/] {found.problem}", highlight=False)
-    elif data and found is None:  # data may come later, but a typo should not wait for the first sync
-        console.print(f"[yellow]warning:[/] --data {data} does not exist yet; `labelloop sync` needs it")
+    path = _init_path(path, force)
+    found = _inspect(console, path, data)
     names = [s.strip() for s in labels.split(",") if s.strip()] if labels is not None else []
     if labels is None:
         names = (
@@ -77,20 +73,7 @@ def init(
         guidelines=guidelines.name,
     )
     config = parse_config(text, path)  # validated before anything is written
-    if found is not None and found.rows is not None and config.loop.budget > found.rows:
-        console.print(
-            f"[yellow]warning:[/] loop.budget {config.loop.budget} exceeds the {found.rows} text(s) in "
-            f"{data}; lower it in {path}",
-            highlight=False,
-        )
-    if found is not None and found.labels and labels is not None:
-        extra = sorted(set(found.labels) - set(config.labels))
-        if extra:
-            console.print(
-                f"[yellow]warning:[/] {data} has label(s) not in --labels: {', '.join(extra[:10])}"
-                f"{' …' if len(extra) > 10 else ''}",
-                highlight=False,
-            )
+    _warn_mismatches(console, path, data, found, config, given_labels=labels is not None)
     if not guidelines.exists():  # a starter for the team to fill in; never overwritten
         from ..guidelines import starter_guidelines
 
@@ -105,6 +88,53 @@ def init(
         f"from cron).",
         highlight=False,
     )
+
+
+def _init_path(path: Path, force: bool) -> Path:
+    """Where ``init`` writes, refused before anything is read: a missing folder, or a file without --force."""
+    from ..outputs import check_output
+
+    path = path.expanduser()
+    if not path.parent.is_dir():
+        raise LabelloopError(f"{path}: folder {path.parent} does not exist; create it first")
+    if path.exists() and not path.is_dir() and not force:
+        raise LabelloopError(f"{path} exists; pass --force to overwrite it")
+    check_output(path, "PATH")
+    return path
+
+
+def _inspect(console: Console, path: Path, data: str) -> DataPeek | None:
+    """A look at ``--data`` (relative to the config's folder) for its columns and labels; warns when it is
+    missing or unreadable, since data may come later but a typo should not wait for the first sync."""
+    from ..data import inspect_data
+
+    data_path = Path(data).expanduser()
+    found = inspect_data(data_path if data_path.is_absolute() else path.parent / data_path) if data else None
+    if found is not None and found.problem:
+        console.print(f"[yellow]warning:[/] {found.problem}", highlight=False)
+    elif data and found is None:
+        console.print(f"[yellow]warning:[/] --data {data} does not exist yet; `labelloop sync` needs it")
+    return found
+
+
+def _warn_mismatches(
+    console: Console, path: Path, data: str, found: DataPeek | None, config: Config, *, given_labels: bool
+) -> None:
+    """Warn where the config and the data already disagree: a budget above the texts, labels not in --labels."""
+    if found is not None and found.rows is not None and config.loop.budget > found.rows:
+        console.print(
+            f"[yellow]warning:[/] loop.budget {config.loop.budget} exceeds the {found.rows} text(s) in "
+            f"{data}; lower it in {path}",
+            highlight=False,
+        )
+    if found is not None and found.labels and given_labels:
+        extra = sorted(set(found.labels) - set(config.labels))
+        if extra:
+            console.print(
+                f"[yellow]warning:[/] {data} has label(s) not in --labels: {', '.join(extra[:10])}"
+                f"{' …' if len(extra) > 10 else ''}",
+                highlight=False,
+            )
 
 
 @app.command("sync")
@@ -217,24 +247,26 @@ def report(
     Console(stderr=True).print(f"Wrote {path}")
 
 
+PredictIdColumn = Annotated[
+    str | None,
+    typer.Option(
+        help="Column with ids (default: the campaign's data.id_column when the input has it, else derived from "
+        "the text)."
+    ),
+]
+
+
 @app.command()
 def predict(
     input: Annotated[Path, typer.Option("--input", help="Texts to classify (CSV, JSONL or Parquet).")],
     out: Annotated[Path, typer.Option(help="CSV to write: id, label, confidence.")],
     config: ConfigOpt = Path("labelloop.toml"),
     text_column: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
-    id_column: Annotated[
-        str | None,
-        typer.Option(
-            help="Column with ids (default: the campaign's data.id_column when the input has it, else derived from "
-            "the text)."
-        ),
-    ] = None,
+    id_column: PredictIdColumn = None,
 ) -> None:
     """Apply the campaign's current model to a file of texts, for use downstream."""
-    from ..campaign import config_encoder, latest_head, load_campaign
+    from ..campaign import latest_head, load_campaign
     from ..data import columns_of, load_pool
-    from ..featurize import featurize
     from ..outputs import atomic_write, check_output
     from ..store import Store
 
@@ -253,36 +285,7 @@ def predict(
     # The model was trained on features smoothed over the campaign's pool: new texts take their neighbours
     # there. Only the pool's raw vectors are needed (from the cache), not the pool's own features.
     campaign = load_campaign(cfg, embed_texts=False)
-    if (
-        cfg.data.embedding_column is not None
-    ):  # the campaign's own vectors: the input file needs the column too
-        from ..column_vectors import read_vectors
-        from ..featurize import featurize_vectors
-
-        column = cfg.data.embedding_column
-        V, identity = read_vectors(cfg.data.path, column, campaign.pool.file_rows)
-        Vin, _ = read_vectors(input, column, pool.file_rows)
-        if Vin.shape[1] != V.shape[1]:
-            raise DataError(
-                f"{input}: vectors in column {column!r} have {Vin.shape[1]} numbers, the campaign's {V.shape[1]}"
-            )
-        f = featurize_vectors(
-            V,
-            Vin,
-            identity=identity,
-            smoothing=cfg.model.smoothing,
-            smooth_pool=False,
-        )
-    else:
-        f = featurize(
-            campaign.pool.texts,
-            pool.texts,
-            encoder=config_encoder(cfg),
-            cache_dir=cfg.model.cache_dir,
-            smoothing=cfg.model.smoothing,
-            smooth_pool=False,
-            progress=True,
-        )
+    f = _input_features(cfg, campaign.pool, input, pool)
     probs = head.predict_proba(f.others[0])
     with atomic_write(out, newline="") as fh:
         w = csv.writer(fh)
@@ -290,3 +293,32 @@ def predict(
         for i, p in zip(pool.ids, probs, strict=True):
             w.writerow([i, cfg.labels[int(np.argmax(p))], f"{float(np.max(p)):.4f}", last.model_version])
     Console(stderr=True).print(f"Wrote {len(pool)} predictions of model {last.model_version} to {out}")
+
+
+def _input_features(cfg: Config, campaign_pool: Pool, input: Path, pool: Pool) -> Featurized:
+    """The input's features, smoothed over the campaign pool's raw vectors: from the campaign's embedding
+    column when it has one (the input file needs the column too), else from the encoder through the cache."""
+    from ..featurize import featurize, featurize_vectors
+
+    if cfg.data.embedding_column is None:
+        from ..campaign import config_encoder
+
+        return featurize(
+            campaign_pool.texts,
+            pool.texts,
+            encoder=config_encoder(cfg),
+            cache_dir=cfg.model.cache_dir,
+            smoothing=cfg.model.smoothing,
+            smooth_pool=False,
+            progress=True,
+        )
+    from ..column_vectors import read_vectors
+
+    column = cfg.data.embedding_column
+    V, identity = read_vectors(cfg.data.path, column, campaign_pool.file_rows)
+    Vin, _ = read_vectors(input, column, pool.file_rows)
+    if Vin.shape[1] != V.shape[1]:
+        raise DataError(
+            f"{input}: vectors in column {column!r} have {Vin.shape[1]} numbers, the campaign's {V.shape[1]}"
+        )
+    return featurize_vectors(V, Vin, identity=identity, smoothing=cfg.model.smoothing, smooth_pool=False)

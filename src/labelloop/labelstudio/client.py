@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -265,19 +265,7 @@ class Connector(Session):
                     task_ids = {i: after[i].task_id for i in ids}
                     self._set_clusters(project_id, items, task_ids, model_version, progress)
                 self.set_model_version(project_id, model_version)
-        return PushReport(
-            created=[i for i in ids if i not in before],
-            existing=[i for i in ids if i in before],
-            predictions_added=[
-                it.id
-                for it in items
-                if it.id in before and it.predicts and model_version not in before[it.id].model_versions
-            ],
-            task_ids={i: after[i].task_id for i in ids},
-            model_version=model_version,
-            duplicates_removed=sorted(removed + late_removed),
-            duplicates_annotated=annotated,
-        )
+        return _push_report(items, before, after, model_version, sorted(removed + late_removed), annotated)
 
     def _send(
         self,
@@ -507,3 +495,28 @@ class Connector(Session):
             return parsedate_to_datetime(date).isoformat() if date else None
         except (TypeError, ValueError):
             return None
+
+
+def _push_report(
+    items: Sequence[PushItem],
+    before: Mapping[str, ExistingTask],
+    after: Mapping[str, ExistingTask],
+    model_version: str | None,
+    duplicates_removed: list[int],
+    duplicates_annotated: list[str],
+) -> PushReport:
+    """What a push did, from the project's tasks before and after it."""
+    ids = [it.id for it in items]
+    return PushReport(
+        created=[i for i in ids if i not in before],
+        existing=[i for i in ids if i in before],
+        predictions_added=[
+            it.id
+            for it in items
+            if it.id in before and it.predicts and model_version not in before[it.id].model_versions
+        ],
+        task_ids={i: after[i].task_id for i in ids},
+        model_version=model_version,
+        duplicates_removed=duplicates_removed,
+        duplicates_annotated=duplicates_annotated,
+    )

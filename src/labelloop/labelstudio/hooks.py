@@ -87,65 +87,78 @@ def connect(
     base, out = _base(url), Registration()
     ls._secrets.append(secret)  # redacted from any error message, like the API key
     if ml_backend:
-        backends = _backends(ls, project_id, base)
-        fields = {
-            "title": BACKEND_TITLE,
-            "auth_method": "BASIC_AUTH",
-            "basic_auth_user": "labelloop",
-            "basic_auth_pass": secret,
-            "is_interactive": False,
-            "auto_update": True,
-            "description": "labelloop serve: the campaign's current model",
-        }
-        if backends:
-            keep = backends[0]
-            # The URL goes along: Label Studio 1.23.2 answers 500 to a PATCH without it (its health check).
-            ls._call(
-                f"updating ML backend {keep.id}",
-                lambda: ls._ls.ml.update(keep.id, url=base, project=project_id, **fields),
-                retry=False,
-            )
-            out.ml_backend = keep.id
-            out.updated.append(f"ML backend {keep.id}")
-            for extra in backends[1:]:
-                _delete(ls, "ML backend", int(extra.id), out)
-        else:
-            made = ls._call(
-                f"adding an ML backend to project {project_id}",
-                lambda: ls._ls.ml.create(project=project_id, url=base, **fields),
-                retry=False,
-            )
-            out.ml_backend = int(made.id)
-            out.created.append(f"ML backend {made.id}")
+        _connect_backend(ls, project_id, base, secret, out)
     hooks = _webhooks(ls, project_id, base)  # after the backend: its own webhook is there now
     if webhook:
-        fields = {
-            "url": base + "/webhook",
-            "actions": list(WEBHOOK_ACTIONS),
-            "headers": {header: secret},
-            "send_payload": True,
-            "send_for_all_actions": False,
-            "is_active": True,
-        }
-        if hooks:
-            keep = hooks[0]
-            ls._call(
-                f"updating webhook {keep.id}", lambda: ls._ls.webhooks.update(keep.id, **fields), retry=False
-            )
-            out.webhook = keep.id
-            out.updated.append(f"webhook {keep.id}")
-            hooks = hooks[1:]
-        else:
-            made = ls._call(
-                f"adding a webhook to project {project_id}",
-                lambda: ls._ls.webhooks.create(project=project_id, **fields),
-                retry=False,
-            )
-            out.webhook = int(made.id)
-            out.created.append(f"webhook {made.id}")
+        hooks = _connect_webhook(ls, project_id, base, {header: secret}, hooks, out)
     for extra in hooks:
         _delete(ls, "webhook", int(extra.id), out)
     return out
+
+
+def _connect_backend(ls: Connector, project_id: int, base: str, secret: str, out: Registration) -> None:
+    """The project's one ML backend at ``base``: the first one there updated (others removed), or a new one."""
+    backends = _backends(ls, project_id, base)
+    fields = {
+        "title": BACKEND_TITLE,
+        "auth_method": "BASIC_AUTH",
+        "basic_auth_user": "labelloop",
+        "basic_auth_pass": secret,
+        "is_interactive": False,
+        "auto_update": True,
+        "description": "labelloop serve: the campaign's current model",
+    }
+    if backends:
+        keep = backends[0]
+        # The URL goes along: Label Studio 1.23.2 answers 500 to a PATCH without it (its health check).
+        ls._call(
+            f"updating ML backend {keep.id}",
+            lambda: ls._ls.ml.update(keep.id, url=base, project=project_id, **fields),
+            retry=False,
+        )
+        out.ml_backend = keep.id
+        out.updated.append(f"ML backend {keep.id}")
+        for extra in backends[1:]:
+            _delete(ls, "ML backend", int(extra.id), out)
+    else:
+        made = ls._call(
+            f"adding an ML backend to project {project_id}",
+            lambda: ls._ls.ml.create(project=project_id, url=base, **fields),
+            retry=False,
+        )
+        out.ml_backend = int(made.id)
+        out.created.append(f"ML backend {made.id}")
+
+
+def _connect_webhook(
+    ls: Connector, project_id: int, base: str, headers: dict[str, str], hooks: list[Any], out: Registration
+) -> list[Any]:
+    """The project's webhook to ``base``: the first of ``hooks`` updated, or a new one; returns the
+    others (to remove)."""
+    fields = {
+        "url": base + "/webhook",
+        "actions": list(WEBHOOK_ACTIONS),
+        "headers": headers,
+        "send_payload": True,
+        "send_for_all_actions": False,
+        "is_active": True,
+    }
+    if hooks:
+        keep = hooks[0]
+        ls._call(
+            f"updating webhook {keep.id}", lambda: ls._ls.webhooks.update(keep.id, **fields), retry=False
+        )
+        out.webhook = keep.id
+        out.updated.append(f"webhook {keep.id}")
+        return hooks[1:]
+    made = ls._call(
+        f"adding a webhook to project {project_id}",
+        lambda: ls._ls.webhooks.create(project=project_id, **fields),
+        retry=False,
+    )
+    out.webhook = int(made.id)
+    out.created.append(f"webhook {made.id}")
+    return hooks
 
 
 def disconnect(
