@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,7 +103,7 @@ def score(flagged: np.ndarray, truth: np.ndarray) -> dict[str, float | int]:
             "recall": hit / int(truth.sum())}
 
 
-def run(datasets: list[Dataset], seeds: int) -> list[dict]:
+def run(datasets: list[Dataset], seeds: int, dump: Path | None = None) -> list[dict]:
     from cleanlab.filter import find_label_issues
 
     out = []
@@ -110,9 +112,12 @@ def run(datasets: list[Dataset], seeds: int) -> list[dict]:
         for kind in ("uniform", "confusable"):
             for seed in range(seeds):
                 noisy, truth = flip(data.y, data.n_classes, kind, partner, seed)
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), time.process_time()
                 s = rank_label_errors(data.X, noisy, data.n_classes, folds=FOLDS, seed=seed)
-                seconds = time.perf_counter() - t
+                seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+                if dump is not None:  # for analysing other flagging rules without refitting
+                    np.savez_compressed(dump / f"{data.name}-{kind}-{seed}.npz", p=s.probabilities, noisy=noisy,
+                                        clean=data.y, truth=truth, doubted=doubted)
                 present = np.unique(noisy)
                 local, p = np.searchsorted(present, noisy), s.probabilities[:, present]
                 alt = {rule: score(find_label_issues(local, p, filter_by=rule, n_jobs=1), truth)
@@ -127,10 +132,11 @@ def run(datasets: list[Dataset], seeds: int) -> list[dict]:
                        "precision_excl_clean_doubts": int((s.flagged & truth).sum())
                        / max(int(s.flagged.sum() - excused.sum()), 1), "noise_estimate": s.noise_rate,
                        "oof_accuracy_vs_truth": float((s.probabilities.argmax(1) == data.y).mean()),
-                       "seconds": seconds, "alternatives": alt}
+                       "seconds": seconds, "cpu_seconds": cpu,
+                       "load_average": os.getloadavg()[0], "alternatives": alt}
                 out.append(row)
                 print(f"{data.name:22s} {kind:10s} seed {seed}: P {row['precision']:.3f} R {row['recall']:.3f} "
-                      f"({row['flagged']} flagged, est. noise {s.noise_rate:.3f}) {seconds:.1f}s", flush=True)
+                      f"({row['flagged']} flagged, est. noise {s.noise_rate:.3f}) {seconds:.1f}s, {cpu:.1f} CPU-s", flush=True)
     return out
 
 
@@ -143,7 +149,7 @@ def summarise(runs: list[dict]) -> list[dict]:
         row = {"dataset": name, "kind": kind, "rows": rs[0]["rows"], "classes": rs[0]["classes"], "seeds": len(rs)}
         row["clean_flagged"] = rs[0]["clean_flagged"]
         for m in ("precision", "recall", "precision_at_flipped", "precision_excl_clean_doubts", "noise_estimate",
-                  "seconds"):
+                  "seconds", "cpu_seconds", "load_average"):
             v = np.array([r[m] for r in rs])
             row[m], row[f"{m}_min"] = float(v.mean()), float(v.min())
         row["meets_bar"] = bool(row["precision_min"] >= BAR["precision"] and row["recall_min"] >= BAR["recall"])
@@ -162,22 +168,23 @@ def markdown(summary: list[dict], seeds: int) -> str:
         "the labelloop head (LR, C=10, neighbour-smoothed MiniLM features) + cleanlab "
         f"`{LABEL_ERROR_RULE}` (labelloop's default). "
         f"Mean over {seeds} seeds (min in brackets); bar: precision ≥ {BAR['precision']} and recall ≥ "
-        f"{BAR['recall']} on every seed. Seconds = ranking only (embeddings cached), on a shared 2-core machine."),
+        f"{BAR['recall']} on every seed. CPU-s = CPU seconds of the ranking only (embeddings cached), on a shared 2-core machine; load = 1-minute "
+        "load average at the end of each run (mean)."),
         "",
         ("precision@#flips: share of flipped rows among the top-scored as many rows as were flipped. Clean "
         "doubts: rows flagged on the clean labels (before any flip); the next column is the precision when "
         "those are not counted as false alarms."),
         "",
         ("| dataset | rows | classes | flips | precision | recall | precision@#flips | clean doubts | "
-         "precision excl. clean doubts | est. noise | seconds | bar |"),
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+         "precision excl. clean doubts | est. noise | CPU-s | load | bar |"),
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in summary:
         lines.append(
             f"| {r['dataset']} | {r['rows']} | {r['classes']} | {r['kind']} | {r['precision']:.3f} "
             f"({r['precision_min']:.3f}) | {r['recall']:.3f} ({r['recall_min']:.3f}) | "
             f"{r['precision_at_flipped']:.3f} | {r['clean_flagged']} | {r['precision_excl_clean_doubts']:.3f} | "
-            f"{r['noise_estimate']:.3f} | {r['seconds']:.0f} | "
+            f"{r['noise_estimate']:.3f} | {r['cpu_seconds']:.1f} | {r['load_average']:.1f} | "
             f"{'met' if r['meets_bar'] else '**not met**'} |")
     lines += ["", "Other cleanlab rules on the same probabilities (mean precision / recall):", "",
               "| dataset | flips | " + " | ".join(ALTERNATIVES) + " |", "|---|---|" + "---:|" * len(ALTERNATIVES)]
@@ -193,12 +200,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--only", default=None, help="comma-separated dataset names (for a quick look)")
+    ap.add_argument("--dump", type=Path, default=None, help="directory for each run's out-of-fold probabilities")
     args = ap.parse_args()
     datasets = load(args.cache_dir)
     if args.only:
         datasets = [d for d in datasets if d.name in args.only.split(",")]
     t = time.perf_counter()
-    runs = run(datasets, args.seeds)
+    if args.dump is not None:
+        args.dump.mkdir(parents=True, exist_ok=True)
+    runs = run(datasets, args.seeds, args.dump)
     summary = summarise(runs)
     result = {"noise": NOISE, "folds": FOLDS, "bar": BAR, "rule": LABEL_ERROR_RULE, "seeds": args.seeds,
               "total_seconds": time.perf_counter() - t, "machine": platform.platform(), "summary": summary,
