@@ -302,9 +302,11 @@ class Suspects:
     """Per labeled row: how suspicious its label is, the model's suggestion, and whether to re-check it.
 
     ``score`` = 1 − out-of-fold probability of the given label (higher = more suspicious).
-    ``flagged`` = confident learning's verdict (:data:`LABEL_ERROR_RULE`): what to send back for a
-    second opinion. It is a set sized by the estimated noise, so a few flagged rows may score
-    below unflagged ones. ``noise_rate`` is confident learning's estimate of the share of wrong labels.
+    ``flagged`` = confident learning's verdict (:data:`LABEL_ERROR_RULE`, after :data:`LABEL_ERROR_PASSES`
+    passes): what to send back for a second opinion. It is a set sized by the estimated noise and chosen
+    by the rule's own score (not ``score``), so a few flagged rows may score below unflagged ones.
+    ``noise_rate`` is confident learning's estimate of the share of wrong labels (from the first pass).
+    ``score``, ``suggested`` and ``probabilities`` come from the last pass.
     """
 
     score: np.ndarray  # (n,) float
