@@ -305,7 +305,8 @@ class Suspects:
     ``flagged`` = confident learning's verdict (:data:`LABEL_ERROR_RULE`, after :data:`LABEL_ERROR_PASSES`
     passes): what to send back for a second opinion. It is a set sized by the estimated noise and chosen
     by the rule's own score (not ``score``), so a few flagged rows may score below unflagged ones.
-    ``noise_rate`` is confident learning's estimate of the share of wrong labels (from the first pass).
+    ``noise_rate`` is confident learning's estimate of the share of wrong labels (for the ranking rules,
+    the default among them, from the first pass).
     ``score``, ``suggested`` and ``probabilities`` come from the last pass.
     """
 
