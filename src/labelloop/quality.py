@@ -22,16 +22,19 @@ from typing import Any
 import numpy as np
 
 from .label_errors import (
+    LABEL_ERROR_PASSES,
     LABEL_ERROR_RULE,
     Suspects,
     TooFewLabelsError,
     check_rankable,
     out_of_fold_probabilities,
     rank_label_errors,
+    trusted_rows,
 )
 from .stopping import wilson_interval
 
 __all__ = [
+    "LABEL_ERROR_PASSES",
     "LABEL_ERROR_RULE",
     "AgreementReport",
     "AnnotatorQuality",
@@ -50,6 +53,7 @@ __all__ = [
     "pairwise_kappa",
     "per_class_agreement",
     "rank_label_errors",
+    "trusted_rows",
 ]
 
 Vote = tuple[Hashable, Hashable, str]

@@ -66,9 +66,11 @@ def suspects(
 
     Each row is scored by a model that never saw it (5-fold cross-validation of the labelloop head);
     confident learning (cleanlab) flags the rows whose label disagrees confidently with the model, as
-    many as the estimated share of wrong labels. OUT lists every labeled row, most suspicious first,
-    with columns `id,label,suggested,score,flagged` (score = 1 − the model's probability of the given
-    label; flagged = 1 where the label should be checked again).
+    many as the estimated share of wrong labels. Then every row is scored and flagged once more by fold
+    models trained without the flagged rows, so wrong labels do not vouch for each other. OUT lists
+    every labeled row, most suspicious first, with columns `id,label,suggested,score,flagged`
+    (score = 1 − the model's probability of the given label; flagged = 1 where the label should be
+    checked again).
 
     Example:
 
@@ -85,9 +87,11 @@ def suspects(
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[known[pool.ids[i]]] for i in rows], dtype=np.int64)
 
-    from ..label_errors import rank_label_errors
+    from ..label_errors import LABEL_ERROR_PASSES, rank_label_errors
 
-    with console.status(f"scoring out-of-fold ({FOLDS} folds) and finding label issues"):
+    with console.status(
+        f"scoring out-of-fold ({FOLDS} folds, {LABEL_ERROR_PASSES} pass(es)) and finding label issues"
+    ):
         s = rank_label_errors(f.pool[rows], y, len(classes), folds=FOLDS)
     _write_atomic(out, _csv_rows(s, [pool.ids[i] for i in rows], y, classes))
     console.print(
