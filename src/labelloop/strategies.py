@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
+from .head import one_blas_thread
+
 if TYPE_CHECKING:
     from .head import Head
 
@@ -175,7 +177,9 @@ def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray
         km: KMeans | MiniBatchKMeans = MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096)
     else:
         km = KMeans(k, random_state=seed, n_init=1)
-    with warnings.catch_warnings():
+    # One BLAS thread: k-means++ seeding is many small distance products, on which a second thread
+    # spin-waits (31 vs 6 CPU-s for 95 centroids of 50,000 float32 rows at load 9).
+    with warnings.catch_warnings(), one_blas_thread():
         # Fewer distinct points than clusters (duplicates): k-means warns, result is still usable.
         warnings.simplefilter("ignore")
         labels = km.fit_predict(x)

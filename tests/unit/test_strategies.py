@@ -175,3 +175,21 @@ class TestRegistry:
 def test_an_empty_batch_is_an_empty_selection():
     X, _ = blobs(3, 5)
     assert len(ColdStart()(Context.cold(X), 0, rng())) == 0
+
+
+def test_k_means_runs_blas_on_one_thread(monkeypatch):
+    """k-means++ seeding spin-waits on a second BLAS thread when the cores are busy (see ``_kmeans``)."""
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_info
+
+    seen: list[set[int]] = []
+    fit_predict = KMeans.fit_predict
+
+    def spy(self, *args, **kwargs):
+        seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+        return fit_predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(KMeans, "fit_predict", spy)
+    X, _ = blobs(3, 10)
+    ColdStart()(Context.cold(X), 3, rng())
+    assert seen == [{1}]
