@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from labelloop.data import demo_paths, load_pool
-from labelloop.labelstudio import SCAN_MARGIN_SECONDS, Connector, PushItem, resolve
+from labelloop.labelstudio import Connector, PushItem, resolve
+from labelloop.labelstudio.annotations import SCAN_MARGIN_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 

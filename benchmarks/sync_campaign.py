@@ -28,7 +28,7 @@ import pandas as pd
 from _banking77 import RESULTS, banking77_paths
 
 from labelloop.config import load_config
-from labelloop.labelstudio import _as_dict
+from labelloop.labelstudio.payloads import as_dict as _as_dict
 from labelloop.store import Store
 from labelloop.sync import sync
 
