@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .copies import LabelConflict, LabelConflictWarning, collapse_copies, conflicts_message
-from .errors import DataError
+from .errors import DataError, LabelloopWarning
 from .readers import all_columns, cell_texts, named_column, preview, read_frame
 
 __all__ = [
@@ -165,6 +165,7 @@ def load_pool(
     texts_raw = cell_texts(named_column(frame, text_column, path, "text"), path, text_column)
     keep = _rows_with_text(path, texts_raw, text_column, skip_empty)
     texts = [t for t in (texts_raw[i] for i in keep) if t is not None]  # blanks were dropped above
+    _warn_odd_texts(path, texts, keep)
     labels = _labels(path, frame, keep, label_column, require_labels)
     moved = tuple(keep) if len(keep) < len(texts_raw) else None  # file rows, when some were skipped
     if id_column is None:
@@ -214,6 +215,33 @@ def _rows_with_text(path: Path, texts: list[str | None], column: str, skip_empty
     if not keep:
         raise DataError(f"{path}: every text is empty")
     return keep
+
+
+LONG_TEXT = 100_000  # characters: far beyond any ticket or e-mail, most likely a file pasted into a cell
+
+
+def _warn_odd_texts(path: Path, texts: list[str], keep: list[int]) -> None:
+    """Texts that load fine but will surprise later: NUL characters (Label Studio on PostgreSQL refuses
+    them at import) and huge cells (the encoder reads only their first few hundred tokens, while every
+    annotator's browser gets all of it). Kept as they are, said once."""
+    import warnings
+
+    nul = [keep[j] + 1 for j, t in enumerate(texts) if "\x00" in t]
+    if nul:
+        warnings.warn(
+            f"{path}: {len(nul)} text(s) contain NUL characters (data rows {preview(nul)}); Label Studio on "
+            f"PostgreSQL refuses them at import: remove them from the data",
+            LabelloopWarning,
+            stacklevel=3,
+        )
+    long = [keep[j] + 1 for j, t in enumerate(texts) if len(t) > LONG_TEXT]
+    if long:
+        warnings.warn(
+            f"{path}: {len(long)} text(s) longer than {LONG_TEXT:,} characters (data rows {preview(long)}); "
+            f"the encoder reads only their beginning, and annotators are sent all of it",
+            LabelloopWarning,
+            stacklevel=3,
+        )
 
 
 def _labels(

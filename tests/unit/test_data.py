@@ -187,3 +187,18 @@ def test_whole_number_labels_stay_whole_in_jsonl_with_nulls(tmp_path):
 def test_duplicate_ids_can_be_allowed_for_test_sets(tmp_path):
     pool = load_pool(write_csv(tmp_path / "a.csv", ["same,x", "same,y"]), unique_ids=False)
     assert len(pool) == 2 and pool.labels == ["x", "y"]  # every row kept as it is: scored per row
+
+
+def test_nul_characters_and_huge_cells_load_with_a_warning_naming_their_rows(tmp_path):
+    from labelloop.data import LONG_TEXT
+    from labelloop.errors import LabelloopWarning
+
+    path = tmp_path / "odd.jsonl"
+    rows = [{"text": "fine"}, {"text": "bad\x00byte"}, {"text": "x" * (LONG_TEXT + 1)}, {"text": "also fine"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    with pytest.warns(LabelloopWarning) as caught:
+        pool = load_pool(path)
+    messages = [str(w.message) for w in caught]
+    assert any("NUL" in m and "data rows 2" in m for m in messages)
+    assert any(f"longer than {LONG_TEXT:,}" in m and "data rows 3" in m for m in messages)
+    assert len(pool) == 4 and pool.texts[1] == "bad\x00byte"  # kept as given: nothing lost
