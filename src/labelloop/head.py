@@ -24,13 +24,13 @@ DEFAULT_C = 10.0
 
 
 def one_blas_thread() -> AbstractContextManager[object]:
-    """BLAS on one thread for the duration of a head fit, restored afterwards.
+    """BLAS on one thread for the duration of a head fit (or a k-means), restored afterwards.
 
     A head fit is hundreds of small lbfgs steps; a second BLAS thread gains nothing on them and, when
-    the cores are busy (a sync on a shared server, a helper job), spin-waits at every step: 4-6
-    CPU-s and ~12 s wall against 0.27 CPU-s and 0.5 s for one 2,000-label fit at load 10
-    (benchmarks/results/head_threads*.md; 1.0 vs 0.24 s on a quiet machine). It also makes a fit's floating-point order independent of
-    the machine's core count.
+    the cores are busy (a sync on a shared server), spin-waits at every step. One 2,000-label fit:
+    0.5 s against ~12 s wall at load 10, and 0.24 s against 1.0 s on a quiet machine
+    (benchmarks/results/head_threads*.md). It also makes a fit's floating-point order independent
+    of the machine's core count.
     """
     from threadpoolctl import threadpool_limits
 
