@@ -58,3 +58,33 @@ def test_push_pull_push_through_the_cli(ls_server, sdk, connector, title, monkey
     assert len(after) == 16 and set(tasks) < set(after)
     for written in tmp_path.rglob("*"):
         assert not written.is_file() or ls_server.api_key.encode() not in written.read_bytes()
+
+
+def test_push_takes_vectors_from_an_embedding_column(ls_server, connector, title, monkeypatch, capsys,
+                                                    tmp_path) -> None:
+    """Vectors made elsewhere: no encoder runs, the model version is tied to the column's identity."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    labels = ["billing", "bug"] * 15
+    centres = {"billing": np.eye(8)[0], "bug": np.eye(8)[1]}
+    vectors = [(centres[lab] + rng.normal(scale=0.2, size=8)).tolist() for lab in labels]
+    known = [lab if i < 10 else None for i, lab in enumerate(labels)]
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"id": [f"t{i}" for i in range(30)], "text": [f"ticket number {i}" for i in range(30)],
+                             "label": known, "emb": vectors}), pool)
+
+    code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "push", "--data", str(pool),
+                        "--id-column", "id", "--project", title, "--n", "5", "--embedding-column", "emb",
+                        "--cache-dir", str(tmp_path / "cache"))
+    assert code == 0, err
+    tasks = connector.existing(connector.project(title).id)
+    assert len(tasks) == 5 and set(tasks) <= {f"t{i}" for i in range(10, 30)}
+    assert all(len(t.model_versions) == 1 for t in tasks.values())
+    assert not (tmp_path / "cache").exists()  # the encoder never ran
+
+    code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "push", "--data", str(pool),
+                        "--project", title, "--embedding-column", "emb", "--model", str(tmp_path))
+    assert code == 2 and "not both" in err

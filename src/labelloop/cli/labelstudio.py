@@ -130,6 +130,15 @@ PredictionClustersOpt = Annotated[
 ]
 
 
+PushEmbeddingColumnOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Take each text's vector from this Parquet column of --data (a list of floats per row) instead "
+        "of running the encoder.",
+    ),
+]
+
+
 @app.command()
 def push(
     data: Annotated[Path, typer.Option(help="Pool of texts (CSV, JSONL or Parquet); labels where known.")],
@@ -147,6 +156,7 @@ def push(
     prefill_confidence: PrefillOpt = None,
     prediction_clusters: PredictionClustersOpt = False,
     model: ModelPath = None,
+    embedding_column: PushEmbeddingColumnOpt = None,
     cache_dir: CacheDir = None,
     neighbours: Neighbours = DEFAULT_SMOOTHING.k,
     skip_empty: SkipEmpty = False,
@@ -162,12 +172,17 @@ def push(
     console = Console(stderr=True, soft_wrap=True)
     if n < 1 or import_batch_size < 1:
         raise LabelloopError("--n and --import-batch-size must be ≥ 1")
+    if embedding_column is not None and model is not None:
+        raise LabelloopError(
+            "give --model or --embedding-column, not both: the vectors come from one of them"
+        )
     pool = load_data(console, data, text_column, label_column, id_column, skip_empty=skip_empty)
     known = known_labels(pool, labels_file, console)
     ls = _connector(url)
     info = _project_for(ls, project, labels, known, data)
     classes = _project_labels(console, info, pool, known)
-    learner = _learner(pool, classes, strategy, seed, model, cache_dir, neighbours)
+    vectors = (data, embedding_column) if embedding_column is not None else None
+    learner = _learner(pool, classes, strategy, seed, model, cache_dir, neighbours, vectors)
     head = learner.fit(known)
     version = model_version or learner.version(known, f"push,{seed}" + ("" if head else ",cold"))
     existing = ls.existing(info.id)
@@ -254,15 +269,19 @@ def _learner(
     model: Path | None,
     cache_dir: Path | None,
     neighbours: int,
+    vectors: tuple[Path, str] | None = None,
 ) -> ActiveLearner:
-    """The pool's features (through the cache) and the recipe ``push`` trains and selects with."""
-    f = featurize(
-        pool.texts,
-        model=model,
-        cache_dir=cache_dir,
-        smoothing=NeighbourSmoothing(k=neighbours),
-        progress=True,
-    )
+    """The pool's features (through the cache, or from ``vectors`` = (file, column)) and the recipe
+    ``push`` trains and selects with."""
+    smoothing = NeighbourSmoothing(k=neighbours)
+    if vectors is None:
+        f = featurize(pool.texts, model=model, cache_dir=cache_dir, smoothing=smoothing, progress=True)
+    else:
+        from ..column_vectors import read_vectors
+        from ..featurize import featurize_vectors
+
+        V, identity = read_vectors(vectors[0], vectors[1], pool.file_rows)
+        f = featurize_vectors(V, identity=identity, smoothing=smoothing, progress=True)
     return ActiveLearner(
         pool.ids,
         pool.texts,
