@@ -219,11 +219,15 @@ def render(reports: list[dict]) -> str:
         return f"{np.mean(hits):.0f}" if all(h is not None for h in hits) else "not on all seeds"
 
     notes = []
+    shown: set[tuple[str, str]] = set()
     for report in reports:
         notes.append(f"{', '.join(report['shapes'])}: {report['strategy']}, seeds {report['seeds']}, load average "
                      f"{report['load_average_start'][0]:.1f} at start, {report['load_average_end'][0]:.1f} at end.")
         for name, entry in report["shapes"].items():
             for v, acc in entry["full_pool"].items():
+                if (name, v) in shown:  # a later file's full-pool-only row for a variant already listed
+                    continue
+                shown.add((name, v))
                 e = entry["variants"].get(v)
                 if e is None:
                     lines.append(f"| {name} | {v} | {acc:.3f} | (full pool only) | | | |")
