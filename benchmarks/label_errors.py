@@ -110,7 +110,7 @@ def load(cache_dir: str | None) -> list[Dataset]:
         out.append(Dataset(name, X, np.searchsorted(classes, frame[col].to_numpy()), len(classes)))
     full = out[0]
     rng = np.random.default_rng(12345)  # fixed subsets: the seeds vary the flips, not the data
-    ten = np.sort(rng.choice(full.n_classes, 10, replace=False))
+    ten = ten_classes(full.n_classes, rng)
     rows = np.flatnonzero(np.isin(full.y, ten))
     out.insert(1, Dataset("banking77-10-classes", full.X[rows], np.searchsorted(ten, full.y[rows]), 10))
     # Imbalanced: class k keeps a share falling geometrically from 100 % to 10 % (random class order).
@@ -123,6 +123,11 @@ def load(cache_dir: str | None) -> list[Dataset]:
     rows = np.sort(np.concatenate(keep))
     out.insert(2, Dataset("banking77-imbalanced", full.X[rows], full.y[rows], full.n_classes))
     return out
+
+
+def ten_classes(n_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """The 10-intent subset: 10 class indices drawn at random (sorted)."""
+    return np.sort(rng.choice(n_classes, 10, replace=False))
 
 
 def clean_run(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
