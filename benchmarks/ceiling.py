@@ -9,6 +9,10 @@ labelloop's default strategy (margin-kmeans, cold-start seed) on the same seeds:
 - ``smooth+self-train``: the default features, and each round the head is refit with class-balanced
   pseudo-labels (per class, as many of the unlabeled rows it predicts most confidently as the class has labels,
   confidence ≥ 0.5, weight 0.3 against 1 for a true label);
+- ``blend-cv`` (part 1c): the neighbour weight chosen each round by 3-fold cross-validation on the labels in
+  hand among 0.5, 0.25, 0 and 1 (ties keep the earlier, 0.5 first): the head is fit on
+  ``normalise(x + w · mean of 6 nearest pool rows)``. The strategy sees ``[x | neighbour mean]`` (768-d)
+  as its features, so ``blend-0.5`` (the same, with the weight fixed at today's 0.5) is its control;
 
 Shapes (built from BANKING77 as the other benchmarks build them, plus the demo tickets):
 ``banking77`` (77 intents, 10k pool), ``demo`` (13 intents, 721 texts), ``imbalanced``
@@ -126,7 +130,69 @@ def self_training_train(weight: float = 0.3, min_confidence: float = 0.5) -> Cal
     return train
 
 
+BLEND_WEIGHTS = (0.5, 0.25, 0.0, 1.0)  # cross-validation ties keep the earlier: today's 0.5 first
+
+
+def blend(Z: np.ndarray, w: float) -> np.ndarray:
+    """``normalise(x + w · m)`` for rows ``[x | m]`` (embedding | mean of its pool neighbours)."""
+    d = Z.shape[1] // 2
+    F = Z[:, :d] + w * Z[:, d:]
+    return F / np.linalg.norm(F, axis=1, keepdims=True)
+
+
+class BlendHead:
+    """A head on the blended features of rows ``[x | m]``: what ``simulate`` scores with."""
+
+    def __init__(self, head: Head, w: float) -> None:
+        self.head, self.w = head, w
+        self.n_classes = head.n_classes
+
+    def predict_proba(self, Z: np.ndarray) -> np.ndarray:
+        return self.head.predict_proba(blend(np.asarray(Z), self.w))
+
+    def predict(self, Z: np.ndarray) -> np.ndarray:
+        return self.predict_proba(Z).argmax(axis=1)
+
+
+def blend_train(fixed: float | None, chosen: list[float], folds: int = 3) -> Callable[..., BlendHead]:
+    """A drop-in for :func:`labelloop.learner.train` on ``[x | m]`` rows: the weight ``fixed``, or (None)
+    chosen by ``folds``-fold cross-validated accuracy on the labels in hand; each choice is appended to
+    ``chosen``."""
+
+    def train(Z: np.ndarray, y: np.ndarray, labeled: np.ndarray, n_classes: int, *, C: float = DEFAULT_C,
+              seed: int = 0) -> BlendHead:
+        labeled = np.asarray(labeled)
+        yl = y[labeled]
+        w = 0.5 if fixed is None else fixed
+        if fixed is None and len(labeled) >= 2 * folds and len(np.unique(yl)) >= 2:
+            parts = np.array_split(np.random.default_rng(seed).permutation(len(labeled)), folds)
+            best = -1
+            for cand in BLEND_WEIGHTS:
+                F, correct = blend(Z[labeled], cand), 0
+                for i, held in enumerate(parts):
+                    tr = np.concatenate([p for j, p in enumerate(parts) if j != i])
+                    correct += int((Head(n_classes, C=C, seed=seed).fit(F[tr], yl[tr]).predict(F[held])
+                                    == yl[held]).sum())
+                if correct > best:
+                    best, w = correct, cand
+        chosen.append(w)
+        return BlendHead(Head(n_classes, C=C, seed=seed).fit(blend(Z[labeled], w), yl), w)
+
+    return train
+
+
+def neighbour_means(X: np.ndarray, Xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's mean of its 6 nearest pool rows (itself first for pool rows), as the default smoothing uses."""
+    from labelloop.index import nearest, neighbour_graph
+
+    k = DEFAULT_SMOOTHING.k
+    return X[neighbour_graph(X, k)].mean(axis=1), X[nearest(Xt, X, k)].mean(axis=1)
+
+
 def variant_features(name: str, X: np.ndarray, Xt: np.ndarray, F: np.ndarray, Ft: np.ndarray):
+    if name.startswith("blend-"):
+        M, Mt = neighbour_means(X, Xt)
+        return np.hstack([X, M]), np.hstack([Xt, Mt])
     if name == "raw":
         return X, Xt
     if name == "smooth":
@@ -170,7 +236,12 @@ def main() -> None:
             base = v.split("+")[0]
             if base not in tops:
                 P, Pt = variant_features(base, X, Xt, F, Ft)
-                tops[base] = full_pool(P, shape.y, Pt, shape.yt, shape.n_classes)
+                if base.startswith("blend-"):  # the full pool through the same blended head
+                    simulate_module.train = blend_train(None if base == "blend-cv" else float(base[6:]), [])
+                try:
+                    tops[base] = full_pool(P, shape.y, Pt, shape.yt, shape.n_classes)
+                finally:
+                    simulate_module.train = plain_train
             tops[v] = tops[base]
         target = {"accuracy": max(t["accuracy"] for t in tops.values()), "macro_f1": 1.0, "n": len(shape.y)}
         entry: dict = {"n_pool": len(shape.y), "n_test": len(shape.yt), "n_classes": shape.n_classes,
@@ -179,7 +250,13 @@ def main() -> None:
                        "variants": {}}
         for v in variants:
             P, Pt = variant_features(v, X, Xt, F, Ft)
-            simulate_module.train = self_training_train() if v.endswith("self-train") else plain_train
+            chosen: list[float] = []
+            if v.endswith("self-train"):
+                simulate_module.train = self_training_train()
+            elif v.startswith("blend-"):
+                simulate_module.train = blend_train(None if v == "blend-cv" else float(v[len("blend-"):]), chosen)
+            else:
+                simulate_module.train = plain_train
             runs, cpu0 = [], time.process_time()
             try:
                 for seed in seeds:
@@ -196,6 +273,7 @@ def main() -> None:
                 "final_accuracy": float(np.mean([c[-1][1] for c in curves])),
                 "mean_curve": [(n, float(np.mean([c[i][1] for c in curves]))) for i, (n, _) in enumerate(curves[0])],
                 "curves": curves, "cpu_seconds": time.process_time() - cpu0,
+                **({"weights_chosen": chosen} if chosen else {}),
             }
             e = entry["variants"][v]
             print(f"{shape.name:12s} {v:18s} full-pool {tops[v]['accuracy']:.3f}  to-98% {reach} "
