@@ -13,6 +13,8 @@ labelloop's default strategy (margin-kmeans, cold-start seed) on the same seeds:
   hand among 0.5, 0.25, 0 and 1 (ties keep the earlier, 0.5 first): the head is fit on
   ``normalise(x + w · mean of 6 nearest pool rows)``. The strategy sees ``[x | neighbour mean]`` (768-d)
   as its features, so ``blend-0.5`` (the same, with the weight fixed at today's 0.5) is its control;
+- ``blend-shrink-W`` (part 1d): the weight shrinks as labels arrive, ``W × (1 − labeled / pool)``: today's
+  smoothing while most of the pool is unlabeled, the raw embeddings once all of it is labeled;
 
 Shapes (built from BANKING77 as the other benchmarks build them, plus the demo tickets):
 ``banking77`` (77 intents, 10k pool), ``demo`` (13 intents, 721 texts), ``imbalanced``
@@ -154,16 +156,19 @@ class BlendHead:
         return self.predict_proba(Z).argmax(axis=1)
 
 
-def blend_train(fixed: float | None, chosen: list[float], folds: int = 3) -> Callable[..., BlendHead]:
+def blend_train(fixed: float | None, chosen: list[float], folds: int = 3,
+                shrink: bool = False) -> Callable[..., BlendHead]:
     """A drop-in for :func:`labelloop.learner.train` on ``[x | m]`` rows: the weight ``fixed``, or (None)
     chosen by ``folds``-fold cross-validated accuracy on the labels in hand; each choice is appended to
-    ``chosen``."""
+    ``chosen``. ``shrink`` scales ``fixed`` by the unlabeled share of the pool (0 on a fully labeled pool)."""
 
     def train(Z: np.ndarray, y: np.ndarray, labeled: np.ndarray, n_classes: int, *, C: float = DEFAULT_C,
               seed: int = 0) -> BlendHead:
         labeled = np.asarray(labeled)
         yl = y[labeled]
         w = 0.5 if fixed is None else fixed
+        if shrink and fixed is not None:
+            w = fixed * (1 - len(labeled) / len(Z))
         if fixed is None and len(labeled) >= 2 * folds and len(np.unique(yl)) >= 2:
             parts = np.array_split(np.random.default_rng(seed).permutation(len(labeled)), folds)
             best = -1
@@ -179,6 +184,16 @@ def blend_train(fixed: float | None, chosen: list[float], folds: int = 3) -> Cal
         return BlendHead(Head(n_classes, C=C, seed=seed).fit(blend(Z[labeled], w), yl), w)
 
     return train
+
+
+def blend_variant(name: str, chosen: list[float]) -> Callable[..., BlendHead]:
+    """``blend-cv``, ``blend-W`` (weight W) or ``blend-shrink-W`` (W times the unlabeled share of the pool)."""
+    rest = name.removeprefix("blend-")
+    if rest == "cv":
+        return blend_train(None, chosen)
+    if rest.startswith("shrink-"):
+        return blend_train(float(rest.removeprefix("shrink-")), chosen, shrink=True)
+    return blend_train(float(rest), chosen)
 
 
 def neighbour_means(X: np.ndarray, Xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +252,7 @@ def main() -> None:
             if base not in tops:
                 P, Pt = variant_features(base, X, Xt, F, Ft)
                 if base.startswith("blend-"):  # the full pool through the same blended head
-                    simulate_module.train = blend_train(None if base == "blend-cv" else float(base[6:]), [])
+                    simulate_module.train = blend_variant(base, [])
                 try:
                     tops[base] = full_pool(P, shape.y, Pt, shape.yt, shape.n_classes)
                 finally:
@@ -254,7 +269,7 @@ def main() -> None:
             if v.endswith("self-train"):
                 simulate_module.train = self_training_train()
             elif v.startswith("blend-"):
-                simulate_module.train = blend_train(None if v == "blend-cv" else float(v[len("blend-"):]), chosen)
+                simulate_module.train = blend_variant(v, chosen)
             else:
                 simulate_module.train = plain_train
             runs, cpu0 = [], time.process_time()
