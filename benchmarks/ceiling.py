@@ -13,8 +13,11 @@ labelloop's default strategy (margin-kmeans, cold-start seed) on the same seeds:
   hand among 0.5, 0.25, 0 and 1 (ties keep the earlier, 0.5 first): the head is fit on
   ``normalise(x + w · mean of 6 nearest pool rows)``. The strategy sees ``[x | neighbour mean]`` (768-d)
   as its features, so ``blend-0.5`` (the same, with the weight fixed at today's 0.5) is its control;
-- ``blend-shrink-W`` (part 1d): the weight shrinks as labels arrive, ``W × (1 − labeled / pool)``: today's
+- ``blend-shrink-W`` (part 1d): the weight shrinks as labels arrive, ``W × (1 − labeled / pool)``: the
   smoothing while most of the pool is unlabeled, the raw embeddings once all of it is labeled;
+- ``shrink``: labelloop's default since then, the same rule through the library
+  (:func:`labelloop.featurize.features_by_labels`; the share rounded to tenths; the strategy sees the
+  smoothed features of the round, not ``[x | m]``). ``smooth`` is the weight fixed at 0.5;
 
 Shapes (built from BANKING77 as the other benchmarks build them, plus the demo tickets):
 ``banking77`` (77 intents, 10k pool), ``demo`` (13 intents, 721 texts), ``imbalanced``
@@ -39,7 +42,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -49,7 +52,8 @@ from rare_classes import imbalanced_rows
 
 from labelloop.data import demo_paths
 from labelloop.embeddings import Encoder, default_cache_dir, embed
-from labelloop.features import DEFAULT_SMOOTHING
+from labelloop.features import DEFAULT_SMOOTHING, NeighbourSmoothing
+from labelloop.featurize import features_by_labels, featurize_vectors
 from labelloop.head import DEFAULT_C, Head
 from labelloop.simulate import full_pool, labels_to_reach, simulate
 
@@ -204,7 +208,15 @@ def neighbour_means(X: np.ndarray, Xt: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return X[neighbour_graph(X, k)].mean(axis=1), X[nearest(Xt, X, k)].mean(axis=1)
 
 
+def shrinking(X: np.ndarray, Xt: np.ndarray) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    """The default's features per number of labels (the neighbour weight shrinks with the labeled share)."""
+    f = featurize_vectors(X, Xt, identity="ceiling", smoothing=replace(DEFAULT_SMOOTHING, shrink=True))
+    return features_by_labels(f)
+
+
 def variant_features(name: str, X: np.ndarray, Xt: np.ndarray, F: np.ndarray, Ft: np.ndarray):
+    if name == "shrink":
+        return F, Ft
     if name.startswith("blend-"):
         M, Mt = neighbour_means(X, Xt)
         return np.hstack([X, M]), np.hstack([Xt, Mt])
@@ -242,7 +254,8 @@ def main() -> None:
     for shape in shapes(args.shapes.split(",")):
         X = embed(shape.pool, encoder, default_cache_dir())
         Xt = embed(shape.test, encoder, default_cache_dir())
-        F, Ft = DEFAULT_SMOOTHING(X), DEFAULT_SMOOTHING(Xt, X)
+        fixed = NeighbourSmoothing(DEFAULT_SMOOTHING.k, DEFAULT_SMOOTHING.weight)  # "smooth": one weight all along
+        F, Ft = fixed(X), fixed(Xt, X)
         initial, batch, budget = PLANS[shape.name]
         if shape.name == "banking77" and args.budget_banking77:
             budget = args.budget_banking77
@@ -253,6 +266,8 @@ def main() -> None:
                 P, Pt = variant_features(base, X, Xt, F, Ft)
                 if base.startswith("blend-"):  # the full pool through the same blended head
                     simulate_module.train = blend_variant(base, [])
+                if base == "shrink":
+                    P, Pt = shrinking(X, Xt)(len(shape.y))
                 try:
                     tops[base] = full_pool(P, shape.y, Pt, shape.yt, shape.n_classes)
                 finally:
@@ -272,12 +287,13 @@ def main() -> None:
                 simulate_module.train = blend_variant(v, chosen)
             else:
                 simulate_module.train = plain_train
+            at = shrinking(X, Xt) if v == "shrink" else None
             runs, cpu0 = [], time.process_time()
             try:
                 for seed in seeds:
                     runs.append(simulate(P, shape.y, Pt, shape.yt, shape.n_classes, strategy=args.strategy,
                                          initial=initial, batch_size=batch, budget=budget, seed=seed,
-                                         ceiling=target))
+                                         ceiling=target, features_at=at))
             finally:
                 simulate_module.train = plain_train
             curves = [[(r["n_labeled"], r["accuracy"]) for r in run["rounds"]] for run in runs]

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from labelloop.data import check_test_labels, demo_paths, load_pool
 from labelloop.embeddings import Encoder, default_cache_dir, embed
 from labelloop.features import DEFAULT_SMOOTHING, NO_SMOOTHING, NeighbourSmoothing
+from labelloop.featurize import features_by_labels, featurize_vectors
 from labelloop.plots import learning_curves, save
 from labelloop.simulate import accuracy_at, area_under_curve, full_pool, labels_to_reach, mean_curve, simulate
 from labelloop.strategies import DEFAULT_STRATEGY
@@ -58,6 +59,8 @@ def main() -> None:
                         help="banking77 (77 intents, ../shared) or the bundled demo tickets (13 intents)")
     parser.add_argument("--neighbours", type=int, default=DEFAULT_SMOOTHING.k,
                         help="neighbour smoothing of the features (labelloop.features); 0 = raw embeddings")
+    parser.add_argument("--fixed-weight", action="store_true",
+                        help="keep the neighbour weight fixed (what labelloop did before it shrank with the labels)")
     parser.add_argument("--raw", default="", help="strategies to run on raw embeddings too (comma-separated)")
     parser.add_argument("--backend", default=None, choices=["torch", "onnx"],
                         help="encoder backend (default: labelloop's); the vectors are cached per backend")
@@ -80,16 +83,18 @@ def main() -> None:
     encoder = Encoder(backend=args.backend) if args.backend else Encoder()
     X = embed(pool.texts, encoder, default_cache_dir(), progress=True)
     Xt = embed(test.texts, encoder, default_cache_dir(), progress=True)
-    smoothing = NeighbourSmoothing(k=args.neighbours)
+    smoothing = NeighbourSmoothing(k=args.neighbours, shrink=not args.fixed_weight)
     t0 = time.perf_counter()
-    F, Ft = smoothing(X), smoothing(Xt, X)
+    f = featurize_vectors(X, Xt, identity=encoder.identity, smoothing=smoothing)
     smoothing_seconds = time.perf_counter() - t0
+    at = features_by_labels(f)  # the neighbour weight of a head trained on so many labels
     # Each set of features has its own ceiling: the same head trained on every pool label.
-    features = {str(smoothing): (F, Ft, full_pool(F, y, Ft, yt, len(classes)))}
+    F_all, Ft_all = at(len(y))
+    features = {str(smoothing): (at, full_pool(F_all, y, Ft_all, yt, len(classes)))}
     raw = [s for s in args.raw.split(",") if s]
     if raw and str(NO_SMOOTHING) not in features:
-        features[str(NO_SMOOTHING)] = (X, Xt, full_pool(X, y, Xt, yt, len(classes)))
-    ceiling = features[str(smoothing)][2]
+        features[str(NO_SMOOTHING)] = (lambda n: (X, Xt), full_pool(X, y, Xt, yt, len(classes)))
+    ceiling = features[str(smoothing)][1]
 
     # (label, strategy, features): the raw runs are labelled apart so the table and plot can compare.
     plan = [(name, name, str(smoothing)) for name in strategies]
@@ -98,11 +103,13 @@ def main() -> None:
     started = time.perf_counter()
     with tqdm(total=len(plan) * len(seeds), desc="simulations") as bar:
         for label, name, feats in plan:
-            P, Pt, top = features[feats]
+            at_labels, top = features[feats]
+            P, Pt = at_labels(0)
             for seed in seeds:
                 run = simulate(P, y, Pt, yt, len(classes), strategy=name, initial=args.initial,
                                initial_strategy=args.initial_strategy, batch_size=args.batch_size,
-                               budget=args.budget, seed=seed, model=encoder.name, features=feats, ceiling=top)
+                               budget=args.budget, seed=seed, model=encoder.name, features=feats, ceiling=top,
+                               features_at=at_labels)
                 run["strategy"] = label
                 results[label].append(run)
                 bar.update()

@@ -54,6 +54,7 @@ from labelloop import plots
 from labelloop.data import check_test_labels, demo_paths, load_pool
 from labelloop.embeddings import Encoder, default_cache_dir, embed
 from labelloop.features import DEFAULT_SMOOTHING
+from labelloop.featurize import features_by_labels, featurize_vectors
 from labelloop.learner import evaluate, query, train
 from labelloop.simulate import area_under_curve, full_pool, labels_to_reach, simulate
 from labelloop.strategies import get_strategy
@@ -87,10 +88,14 @@ print(f"{len(pool)} pool texts, {len(test)} test texts, {len(classes)} classes, 
 # pool texts (`labelloop.features`), which pulls it toward its local cluster, so a few labels
 # generalise along a cluster of paraphrases instead of around single points. It uses no labels,
 # only the pool; test texts take their neighbours from the pool, never from each other.
+# The neighbours stand in for labels a text does not have yet, so their weight shrinks as the
+# pool gets labeled: `features_at(n)` gives the features of a head trained on `n` labels.
 
 # %%
 smoothing = DEFAULT_SMOOTHING
-F_pool, F_test = smoothing(X_pool), smoothing(X_test, X_pool)
+f = featurize_vectors(X_pool, X_test, identity=encoder.identity, smoothing=smoothing)
+features_at = features_by_labels(f)
+F_pool, F_test = features_at(0)
 print(f"features: {smoothing}")
 
 # %% [markdown]
@@ -111,10 +116,12 @@ seed_batch = query(None, F_pool, np.arange(len(pool)), strategy, INITIAL, rng)  
 labeled[seed_batch.indices] = True
 queried = [seed_batch.indices]
 for _ in range(ROUNDS):
+    F_pool, F_test = features_at(int(labeled.sum()))
     head = train(F_pool, y_pool, np.flatnonzero(labeled), len(classes), seed=SEED)
     batch = query(head, F_pool, np.flatnonzero(~labeled), strategy, BATCH, rng)
     labeled[batch.indices] = True  # the "annotator" reveals y_pool[batch.indices]
     queried.append(batch.indices)
+F_pool, F_test = features_at(int(labeled.sum()))
 head = train(F_pool, y_pool, np.flatnonzero(labeled), len(classes), seed=SEED)
 print(f"{labeled.sum()} labels after the seed and {ROUNDS} rounds: "
       f"test accuracy {evaluate(head, F_test, y_test)['accuracy']:.3f}")
@@ -132,10 +139,13 @@ asked.groupby("round").head(3)  # the first three texts asked in each round (rou
 # ceiling: the same head trained on every pool label.
 
 # %%
-ceiling = full_pool(F_pool, y_pool, F_test, y_test, len(classes))
+F_all, F_test_all = features_at(len(pool))  # every text labeled
+ceiling = full_pool(F_all, y_pool, F_test_all, y_test, len(classes))
+F0, F0_test = features_at(0)
 results = [
-    simulate(F_pool, y_pool, F_test, y_test, len(classes), strategy=name, initial=INITIAL, batch_size=BATCH,
-             budget=BUDGET, seed=SEED, model=encoder.name, features=str(smoothing), ceiling=ceiling)
+    simulate(F0, y_pool, F0_test, y_test, len(classes), strategy=name, initial=INITIAL, batch_size=BATCH,
+             budget=BUDGET, seed=SEED, model=encoder.name, features=str(smoothing), ceiling=ceiling,
+             features_at=features_at)
     for name in (STRATEGY, BASELINE)
 ]
 plots.learning_curves(results)
@@ -177,11 +187,11 @@ plots.confusion_top(y_test, pred, classes, k=8)
 # %%
 random_rows = np.random.default_rng(SEED).choice(len(pool), int(labeled.sum()), replace=False)
 random_head = train(F_pool, y_pool, random_rows, len(classes), seed=SEED)
-full_head = train(F_pool, y_pool, np.arange(len(pool)), len(classes), seed=SEED)
+full_head = train(F_all, y_pool, np.arange(len(pool)), len(classes), seed=SEED)
 plots.per_class_f1(y_test, {
     f"{STRATEGY}, {labeled.sum()} labels": pred,
     f"random, {labeled.sum()} labels": random_head.predict(F_test),
-    f"full pool, {len(pool)} labels": full_head.predict(F_test),
+    f"full pool, {len(pool)} labels": full_head.predict(F_test_all),
 }, classes)
 
 # %% [markdown]
@@ -246,7 +256,8 @@ if ls is not None:
     for id_, label in people.items():
         if id_ in row_of:
             y_known[row_of[id_]] = classes.index(label)
-    retrained = train(F_pool, y_known, np.flatnonzero(y_known >= 0), len(classes), seed=SEED)
+    F_known, F_known_test = features_at(int((y_known >= 0).sum()))
+    retrained = train(F_known, y_known, np.flatnonzero(y_known >= 0), len(classes), seed=SEED)
     print(f"Pulled {len(people)} label(s) from Label Studio. Test accuracy "
           f"{evaluate(head, F_test, y_test)['accuracy']:.3f} with {labeled.sum()} labels, "
-          f"{evaluate(retrained, F_test, y_test)['accuracy']:.3f} with {(y_known >= 0).sum()}.")
+          f"{evaluate(retrained, F_known_test, y_test)['accuracy']:.3f} with {(y_known >= 0).sum()}.")

@@ -98,6 +98,7 @@ def train_if_due(store: Store, campaign: Campaign, run: int) -> RoundRow | None:
     changed = sum(labels.get(i) != last.train_labels.get(i) for i in set(labels) | set(last.train_labels))
     if not changed or (changed < cfg.loop.retrain_every and last.has_model):
         return None
+    campaign = campaign.at_labels(len(labels))
     head = campaign.learner.fit(labels)
     if head is None:  # fewer than two classes labeled
         return None
@@ -231,7 +232,8 @@ def select(store: Store, campaign: Campaign, head: Head | None, model: RoundRow,
     labels = training_labels(store, campaign)
     exclude = queried | set(labels) | set(store.resolutions()) | set(store.ids_with_role("audit")) | set(sent)
     strategy = campaign.config.loop.strategy if head is not None else "cold-start"
-    picks = campaign.learner.select(head, exclude, n - len(rows), labels=model.train_labels, n_sent=len(sent))
+    learner = campaign.at_labels(len(model.train_labels)).learner  # the features ``head`` was trained on
+    picks = learner.select(head, exclude, n - len(rows), labels=model.train_labels, n_sent=len(sent))
     rows += [_query_row(p, model.round, strategy, model.model_version) for p in picks]
     rows = _plan_overlap(store, campaign, rows)
     if rows:
@@ -258,7 +260,9 @@ def suspects_to_send(
     classes, rows = campaign.classes, campaign.index
     y = np.array([classes.index(labels[i]) for i in ids])
     ranked = rank_label_errors(
-        campaign.X[[rows[i] for i in ids]],
+        campaign.X[
+            [rows[i] for i in ids]
+        ],  # the full neighbour weight: it measured best against wrong labels
         y,
         len(classes),
         folds=folds,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from .learner import ActiveLearner
 
 if TYPE_CHECKING:
     from .embeddings import Encoder
+    from .featurize import Featurized
 
 __all__ = ["Campaign", "Features", "load_campaign", "config_encoder", "text_hash"]
 
@@ -36,23 +37,41 @@ Features = tuple[np.ndarray, "np.ndarray | None"]
 class Campaign:
     """The inputs of a campaign, loaded and checked before anything is written.
 
-    ``pool_features`` are the head's features of the pool (smoothed over it), or a function giving
-    ``(pool features, test features)`` when first needed: a sync with nothing to train, score or send
-    then reads no vector at all, so its cost follows what changed, not the pool.
+    ``pool_features`` are the head's features of the pool (smoothed over it): fixed arrays, or the
+    pool and test set featurized (:class:`~labelloop.featurize.Featurized`, then :meth:`at_labels`
+    gives the features of a head trained on so many labels), or a function giving them when first
+    needed: a sync with nothing to train, score or send then reads no vector at all, so its cost
+    follows what changed, not the pool.
     """
 
     config: Config
     pool: Pool
-    pool_features: np.ndarray | Callable[[], Features]
+    pool_features: np.ndarray | Featurized | Callable[[], Featurized]
     encoder_identity: str
     test: Pool | None = None
     test_features: np.ndarray | None = None
 
     @cached_property
+    def _featurized(self) -> Featurized | None:
+        if isinstance(self.pool_features, np.ndarray):
+            return None
+        return self.pool_features() if callable(self.pool_features) else self.pool_features
+
+    @cached_property
     def _features(self) -> Features:
-        if callable(self.pool_features):
-            return self.pool_features()
-        return self.pool_features, self.test_features
+        f = self._featurized
+        if f is None:
+            return self.pool_features, self.test_features  # type: ignore[return-value]
+        return f.pool, f.others[0] if self.test is not None else None
+
+    def at_labels(self, labeled: int) -> Campaign:
+        """The campaign as a head trained on ``labeled`` labels sees it: the neighbour weight shrinks as
+        the pool gets labeled (:meth:`labelloop.features.NeighbourSmoothing.at`). Fixed features: itself."""
+        f = self._featurized
+        if f is None:
+            return self
+        g = f.at(labeled)
+        return self if g is f else replace(self, pool_features=g)
 
     @property
     def X(self) -> np.ndarray:
@@ -76,7 +95,14 @@ class Campaign:
 
     @property
     def features(self) -> str:
+        """The config's recipe for features (the campaign's identity: a change refuses to mix models)."""
         return str(self.config.model.smoothing)
+
+    @property
+    def smoothing_used(self) -> str:
+        """What these features were made with (a head's recipe): the weight of :meth:`at_labels`."""
+        f = self._featurized
+        return self.features if f is None else str(f.smoothing)
 
     @cached_property
     def learner(self) -> ActiveLearner:
@@ -90,7 +116,7 @@ class Campaign:
             C=m.C,
             seed=loop.seed,
             encoder_identity=self.encoder_identity,
-            features=self.features,
+            features=self.smoothing_used,
         )
 
     @cached_property
@@ -151,13 +177,13 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
         f = featurize_vectors(
             V, *others, identity=identity, smoothing=config.model.smoothing, progress=progress
         )
-        return Campaign(config, pool, f.pool, f.encoder_identity, test, f.others[0] if test else None)
+        return Campaign(config, pool, f, f.encoder_identity, test)
     encoder = config_encoder(config)
     if not embed_texts:
         return Campaign(config, pool, np.empty((0, 0)), encoder.identity, test)
 
-    def features() -> Features:  # run when a step first needs the features (see Campaign)
-        f = featurize(
+    def features() -> Featurized:  # run when a step first needs the features (see Campaign)
+        return featurize(
             pool.texts,
             *([test.texts] if test else []),
             encoder=encoder,
@@ -166,7 +192,6 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
             progress=progress,
             pool_keys=campaign.keys,
         )
-        return f.pool, f.others[0] if test else None
 
     campaign = Campaign(config, pool, features, encoder.identity, test)
     return campaign

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -40,11 +41,17 @@ def _check_identity(store: Store, campaign: Campaign, project_id: int) -> None:
             f'"torch") or start a new campaign (new state.path)'
         )
     stored_features = store.get("features")
+    fixed = replace(campaign.config.model.smoothing, shrink=False)
+    if stored_features is not None and stored_features != campaign.features and stored_features == str(fixed):
+        raise StoreError(
+            f"{store.path} was begun with one neighbour weight all along ({stored_features}); its models "
+            f"were trained that way, so keep it: set neighbour_weight_shrinks = false under [model]"
+        )
     if stored_features is not None and stored_features != campaign.features:
         raise StoreError(
             f"{store.path} was trained on features {stored_features}, the config now gives "
-            f"{campaign.features} ([model] neighbours / neighbour_weight); its models cannot score "
-            f"the new features, so set them back or start a new campaign (new state.path)"
+            f"{campaign.features} ([model] neighbours / neighbour_weight / neighbour_weight_shrinks); its "
+            f"models cannot score the new features, so set them back or start a new campaign (new state.path)"
         )
     stored_labels = store.get("labels")
     if stored_labels is not None and not campaign.classes == json.loads(stored_labels):

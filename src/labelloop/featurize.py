@@ -10,8 +10,8 @@ so a pool is searched once: later loads read the graph, and a pool that grew ext
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +22,16 @@ from .graph_cache import GraphCache
 from .index import ApproxIndex, Method, nearest, neighbour_graph, resolve_method
 from .vectors import text_keys
 
-__all__ = ["Featurized", "featurize", "featurize_vectors"]
+__all__ = ["Featurized", "featurize", "featurize_vectors", "features_by_labels"]
 
 
 @dataclass(frozen=True)
 class Featurized:
-    """The pool's features, the other sets' features (neighbours from the pool), and how they were made."""
+    """The pool's features, the other sets' features (neighbours from the pool), and how they were made.
+
+    ``smoothing`` is what made these features; ``policy`` the caller's (a shrinking weight):
+    :meth:`at` gives the features for a head trained on a given number of labels.
+    """
 
     pool: np.ndarray
     others: list[np.ndarray]
@@ -36,6 +40,42 @@ class Featurized:
     smoothing: NeighbourSmoothing
     graph: np.ndarray | None = None  # each pool row's k nearest pool rows, itself first (None: not needed)
     graph_source: str | None = None  # "loaded", "extended" or "built" (from the graph cache) or "computed"
+    policy: NeighbourSmoothing | None = None  # None: ``smoothing``
+    raw_others: list[np.ndarray] = field(default_factory=list)  # the other sets before smoothing
+    other_graphs: list[np.ndarray | None] = field(default_factory=list)  # their neighbours in the pool
+
+    def at(self, labeled: int) -> Featurized:
+        """These features as a head trained on ``labeled`` pool labels sees them (the policy's weight for
+        that many labels). Itself when the weight is the same, as it stays for a big pool's first
+        twentieth; else the pool and the other sets smoothed again from the stored neighbours."""
+        policy = self.policy or self.smoothing
+        smoothing = policy.at(labeled, len(self.raw_pool))
+        if smoothing == self.smoothing:
+            return self
+        pool = self.pool
+        if len(pool):
+            pool = smoothing(self.raw_pool, graph=self.graph)
+        others = [
+            smoothing(Q, self.raw_pool, graph=g)
+            for Q, g in zip(self.raw_others, self.other_graphs, strict=True)
+        ]
+        return replace(self, pool=pool, others=others, smoothing=smoothing)
+
+
+def features_by_labels(f: Featurized, other: int = 0) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    """Labels in hand → the pool's and ``f.others[other]``'s features of a head trained on that many
+    (:meth:`Featurized.at`), each neighbour weight computed once: ``simulate``'s ``features_at``."""
+    policy = f.policy or f.smoothing
+    made: dict[NeighbourSmoothing, Featurized] = {f.smoothing: f}
+
+    def at(labeled: int) -> tuple[np.ndarray, np.ndarray]:
+        smoothing = policy.at(labeled, len(f.raw_pool))
+        if smoothing not in made:
+            made[smoothing] = f.at(labeled)
+        g = made[smoothing]
+        return g.pool, g.others[other]
+
+    return at
 
 
 def featurize(
@@ -100,8 +140,11 @@ def featurize_vectors(
     are: no copy of a pool that may be a million rows. ``graph_cache`` (the cache and the pool's keys)
     stores the pool's neighbour graph; without it the graph is computed each time.
     """
+    policy, smoothing = smoothing, smoothing.at(0, len(raw))
     if not smoothing.enabled:
-        return Featurized(raw if smooth_pool else raw[:0], list(others), raw, identity, smoothing)
+        return Featurized(
+            raw if smooth_pool else raw[:0], list(others), raw, identity, smoothing, policy=policy
+        )
     k = min(smoothing.k, len(raw))
     index: list[ApproxIndex] = []  # built at most once, shared by the pool's graph and the other sets
 
@@ -130,13 +173,14 @@ def featurize_vectors(
                 )  # fmt: skip
             except OSError:  # an unreadable cache folder: compute it, store nothing
                 graph, source = search(None), "computed"
-    out = []
+    out, other_graphs = [], []
     for Q in others:
         neighbours = search(Q) if 0 < k < len(raw) and len(Q) else None
         out.append(smoothing(Q, raw, graph=neighbours, progress=progress))
+        other_graphs.append(neighbours)
     pool = (
         smoothing(raw, graph=graph, progress=progress)
         if smooth_pool
         else np.empty((0, raw.shape[1]), dtype=np.float32)
     )
-    return Featurized(pool, out, raw, identity, smoothing, graph, source)
+    return Featurized(pool, out, raw, identity, smoothing, graph, source, policy, list(others), other_graphs)

@@ -359,7 +359,7 @@ def _failures_section(
     if data.campaign is None:
         return blocks + [Para(f"Could not load the texts to evaluate the model: {data.problem}")]
     classes = data.campaign.classes
-    y, X, where = _eval_set(data.campaign, res, audit_ids)
+    y, X, where = _eval_set(data.campaign.at_labels(len(last.train_labels)), res, audit_ids)
     if len(y) < MIN_EVAL:
         return blocks + [Para(f"Too few labels in {where} to break accuracy down (need {MIN_EVAL}).")]
     pred = head.predict(X)

@@ -141,6 +141,15 @@ class Loaded:
     raw_pool: np.ndarray
     by_hash: dict[str, int]
     signature: tuple[tuple[str, int, int], ...]
+    _by_labels: dict[int, Campaign] = field(default_factory=dict)
+
+    def at_labels(self, labeled: int) -> Campaign:
+        """The campaign's features as a head trained on ``labeled`` labels sees them, made once per model."""
+        campaign = self._by_labels.get(labeled)
+        if campaign is None:
+            campaign = self.campaign.at_labels(labeled)
+            self._by_labels = {labeled: campaign}  # the latest model's only (a race computes it twice)
+        return campaign
 
 
 class CampaignHolder:
@@ -362,6 +371,7 @@ class _Model:
     prefill: float = (
         1.01  # the guess is pre-selected from this confidence (campaign.prefill_cutoff; > 1: never)
     )
+    labeled: int = 0  # the labels it was trained on: they decide its features' neighbour weight
 
 
 @dataclass
@@ -390,15 +400,18 @@ class Predictor:
                 if last is not None and last.round != self._model.round:
                     last, head = latest_head(store)
                     cutoff = prefill_cutoff(store, self.holder.loaded.campaign)
-                    self._model = _Model(last.round, last.model_version, head, now, cutoff)
+                    self._model = _Model(
+                        last.round, last.model_version, head, now, cutoff, labeled=len(last.train_labels)
+                    )
             return self._model
 
-    def features(self, texts: Sequence[str], ids: Sequence[str | None]) -> np.ndarray:
-        """Features of each text: the pool's own row when known (by id, then text), else embedded now."""
+    def features(self, texts: Sequence[str], ids: Sequence[str | None], labeled: int = 0) -> np.ndarray:
+        """Features of each text for a head trained on ``labeled`` labels: the pool's own row when known
+        (by id, then text), else embedded now and smoothed over the pool."""
         from .embeddings import embed
 
         loaded = self.holder.loaded
-        campaign = loaded.campaign
+        campaign = loaded.at_labels(labeled)
         rows: list[int | None] = []
         for text, our_id in zip(texts, ids, strict=True):
             row = campaign.index.get(our_id) if our_id is not None else None
@@ -413,7 +426,7 @@ class Predictor:
         if new:
             with self._encode_lock:  # one encoder, one cache
                 vectors = embed([texts[k] for k in new], self.holder.encoder, self.holder.cache)
-            out[new] = self.config.model.smoothing(vectors, loaded.raw_pool)
+            out[new] = self.config.model.smoothing.at(labeled, len(loaded.raw_pool))(vectors, loaded.raw_pool)
         return out
 
     def predict(self, tasks: Sequence[Mapping[str, Any]], label_config: str | None) -> list[dict[str, Any]]:
@@ -435,7 +448,7 @@ class Predictor:
             ids.append(str(our_id) if our_id is not None else None)
         if model.head is None:  # before the first model: a blind prediction, so Label Studio has something
             return [{"result": [], "score": 0.0, "model_version": model.version} for _ in tasks]
-        probs = model.head.predict_proba(self.features(texts, ids))
+        probs = model.head.predict_proba(self.features(texts, ids, model.labeled))
         classes = self.holder.loaded.campaign.classes
         out = []
         for p in probs:

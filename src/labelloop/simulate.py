@@ -9,7 +9,7 @@ caller's job, done once per pool rather than once per run (see :func:`labelloop.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypedDict
 
 import numpy as np
@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 INITIAL_STRATEGIES = ("cold-start", "random")
+
+FeaturesAt = Callable[[int], tuple[np.ndarray, np.ndarray]]
+"""Labels in hand → (pool features, test features) of a head trained on that many labels."""
 
 # The ceiling's head is trained on at most this many pool rows (a stratified sample above): a head
 # fitted on a million rows would cost more than the simulated campaign it is the ceiling of. How much
@@ -134,6 +137,7 @@ def simulate(
     ceiling_max: int | None = CEILING_MAX,
     progress: Any = None,
     copies: np.ndarray | None = None,
+    features_at: FeaturesAt | None = None,
 ) -> SimulationResult:
     """Run one simulated campaign and return its results (the ``results.json`` schema).
 
@@ -144,6 +148,9 @@ def simulate(
     ``copies`` gives how many data rows each pool item stands for (identical texts collapsed by
     :func:`labelloop.data.load_pool`): the budget counts questions, i.e. items, and each round also
     records the rows its labels cover. The head stays unweighted (see the README on duplicates).
+    ``features_at(n)`` gives the pool's and test set's features for a head trained on ``n`` labels
+    (:meth:`labelloop.featurize.Featurized.at`: the neighbour weight shrinks as the pool gets labeled);
+    without it ``X_pool`` and ``X_test`` serve every round.
     """
     _check_plan(initial, initial_strategy, batch_size, budget)
     strat = get_strategy(strategy)
@@ -156,12 +163,14 @@ def simulate(
     labeled, seed_wall, seed_cpu = _seed_labels(
         X_pool, initial, initial_strategy, min(initial or batch_size, budget), rng
     )
-    data = (X_pool, y_pool, X_test, y_test, n_classes)
+    at = features_at or (lambda n: (X_pool, X_test))
+    data = (at, y_pool, y_test, n_classes)
     rounds = _rounds(
         data, labeled, strat, rng, copies, batch_size, budget, C, seed, (seed_wall, seed_cpu), progress
     )
     if ceiling is None:
-        ceiling = full_pool(X_pool, y_pool, X_test, y_test, n_classes, C=C, max_rows=ceiling_max, seed=seed)
+        P, T = at(n_pool)
+        ceiling = full_pool(P, y_pool, T, y_test, n_classes, C=C, max_rows=ceiling_max, seed=seed)
     return SimulationResult(
         strategy=strategy,
         seed=seed,
@@ -188,7 +197,7 @@ def _seed_labels(
 
 
 def _rounds(
-    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+    data: tuple[FeaturesAt, np.ndarray, np.ndarray, int],
     labeled: np.ndarray,
     strategy: Strategy,
     rng: np.random.Generator,
@@ -201,7 +210,7 @@ def _rounds(
     progress: Any,
 ) -> list[RoundRecord]:
     """Train, score and reveal round after round until ``budget`` labels are spent; ``data`` is
-    ``(X_pool, y_pool, X_test, y_test, n_classes)`` and ``pending`` the seeding's wall and CPU seconds."""
+    ``(features_at, y_pool, y_test, n_classes)`` and ``pending`` the seeding's wall and CPU seconds."""
     pending_select, pending_cpu = pending
     rounds: list[RoundRecord] = []
     while True:
@@ -231,9 +240,8 @@ def _check_plan(initial: int, initial_strategy: str, batch_size: int, budget: in
 
 def _round(
     number: int,
-    X_pool: np.ndarray,
+    features_at: FeaturesAt,
     y_pool: np.ndarray,
-    X_test: np.ndarray,
     y_test: np.ndarray,
     n_classes: int,
     labeled: np.ndarray,
@@ -248,6 +256,7 @@ def _round(
     is updated in place); ``n = 0`` ends the campaign."""
     t0, c0 = time.perf_counter(), time.process_time()
     idx = np.flatnonzero(labeled)
+    X_pool, X_test = features_at(len(idx))
     head = train(X_pool, y_pool, idx, n_classes, C=C, seed=seed)
     t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     metrics = evaluate(head, X_test, y_test)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from .campaign import Campaign, current_advice, ingest, latest_head, prefill_cutoff, select, train_if_due
 from .copies import conflicts_message
@@ -23,6 +24,9 @@ from .labelstudio import Connector, ExistingTask, ProjectInfo, PushItem
 from .review import Escalation, blind_priority, settled, ties_to_escalate
 from .stopping import Advice
 from .store import QueryRow, RoundRow, Store, now
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["SyncStep", "SyncReport", "CampaignGuardError", "Hook"]
 
@@ -117,9 +121,18 @@ class SyncStep:
         return self.report
 
     @cached_property
+    def _latest(self) -> tuple[RoundRow, Head | None]:
+        return latest_head(self.store)
+
+    @property
     def head(self) -> Head | None:
         """The latest model, read from the store only when a step needs it (a no-op sync reads none)."""
-        return latest_head(self.store)[1]
+        return self._latest[1]
+
+    @property
+    def head_features(self) -> np.ndarray:
+        """The pool's features as the latest model was trained on them (the neighbour weight of its labels)."""
+        return self.campaign.at_labels(len(self._latest[0].train_labels)).X
 
     def guard_deletions(self) -> None:
         """(1) Refuse, before anything is written, when most of the campaign's tasks are gone from the project."""
@@ -380,7 +393,7 @@ class SyncStep:
         threshold = prefill_cutoff(self.store, self.campaign)
         index, texts, classes = self.campaign.index, self.campaign.pool.texts, self.campaign.classes
         probs = (
-            self.head.predict_proba(self.campaign.X[[index[i] for i in ids]])
+            self.head.predict_proba(self.head_features[[index[i] for i in ids]])
             if self.head is not None
             else [None] * len(ids)
         )

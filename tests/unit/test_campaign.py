@@ -140,9 +140,11 @@ def test_a_project_recreated_under_the_same_id_is_refused(tmp_path) -> None:
 
 def lazy(campaign: Campaign, calls: list[int]) -> Campaign:
     """The same campaign with features computed on first use (as load_campaign makes it), counting uses."""
-    def features():
+    from labelloop.featurize import Featurized
+
+    def features() -> Featurized:
         calls.append(1)
-        return campaign.X, None
+        return Featurized(campaign.X, [], campaign.X, campaign.encoder_identity, campaign.config.model.smoothing)
     return Campaign(campaign.config, campaign.pool, features, campaign.encoder_identity)
 
 

@@ -64,7 +64,45 @@ def test_off_is_the_identity() -> None:
     pool = unit(np.random.default_rng(4).normal(size=(20, 5)))
     np.testing.assert_array_equal(NO_SMOOTHING(pool), pool)
     np.testing.assert_array_equal(NeighbourSmoothing(k=6, weight=0.0)(pool), pool)
-    assert str(NO_SMOOTHING) == "none" and str(DEFAULT_SMOOTHING) == "knn-smooth(k=6, weight=0.5)"
+    assert str(NO_SMOOTHING) == "none" and str(DEFAULT_SMOOTHING) == "knn-smooth(k=6, weight=0.5, shrinking)"
+    assert str(NeighbourSmoothing(k=6, weight=0.5)) == "knn-smooth(k=6, weight=0.5)"
+
+
+def test_the_weight_shrinks_with_the_labeled_share_in_tenths() -> None:
+    """Full weight while labels are scarce, none on a fully labeled pool; at most ten changes a campaign."""
+    s = NeighbourSmoothing(k=6, weight=0.5, shrink=True)
+    assert s.at(0, 1000) == NeighbourSmoothing(k=6, weight=0.5)
+    assert s.at(49, 1000) == NeighbourSmoothing(k=6, weight=0.5)  # under 5 %: a big pool keeps its features
+    assert s.at(100, 1000) == NeighbourSmoothing(k=6, weight=0.45)
+    assert s.at(600, 1000) == NeighbourSmoothing(k=6, weight=0.2)
+    assert not s.at(1000, 1000).enabled and not s.at(5000, 1000).enabled
+    assert len({s.at(n, 1000) for n in range(1001)}) == 11
+    fixed = NeighbourSmoothing(k=6, weight=0.5)
+    assert fixed.at(1000, 1000) is fixed  # without shrink the weight is the weight
+    assert NeighbourSmoothing(k=0, shrink=True).at(900, 1000) == NeighbourSmoothing(k=0)
+
+
+def test_featurized_at_labels_resmooths_pool_and_other_sets_from_the_stored_neighbours() -> None:
+    from labelloop.featurize import features_by_labels, featurize_vectors
+
+    rng = np.random.default_rng(8)
+    pool, test = unit(rng.normal(size=(60, 8))), unit(rng.normal(size=(9, 8)))
+    f = featurize_vectors(
+        pool, test, identity="x", smoothing=NeighbourSmoothing(k=4, weight=0.5, shrink=True)
+    )
+    assert f.at(2) is f  # 3 % labeled: the same features
+    np.testing.assert_allclose(f.pool, NeighbourSmoothing(k=4, weight=0.5)(pool), rtol=1e-5, atol=1e-6)
+    half = f.at(30)
+    assert half.smoothing == NeighbourSmoothing(k=4, weight=0.25)
+    np.testing.assert_allclose(half.pool, NeighbourSmoothing(k=4, weight=0.25)(pool), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        half.others[0], NeighbourSmoothing(k=4, weight=0.25)(test, pool), rtol=1e-5, atol=1e-6
+    )
+    done = f.at(60)
+    np.testing.assert_array_equal(done.pool, pool)  # every text labeled: the raw embeddings
+    np.testing.assert_array_equal(done.others[0], test)
+    at = features_by_labels(f)
+    assert at(30)[0] is at(31)[0]  # one weight, computed once
 
 
 def test_tiny_pool_with_fewer_texts_than_k_averages_them_all() -> None:

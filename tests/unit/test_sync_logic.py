@@ -82,11 +82,23 @@ def test_a_different_encoder_or_project_is_refused(setup) -> None:
 
 def test_changed_feature_settings_are_refused_because_stored_models_score_features(setup) -> None:
     campaign, store = setup
-    assert store.get("features") == "knn-smooth(k=6, weight=0.5)"
+    assert store.get("features") == "knn-smooth(k=6, weight=0.5, shrinking)"
     config = campaign.config.model_copy(update={"model": campaign.config.model.model_copy(update={"neighbours": 0})})
     raw = Campaign(config, campaign.pool, campaign.X, "enc-A")
-    with pytest.raises(StoreError, match=r"features knn-smooth\(k=6, weight=0.5\).*now gives none"), store.tx():
+    with pytest.raises(StoreError, match=r"knn-smooth\(k=6, weight=0.5, shrinking\).*now gives none"), store.tx():
         register(store, raw, project_id=7)
+
+
+def test_a_campaign_begun_with_one_neighbour_weight_is_told_how_to_keep_it(setup) -> None:
+    campaign, store = setup
+    with store.tx():
+        store.set("features", "knn-smooth(k=6, weight=0.5)")  # as campaigns begun before the shrinking weight
+    with pytest.raises(StoreError, match="neighbour_weight_shrinks = false"), store.tx():
+        register(store, campaign, project_id=7)
+    model = campaign.config.model.model_copy(update={"neighbour_weight_shrinks": False})
+    kept = Campaign(campaign.config.model_copy(update={"model": model}), campaign.pool, campaign.X, "enc-A")
+    with store.tx():
+        register(store, kept, project_id=7)
 
 
 def test_the_read_only_check_copes_with_odd_characters_in_the_path(tmp_path) -> None:

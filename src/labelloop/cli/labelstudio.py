@@ -8,6 +8,7 @@ land in the shell history.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -18,7 +19,7 @@ from rich.progress import TextColumn as ProgressText
 
 from ..campaign import push_picks
 from ..errors import DataError, LabelloopError
-from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
+from ..features import DEFAULT_SMOOTHING
 from ..featurize import featurize
 from ..labels import LabelSet
 from ..labelstudio import ID_FIELD, ProjectInfo, PullCursor, PushItem, resolve
@@ -182,7 +183,7 @@ def push(
     info = _project_for(ls, project, labels, known, data)
     classes = _project_labels(console, info, pool, known)
     vectors = (data, embedding_column) if embedding_column is not None else None
-    learner = _learner(pool, classes, strategy, seed, model, cache_dir, neighbours, vectors)
+    learner = _learner(pool, classes, strategy, seed, model, cache_dir, neighbours, len(known), vectors)
     head = learner.fit(known)
     version = model_version or learner.version(known, f"push,{seed}" + ("" if head else ",cold"))
     existing = ls.existing(info.id)
@@ -269,11 +270,12 @@ def _learner(
     model: Path | None,
     cache_dir: Path | None,
     neighbours: int,
+    labeled: int,
     vectors: tuple[Path, str] | None = None,
 ) -> ActiveLearner:
-    """The pool's features (through the cache, or from ``vectors`` = (file, column)) and the recipe
-    ``push`` trains and selects with."""
-    smoothing = NeighbourSmoothing(k=neighbours)
+    """The pool's features (through the cache, or from ``vectors`` = (file, column)) for a head trained on
+    ``labeled`` labels, and the recipe ``push`` trains and selects with."""
+    smoothing = replace(DEFAULT_SMOOTHING, k=neighbours).at(labeled, len(pool))
     if vectors is None:
         f = featurize(pool.texts, model=model, cache_dir=cache_dir, smoothing=smoothing, progress=True)
     else:

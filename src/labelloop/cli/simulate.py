@@ -18,7 +18,7 @@ from ..data import Pool, check_test_labels, demo_paths
 from ..embeddings import Encoder
 from ..errors import DataError, LabelloopError
 from ..features import DEFAULT_SMOOTHING, NeighbourSmoothing
-from ..featurize import Featurized, featurize, featurize_vectors
+from ..featurize import Featurized, features_by_labels, featurize, featurize_vectors
 from ..multilabel import MULTILABEL_STRATEGIES
 from ..outputs import atomic_path, atomic_write, check_output
 from ..simulate import (
@@ -257,8 +257,10 @@ def _run_strategies(
     """One simulation per strategy against one full-pool ceiling, with a progress bar per strategy."""
     classes = pool.label_set
     X_pool, X_test = f.pool, f.others[0]
+    features_at = features_by_labels(f)
     y_pool, y_test = pool.label_array(classes), held.label_array(classes)
-    ceiling = full_pool(X_pool, y_pool, X_test, y_test, len(classes), max_rows=ceiling_max, seed=seed)
+    P, T = features_at(len(pool))  # the ceiling's head is trained on every label
+    ceiling = full_pool(P, y_pool, T, y_test, len(classes), max_rows=ceiling_max, seed=seed)
     if ceiling["n"] < len(pool):
         console.print(f"Full-pool ceiling trained on a stratified sample of {ceiling['n']:.0f} pool texts.")
 
@@ -287,10 +289,11 @@ def _run_strategies(
                     budget=budget,
                     seed=seed,
                     model=model_name,
-                    features=str(f.smoothing),
+                    features=str(f.policy or f.smoothing),
                     ceiling=ceiling,
                     copies=pool.copies,
                     progress=per_round(bar, task, name),
+                    features_at=features_at,
                 )
             )
     return results

@@ -21,6 +21,7 @@ from . import app
 
 if TYPE_CHECKING:
     from ..data import DataPeek, Pool
+    from ..features import NeighbourSmoothing
     from ..featurize import Featurized
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The campaign's labelloop.toml.")]
@@ -285,7 +286,10 @@ def predict(
     # The model was trained on features smoothed over the campaign's pool: new texts take their neighbours
     # there. Only the pool's raw vectors are needed (from the cache), not the pool's own features.
     campaign = load_campaign(cfg, embed_texts=False)
-    f = _input_features(cfg, campaign.pool, input, pool)
+    smoothing = cfg.model.smoothing.at(
+        len(last.train_labels), len(campaign.pool)
+    )  # the model's neighbour weight
+    f = _input_features(cfg, campaign.pool, input, pool, smoothing)
     probs = head.predict_proba(f.others[0])
     with atomic_write(out, newline="") as fh:
         w = csv.writer(fh)
@@ -295,7 +299,9 @@ def predict(
     Console(stderr=True).print(f"Wrote {len(pool)} predictions of model {last.model_version} to {out}")
 
 
-def _input_features(cfg: Config, campaign_pool: Pool, input: Path, pool: Pool) -> Featurized:
+def _input_features(
+    cfg: Config, campaign_pool: Pool, input: Path, pool: Pool, smoothing: NeighbourSmoothing
+) -> Featurized:
     """The input's features, smoothed over the campaign pool's raw vectors: from the campaign's embedding
     column when it has one (the input file needs the column too), else from the encoder through the cache."""
     from ..featurize import featurize, featurize_vectors
@@ -308,7 +314,7 @@ def _input_features(cfg: Config, campaign_pool: Pool, input: Path, pool: Pool) -
             pool.texts,
             encoder=config_encoder(cfg),
             cache_dir=cfg.model.cache_dir,
-            smoothing=cfg.model.smoothing,
+            smoothing=smoothing,
             smooth_pool=False,
             progress=True,
         )
@@ -321,4 +327,4 @@ def _input_features(cfg: Config, campaign_pool: Pool, input: Path, pool: Pool) -
         raise DataError(
             f"{input}: vectors in column {column!r} have {Vin.shape[1]} numbers, the campaign's {V.shape[1]}"
         )
-    return featurize_vectors(V, Vin, identity=identity, smoothing=cfg.model.smoothing, smooth_pool=False)
+    return featurize_vectors(V, Vin, identity=identity, smoothing=smoothing, smooth_pool=False)
