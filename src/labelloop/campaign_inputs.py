@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ from .config import Config
 from .copies import LabelConflictWarning
 from .data import Pool, load_pool
 from .errors import DataError
-from .labels import LabelSet
+from .labels import LabelSet, join_labels, split_labels
 from .learner import ActiveLearner
 
 if TYPE_CHECKING:
@@ -91,6 +91,8 @@ class Campaign:
             seed=loop.seed,
             encoder_identity=self.encoder_identity,
             features=self.features,
+            multi_label=self.config.multi_label,
+            delimiter=self.config.label_delimiter,
         )
 
     @cached_property
@@ -103,10 +105,23 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _check_labels(pool: Pool, classes: Sequence[str], what: str) -> None:
-    unknown = sorted(set(pool.label_set) - set(classes))
+def _check_labels(pool: Pool, classes: Sequence[str], what: str, delimiter: str | None = None) -> None:
+    given = set(pool.label_set)
+    if delimiter is not None:
+        given = {lab for cell in given for lab in split_labels(cell, delimiter)}
+    unknown = sorted(given - set(classes))
     if unknown:
         raise DataError(f"{pool.source}: {what} labels not in the config's label set: {unknown[:10]}")
+
+
+def _label_sets(pool: Pool, config: Config) -> Pool:
+    """Multi-label: each label cell as its canonical set string (``"refund|bug"`` -> ``"bug|refund"``), so the
+    data's labels and Label Studio's answers compare as sets; a cell of only delimiters is no label."""
+    if not config.multi_label:
+        return pool
+    d = config.label_delimiter
+    labels = [None if lab is None else join_labels(split_labels(lab, d), d) or None for lab in pool.labels]
+    return replace(pool, labels=labels)
 
 
 def config_encoder(config: Config) -> Encoder:
@@ -125,13 +140,16 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
     with warnings.catch_warnings():  # the campaign reports them itself: in sync (once) and status
         warnings.simplefilter("ignore", LabelConflictWarning)
         pool = load_pool(d.path, d.text_column, d.label_column, d.id_column, skip_empty=d.skip_empty)
-    _check_labels(pool, config.labels, "pool")
+    delimiter = config.label_delimiter if config.multi_label else None
+    _check_labels(pool, config.labels, "pool", delimiter)
+    pool = _label_sets(pool, config)
     test = None
     if d.test is not None:
         test = load_pool(
             d.test, d.text_column, d.test_label_column, None, require_labels=True, unique_ids=False
         )
-        _check_labels(test, config.labels, "test")
+        _check_labels(test, config.labels, "test", delimiter)
+        test = _label_sets(test, config)
     if d.embedding_column is not None:
         from .column_vectors import column_identity, read_vectors
         from .featurize import featurize_vectors
