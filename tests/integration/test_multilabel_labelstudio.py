@@ -134,6 +134,13 @@ def test_a_multi_label_campaign_end_to_end(tmp_path, title, ls_server, sdk, conn
     assert f"{len(answered)} text(s) labeled" in " ".join(out.split())
     assert "test: micro-F1" in out and "agreement: not reported for multi-label" in out
 
+    code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "predict", "--config",
+                        str(config_path), "--input", str(tmp_path / "test.csv"), "--out", str(tmp_path / "p.csv"))
+    assert code == 0, err
+    predicted = pd.read_csv(tmp_path / "p.csv", dtype=str)
+    assert len(predicted) == len(pd.read_csv(tmp_path / "test.csv"))
+    assert all(split_labels(cell) and split_labels(cell) <= set(labels) for cell in predicted["label"])
+
     report = write_report(config, tmp_path / "report.md").read_text()
     assert "micro-F1" in report and "Not yet for multi-label campaigns" in report
 
