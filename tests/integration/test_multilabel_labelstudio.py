@@ -133,6 +133,7 @@ def test_a_multi_label_campaign_end_to_end(tmp_path, title, ls_server, sdk, conn
     out = capsys.readouterr().out
     assert f"{len(answered)} text(s) labeled" in " ".join(out.split())
     assert "test: micro-F1" in out and "agreement: not reported for multi-label" in out
+    assert "4 rounds with audit micro-F1" in out  # the plateau rule watches micro-F1
 
     code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "predict", "--config",
                         str(config_path), "--input", str(tmp_path / "test.csv"), "--out", str(tmp_path / "p.csv"))

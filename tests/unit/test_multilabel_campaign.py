@@ -20,7 +20,8 @@ from labelloop.labelstudio.labelconfig import parse_config as parse_xml
 from labelloop.labelstudio.payloads import ProjectInfo, annotation_label, check_push, prediction_payload
 from labelloop.learner import ActiveLearner
 from labelloop.multilabel import MultiLabelHead, set_guess
-from labelloop.store import Store, StoreError
+from labelloop.store import QueryRow, Store, StoreError
+from labelloop.sync_steps import SyncStep
 
 LABELS = ["billing", "bug", "other", "refund"]
 
@@ -131,13 +132,14 @@ def test_a_stored_multi_label_head_gives_the_same_probabilities() -> None:
 
 # -- the campaign service ---------------------------------------------------------------------------------
 
-def make_campaign(tmp_path, multi: bool = True, n: int = 90) -> Campaign:
+def make_campaign(tmp_path, multi: bool = True, n: int = 90, prefill: str = '"auto"') -> Campaign:
     path = tmp_path / "labelloop.toml"
     (tmp_path / "pool.csv").write_text("id,text\nx,y\n")
     path.write_text(f'labels = {json.dumps(LABELS)}\nmulti_label = {json.dumps(multi)}\n'
                     '[data]\npath = "pool.csv"\n[labelstudio]\nproject = "p"\n'
                     '[loop]\naudit_fraction = 0.1\nretrain_every = 1\nqueue_target = 10\nbudget = 500\n'
-                    '[stop]\non = ["budget"]\nstop_set_size = 10\n[state]\npath = "s.db"\n')
+                    '[stop]\non = ["budget"]\nstop_set_size = 10\n[state]\npath = "s.db"\n'
+                    f'[quality]\nprefill_confidence = {prefill}\n')
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 16))
     X = centres[np.arange(n) % 4] + centres[(np.arange(n) // 4) % 4] + 0.4 * rng.normal(size=(n, 16))
@@ -186,6 +188,32 @@ def test_a_multi_label_campaign_trains_on_sets_and_sends_predicted_sets(tmp_path
         assert members and members <= set(LABELS)
         p = head.predict_proba(campaign.X[[campaign.index[q.item_id]]])[0]
         assert q.confidence == pytest.approx(min(p[LABELS.index(m)] for m in members))
+
+
+def test_waiting_tasks_get_the_predicted_set_pre_selected_but_audit_and_double_tasks_stay_blind(tmp_path) -> None:
+    campaign = make_campaign(tmp_path, prefill="0.0")  # every guess confident enough: what stays blind is policy
+    truth = truth_of(campaign)
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        audit = store.ids_with_role("audit")
+        answered = [q.item_id for q in select(store, campaign, None, store.last_round(), 30)]
+        with store.tx():
+            store.add_records(1, [AnnotationRecord("created", i, 7, 100 + k, k, truth[i])
+                                  for k, i in enumerate(answered)], None)
+        model = train_if_due(store, campaign, run=1)
+        assert model is not None
+        free = [i for i in campaign.pool.ids if i not in answered and i not in audit][:2]
+        with store.tx():
+            store.add_queries([QueryRow(free[0], 1, "active", "margin-kmeans", model.model_version, overlap=2)])
+        items = SyncStep(store, None, 7, campaign, lambda step: None)._refreshed([audit[0], *free])  # type: ignore[arg-type]
+    blind_audit, double, single = items
+    assert blind_audit.label is None and blind_audit.shown is None and blind_audit.score == 0.0
+    assert double.label is not None and double.shown is None  # scored, never shown: agreement unanchored
+    head = campaign.learner.fit(model.train_labels)
+    assert head is not None
+    p = head.predict_proba(campaign.X[[campaign.index[free[1]]]])[0]
+    assert single.shown == set_guess(p, LABELS, "|")[0] and single.score == pytest.approx(set_guess(p, LABELS, "|")[1])
 
 
 def test_a_campaign_keeps_its_mode_after_its_first_sync(tmp_path) -> None:
