@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ from .config import Config
 from .copies import LabelConflictWarning
 from .data import Pool, load_pool
 from .errors import DataError
-from .labels import LabelSet, join_labels, split_labels
+from .labels import LabelSet, split_labels
 from .learner import ActiveLearner
 
 if TYPE_CHECKING:
@@ -114,16 +114,6 @@ def _check_labels(pool: Pool, classes: Sequence[str], what: str, delimiter: str 
         raise DataError(f"{pool.source}: {what} labels not in the config's label set: {unknown[:10]}")
 
 
-def _label_sets(pool: Pool, config: Config) -> Pool:
-    """Multi-label: each label cell as its canonical set string (``"refund|bug"`` -> ``"bug|refund"``), so the
-    data's labels and Label Studio's answers compare as sets; a cell of only delimiters is no label."""
-    if not config.multi_label:
-        return pool
-    d = config.label_delimiter
-    labels = [None if lab is None else join_labels(split_labels(lab, d), d) or None for lab in pool.labels]
-    return replace(pool, labels=labels)
-
-
 def config_encoder(config: Config) -> Encoder:
     """The encoder the config's ``[model]`` names (model, backend, precision, threads): one rule for all."""
     from .embeddings import Encoder
@@ -137,19 +127,30 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
     from .featurize import featurize
 
     d = config.data
+    delimiter = config.label_delimiter if config.multi_label else None  # multi-label: cells are sets
     with warnings.catch_warnings():  # the campaign reports them itself: in sync (once) and status
         warnings.simplefilter("ignore", LabelConflictWarning)
-        pool = load_pool(d.path, d.text_column, d.label_column, d.id_column, skip_empty=d.skip_empty)
-    delimiter = config.label_delimiter if config.multi_label else None
+        pool = load_pool(
+            d.path,
+            d.text_column,
+            d.label_column,
+            d.id_column,
+            skip_empty=d.skip_empty,
+            label_delimiter=delimiter,
+        )
     _check_labels(pool, config.labels, "pool", delimiter)
-    pool = _label_sets(pool, config)
     test = None
     if d.test is not None:
         test = load_pool(
-            d.test, d.text_column, d.test_label_column, None, require_labels=True, unique_ids=False
+            d.test,
+            d.text_column,
+            d.test_label_column,
+            None,
+            require_labels=True,
+            unique_ids=False,
+            label_delimiter=delimiter,
         )
         _check_labels(test, config.labels, "test", delimiter)
-        test = _label_sets(test, config)
     if d.embedding_column is not None:
         from .column_vectors import column_identity, read_vectors
         from .featurize import featurize_vectors

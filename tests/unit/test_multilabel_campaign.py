@@ -249,3 +249,22 @@ def test_the_learner_waits_for_two_labels_and_tells_its_versions_apart() -> None
     assert isinstance(multi.fit({"t0": "bug", "t1": "bug|refund"}), MultiLabelHead)
     labels = {"t0": "bug", "t1": "refund"}
     assert multi.version(labels) != single.version(labels)
+
+
+def test_copies_whose_sets_are_written_in_another_order_carry_one_label_without_a_conflict(tmp_path) -> None:
+    import warnings
+
+    from labelloop.data import load_pool
+
+    path = tmp_path / "pool.csv"
+    path.write_text("text,labels\nrefund please,refund|bug\nrefund please,bug | refund\nwhere is it,other\n"
+                    "new card,\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a LabelConflictWarning would fail here
+        pool = load_pool(path, label_column="labels", label_delimiter="|")
+    assert pool.labels == ["bug|refund", "other", None] and pool.n_rows == 4
+    from labelloop.copies import LabelConflictWarning
+
+    with pytest.warns(LabelConflictWarning):  # without the delimiter a cell is one label, as before
+        single = load_pool(path, label_column="labels")
+    assert "refund|bug" in single.labels
