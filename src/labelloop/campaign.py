@@ -23,7 +23,8 @@ import numpy as np
 from .campaign_inputs import Campaign, config_encoder, load_campaign, text_hash
 from .campaign_register import COLD_START_VERSION, register
 from .config import Config
-from .head import Head
+from .head import Classifier, Head
+from .labels import split_labels
 from .learner import ActiveLearner, Pick
 from .review import Escalation, plan_overlap, prefill_threshold
 from .stopping import Advice, agreement, audit_metrics, stop_advice
@@ -76,9 +77,27 @@ def audit_labels(store: Store, campaign: Campaign) -> dict[str, str]:
     return out
 
 
-def _evaluate(head: Head, campaign: Campaign, labels: dict[str, str], seed: int) -> dict[str, object]:
+def _multilabel_metrics(head: Classifier, campaign: Campaign, X: np.ndarray, labels: Sequence[str]) -> dict:
+    """Micro-F1 (the headline), macro-F1 and subset accuracy of the predicted sets against ``labels``."""
+    from .multilabel import label_matrix, multilabel_metrics
+
+    d = campaign.config.label_delimiter
+    Y = label_matrix([split_labels(lab, d) for lab in labels], campaign.classes)
+    return {"n": len(labels), **multilabel_metrics(Y, head.predict(X))}
+
+
+def _evaluate(head: Classifier, campaign: Campaign, labels: dict[str, str], seed: int) -> dict[str, object]:
     metrics: dict[str, object] = {}
     classes, rows = campaign.classes, campaign.index
+    if campaign.config.multi_label:
+        if labels:
+            ids = sorted(labels)
+            X = campaign.X[[rows[i] for i in ids]]
+            metrics["audit"] = _multilabel_metrics(head, campaign, X, [labels[i] for i in ids])
+        if campaign.test is not None and campaign.X_test is not None:
+            test_labels = [lab or "" for lab in campaign.test.labels]
+            metrics["test"] = _multilabel_metrics(head, campaign, campaign.X_test, test_labels)
+        return metrics
     if labels:
         ids = sorted(labels)
         y = np.array([classes.index(labels[i]) for i in ids])
@@ -108,6 +127,8 @@ def train_if_due(store: Store, campaign: Campaign, run: int) -> RoundRow | None:
     rows = campaign.index
     stop_ids = [i for i in json.loads(store.get("stop_set") or "[]") if i in rows]
     stop_pred = head.predict(campaign.X[[rows[i] for i in stop_ids]]) if stop_ids else np.empty(0, np.int64)
+    if cfg.multi_label:  # kappa over every (text, label) decision: the sets as yes/no per label
+        stop_pred = stop_pred.astype(np.int64).ravel()
     previous = store.last_round(trained=True)
     before = store.stop_predictions(previous.round) if previous is not None else None
     if before is not None and len(before) == len(stop_pred):
@@ -120,30 +141,38 @@ def train_if_due(store: Store, campaign: Campaign, run: int) -> RoundRow | None:
     return store.last_round()
 
 
-def latest_head(store: Store) -> tuple[RoundRow, Head | None]:
+def latest_head(store: Store) -> tuple[RoundRow, Classifier | None]:
     """The latest round and its head (None before the first model), reading one model's weights at most."""
     last = store.last_round()
     if last is None:
         raise StoreError(f"{store.path}: no rounds yet; run `labelloop sync` first")
     arrays = store.model(last.round) if last.has_model else None
-    return last, None if arrays is None else Head.from_arrays(arrays)
+    if arrays is None:
+        return last, None
+    if "multi_label" in arrays:
+        from .multilabel import MultiLabelHead
+
+        return last, MultiLabelHead.from_arrays(arrays)
+    return last, Head.from_arrays(arrays)
 
 
 def current_advice(store: Store, config: Config) -> list[Advice]:
     """The stopping criteria's verdicts from the ledger alone."""
     rounds = [r for r in store.rounds() if r.has_model]
     audit = [r.metrics["audit"] for r in rounds if r.metrics.get("audit", {}).get("n")]
+    headline = "micro_f1" if config.multi_label else "accuracy"  # what the plateau rule watches
     return stop_advice(
         sent=len(store.pushes()),
         budget=config.loop.budget,
         kappas=[r.metrics["stop_set_kappa"] for r in rounds if "stop_set_kappa" in r.metrics],
-        audit_accuracy=[a["accuracy"] for a in audit],
+        audit_accuracy=[a[headline] for a in audit],
         audit_n=audit[-1]["n"] if audit else 0,
         stabilizing_kappa=config.stop.stabilizing_kappa,
         stabilizing_rounds=config.stop.stabilizing_rounds,
         plateau_rounds=config.stop.plateau_rounds,
         plateau_delta=config.stop.plateau_delta,
         min_audit=config.stop.min_audit,
+        metric="micro-F1" if config.multi_label else "accuracy",
     )
 
 
@@ -174,7 +203,7 @@ def _query_row(p: Pick, round_: int, strategy: str, version: str | None) -> Quer
 
 def push_picks(
     learner: ActiveLearner,
-    head: Head | None,
+    head: Classifier | None,
     known: Mapping[str, str],
     pushed_as: Mapping[str, str | None],
     n: int,
@@ -224,7 +253,9 @@ def _plan_overlap(store: Store, campaign: Campaign, rows: list[QueryRow]) -> lis
     )
 
 
-def select(store: Store, campaign: Campaign, head: Head | None, model: RoundRow, n: int) -> list[QueryRow]:
+def select(
+    store: Store, campaign: Campaign, head: Classifier | None, model: RoundRow, n: int
+) -> list[QueryRow]:
     """Choose ``n`` texts (the audit sample's share first) and record them as pending; returns them."""
     sent = store.pushes()
     queried = {q.item_id for q in store.queries()}
@@ -252,6 +283,8 @@ def suspects_to_send(
 
     from .label_errors import rank_label_errors
 
+    if campaign.config.multi_label:  # confident learning ranks single labels; not yet for label sets
+        return []
     labels = training_labels(store, campaign)
     counts = Counter(labels.values())
     ids = sorted(i for i, lab in labels.items() if counts[lab] >= folds)  # out-of-fold needs one per fold

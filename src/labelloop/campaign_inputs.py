@@ -20,7 +20,7 @@ from .config import Config
 from .copies import LabelConflictWarning
 from .data import Pool, load_pool
 from .errors import DataError
-from .labels import LabelSet
+from .labels import LabelSet, split_labels
 from .learner import ActiveLearner
 
 if TYPE_CHECKING:
@@ -117,6 +117,8 @@ class Campaign:
             seed=loop.seed,
             encoder_identity=self.encoder_identity,
             features=self.smoothing_used,
+            multi_label=self.config.multi_label,
+            delimiter=self.config.label_delimiter,
         )
 
     @cached_property
@@ -129,8 +131,11 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _check_labels(pool: Pool, classes: Sequence[str], what: str) -> None:
-    unknown = sorted(set(pool.label_set) - set(classes))
+def _check_labels(pool: Pool, classes: Sequence[str], what: str, delimiter: str | None = None) -> None:
+    given = set(pool.label_set)
+    if delimiter is not None:
+        given = {lab for cell in given for lab in split_labels(cell, delimiter)}
+    unknown = sorted(given - set(classes))
     if unknown:
         raise DataError(f"{pool.source}: {what} labels not in the config's label set: {unknown[:10]}")
 
@@ -148,16 +153,30 @@ def load_campaign(config: Config, *, progress: bool = False, embed_texts: bool =
     from .featurize import featurize
 
     d = config.data
+    delimiter = config.label_delimiter if config.multi_label else None  # multi-label: cells are sets
     with warnings.catch_warnings():  # the campaign reports them itself: in sync (once) and status
         warnings.simplefilter("ignore", LabelConflictWarning)
-        pool = load_pool(d.path, d.text_column, d.label_column, d.id_column, skip_empty=d.skip_empty)
-    _check_labels(pool, config.labels, "pool")
+        pool = load_pool(
+            d.path,
+            d.text_column,
+            d.label_column,
+            d.id_column,
+            skip_empty=d.skip_empty,
+            label_delimiter=delimiter,
+        )
+    _check_labels(pool, config.labels, "pool", delimiter)
     test = None
     if d.test is not None:
         test = load_pool(
-            d.test, d.text_column, d.test_label_column, None, require_labels=True, unique_ids=False
+            d.test,
+            d.text_column,
+            d.test_label_column,
+            None,
+            require_labels=True,
+            unique_ids=False,
+            label_delimiter=delimiter,
         )
-        _check_labels(test, config.labels, "test")
+        _check_labels(test, config.labels, "test", delimiter)
     if d.embedding_column is not None:
         from .column_vectors import column_identity, read_vectors
         from .featurize import featurize_vectors

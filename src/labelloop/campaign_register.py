@@ -53,12 +53,38 @@ def _check_identity(store: Store, campaign: Campaign, project_id: int) -> None:
             f"{campaign.features} ([model] neighbours / neighbour_weight / neighbour_weight_shrinks); its "
             f"models cannot score the new features, so set them back or start a new campaign (new state.path)"
         )
+    _check_mode(store, campaign)
     stored_labels = store.get("labels")
     if stored_labels is not None and not campaign.classes == json.loads(stored_labels):
         raise StoreError(
             f"{store.path} was made for another label set ("
             f"{campaign.classes.difference(json.loads(stored_labels), 'the config', 'the state file')}"
             f"); a changed label set needs a new campaign (new state.path)"
+        )
+
+
+def _mode(multi_label: bool, delimiter: str) -> str:
+    return f"multi-label {delimiter}" if multi_label else "single-label"
+
+
+def _describe(mode: str) -> str:
+    kind, _, delimiter = mode.partition(" ")
+    return f"{kind} (label delimiter {delimiter!r})" if delimiter else kind
+
+
+def _check_mode(store: Store, campaign: Campaign) -> None:
+    """Single- or multi-label (and the delimiter label sets are stored with) is fixed at the first sync: the
+    labels already given, the models and the project's labeling config all depend on it."""
+    cfg = campaign.config
+    if store.get("project_id") is None:
+        return
+    stored = store.get("mode") or "single-label"  # state files from before multi-label campaigns
+    wanted = _mode(cfg.multi_label, cfg.label_delimiter)
+    if stored != wanted:
+        raise StoreError(
+            f"{store.path} is a {_describe(stored)} campaign but the config makes it {_describe(wanted)}; a "
+            f"campaign keeps its mode after its first sync: set multi_label / label_delimiter back or start a "
+            f"new campaign (new state.path)"
         )
 
 
@@ -95,6 +121,8 @@ def register(store: Store, campaign: Campaign, project_id: int) -> None:
         stop_set = [pool.ids[unlabeled[k]] for k in order[n_audit : n_audit + cfg.stop.stop_set_size]]
         store.set("project_id", str(project_id))
         store.set("labels", json.dumps(list(campaign.classes)))
+        if cfg.multi_label:  # absent: single-label, as every state file from before multi-label campaigns
+            store.set("mode", _mode(True, cfg.label_delimiter))
         store.set("encoder", campaign.encoder_identity)
         store.set("stop_set", json.dumps(stop_set))
         store.set("created_at", now())

@@ -30,7 +30,7 @@ from pydantic import (
 from .encoders import DEFAULT_BACKEND, Backend, Precision
 from .errors import LabelloopError
 from .features import DEFAULT_SMOOTHING, NeighbourSmoothing
-from .labels import LabelSet, LabelSetError
+from .labels import DEFAULT_DELIMITER, LabelSet, LabelSetError
 from .strategies import DEFAULT_STRATEGY, STRATEGIES, StrategyName, check_strategy
 
 __all__ = [
@@ -225,6 +225,11 @@ class Config(_Section):
     state: StateSection = StateSection()
     guidelines: GuidelinesSection = GuidelinesSection()
     quality: QualitySection = QualitySection()
+    # Each text may carry several labels: a one-vs-rest head, Label Studio choice="multiple", micro-F1. The
+    # data's label cells are sets written with label_delimiter ("bug|refund"); the state file stores each set
+    # as one string joined by it (labels.join_labels). Fixed at the campaign's first sync.
+    multi_label: bool = False
+    label_delimiter: str = DEFAULT_DELIMITER
 
     @field_validator("labels")
     @classmethod
@@ -233,6 +238,32 @@ class Config(_Section):
             return list(LabelSet(v))
         except LabelSetError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("label_delimiter")
+    @classmethod
+    def _delimiter(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError('the label delimiter must be a visible character or string (default "|")')
+        return v
+
+    @model_validator(mode="after")
+    def _multi_label(self) -> Config:
+        if not self.multi_label:
+            return self
+        clash = [lab for lab in self.labels if self.label_delimiter in lab]
+        if clash:
+            raise ValueError(
+                f"label(s) {clash[:3]!r} contain the label delimiter {self.label_delimiter!r}; set "
+                f"label_delimiter to a string no label contains"
+            )
+        from .multilabel import MULTILABEL_STRATEGIES
+
+        if self.loop.strategy not in MULTILABEL_STRATEGIES:
+            raise ValueError(
+                f"loop.strategy {self.loop.strategy!r} is single-label only; a multi-label campaign uses "
+                f'"margin-kmeans" (default) or "random"'
+            )
+        return self
 
     def resolved(self, base: Path) -> Config:
         """The same config with every relative path made absolute against ``base``."""
@@ -317,6 +348,7 @@ def example_config(
     id_column: str | None = None,
     label_column: str | None = None,
     guidelines: str | None = None,
+    multi_label: bool = False,
 ) -> str:
     """The commented example ``labelloop.toml`` with these values, each rendered by tomlkit (quotes,
     backslashes and newlines escaped: a value can never add a setting). Not validated here."""
@@ -331,6 +363,11 @@ def example_config(
 
     return EXAMPLE.format(
         labels=val(list(labels)),
+        multi_label=(
+            'multi_label = true           # each text may carry several labels (choice="multiple")'
+            if multi_label
+            else '# multi_label = true         # each text may carry several labels (choice="multiple")'
+        ),
         data=val(data),
         project=val(project),
         text_column=val(text_column),
@@ -359,6 +396,8 @@ EXAMPLE = """\
 
 # The label set, exactly as annotators will see it in Label Studio.
 labels = {labels}
+{multi_label}
+# label_delimiter = "|"      # how a multi-label cell of the data writes a set: "bug|refund"
 
 [data]
 path = {data}              # CSV, TSV, JSONL or Parquet: the texts to label

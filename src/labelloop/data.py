@@ -22,6 +22,7 @@ import pandas as pd
 
 from .copies import LabelConflict, LabelConflictWarning, collapse_copies, conflicts_message
 from .errors import DataError, LabelloopWarning
+from .labels import join_labels, split_labels
 from .readers import all_columns, cell_texts, named_column, preview, read_frame
 
 __all__ = [
@@ -144,6 +145,7 @@ def load_pool(
     skip_empty: bool = False,
     require_labels: bool = False,
     unique_ids: bool = True,
+    label_delimiter: str | None = None,
 ) -> Pool:
     """Read a pool from ``path``.
 
@@ -157,6 +159,8 @@ def load_pool(
     distinct text is asked once; copies with different given labels keep the majority
     label, with a :class:`LabelConflictWarning`. ``unique_ids=False`` keeps every row as
     it is, duplicates included (a test set scored per row, or texts to predict per row).
+    ``label_delimiter`` (multi-label): each label cell is a set written with it, kept in its canonical form
+    (:func:`labelloop.labels.join_labels`), so ``refund|bug`` and ``bug|refund`` are one label, on copies too.
     """
     path = Path(path)
     frame = read_frame(path, [c for c in (text_column, label_column, id_column) if c is not None])
@@ -167,6 +171,9 @@ def load_pool(
     texts = [t for t in (texts_raw[i] for i in keep) if t is not None]  # blanks were dropped above
     _warn_odd_texts(path, texts, keep)
     labels = _labels(path, frame, keep, label_column, require_labels)
+    if label_delimiter is not None:
+        d = label_delimiter
+        labels = [None if lab is None else join_labels(split_labels(lab, d), d) or None for lab in labels]
     moved = tuple(keep) if len(keep) < len(texts_raw) else None  # file rows, when some were skipped
     if id_column is None:
         ids = [content_id(t) for t in texts]

@@ -9,18 +9,29 @@ from __future__ import annotations
 
 import warnings
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:  # scikit-learn loads when a head is fitted or rebuilt, not when a command starts
     from sklearn.linear_model import LogisticRegression
 
-__all__ = ["Head", "one_blas_thread"]
+__all__ = ["Classifier", "Head", "one_blas_thread"]
 
 # C=10 measured better than sklearn's default C=1 on BANKING77 (unit-norm
 # embeddings need weak regularisation to separate 77 close intents).
 DEFAULT_C = 10.0
+
+
+class Classifier(Protocol):
+    """What a campaign needs of a fitted head: :class:`Head`, or a multi-label
+    :class:`labelloop.multilabel.MultiLabelHead` (one probability per label, not summing to one)."""
+
+    @property
+    def n_classes(self) -> int: ...
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+    def to_arrays(self) -> dict[str, np.ndarray]: ...
 
 
 def one_blas_thread() -> AbstractContextManager[object]:

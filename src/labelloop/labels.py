@@ -15,7 +15,10 @@ from typing import overload
 
 from .errors import LabelloopError
 
-__all__ = ["LabelSet", "LabelSetError"]
+__all__ = ["LabelSet", "LabelSetError", "DEFAULT_DELIMITER", "join_labels", "split_labels"]
+
+DEFAULT_DELIMITER = "|"
+"""How a multi-label cell (and the state file) writes a set of labels: ``"bug|refund"``."""
 
 
 class LabelSetError(LabelloopError):
@@ -119,6 +122,17 @@ class LabelSet(Sequence[str]):
 
     def __repr__(self) -> str:
         return f"LabelSet({list(self._names)!r})"
+
+
+def join_labels(labels: Iterable[str], delimiter: str = DEFAULT_DELIMITER) -> str:
+    """A label set as one canonical string (sorted, joined): the state file stores a multi-label answer as
+    one label, so the same set is always the same string and votes on it count together."""
+    return delimiter.join(sorted(set(labels)))
+
+
+def split_labels(text: str, delimiter: str = DEFAULT_DELIMITER) -> frozenset[str]:
+    """The set a :func:`join_labels` string (or a data cell) stands for; empty pieces are dropped."""
+    return frozenset(p.strip() for p in text.split(delimiter) if p.strip())
 
 
 def _short(items: Sequence[str], n: int = 8) -> str:

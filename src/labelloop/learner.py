@@ -16,8 +16,8 @@ from functools import cached_property
 
 import numpy as np
 
-from .head import DEFAULT_C, Head
-from .labels import LabelSet
+from .head import DEFAULT_C, Classifier, Head
+from .labels import DEFAULT_DELIMITER, LabelSet, split_labels
 from .scoring import SCORE_CHUNK, predict, predict_proba, rows_of, uncertain_rows
 from .strategies import DEFAULT_STRATEGY, ColdStart, Context, Selection, Strategy, StrategyName, get_strategy
 
@@ -44,7 +44,7 @@ class Query:
 
 
 def query(
-    head: Head | None,
+    head: Classifier | None,
     X: np.ndarray,
     unlabeled: np.ndarray,
     strategy: Strategy,
@@ -87,7 +87,7 @@ def query(
 
 
 def candidates(
-    head: Head,
+    head: Classifier,
     X: np.ndarray,
     unlabeled: np.ndarray,
     strategy: Strategy,
@@ -187,6 +187,9 @@ class ActiveLearner:
     seed: int = 0
     encoder_identity: str = ""
     features: str = ""
+    # Multi-label: a label is a set joined by ``delimiter`` (labels.join_labels); the head is one-vs-rest.
+    multi_label: bool = False
+    delimiter: str = DEFAULT_DELIMITER
 
     @cached_property
     def index(self) -> dict[str, int]:
@@ -201,8 +204,26 @@ class ActiveLearner:
                 y[row] = self.classes.index(lab)
         return y
 
-    def fit(self, labels: Mapping[str, str]) -> Head | None:
+    def _label_matrix(self, labels: Mapping[str, str]) -> tuple[np.ndarray, np.ndarray]:
+        """Multi-label: the labeled pool rows and their ``(n, k)`` bool label matrix."""
+        from .multilabel import label_matrix
+
+        known = [
+            (self.index[i], split_labels(lab, self.delimiter)) for i, lab in labels.items() if i in self.index
+        ]
+        known.sort(key=lambda rs: rs[0])
+        rows = np.array([r for r, _ in known], dtype=np.int64)
+        return rows, label_matrix([s for _, s in known], self.classes)
+
+    def fit(self, labels: Mapping[str, str]) -> Classifier | None:
         """A fresh head on ``labels``; None while fewer than two classes are labeled (cold start)."""
+        if self.multi_label:
+            from .multilabel import MultiLabelHead
+
+            rows, Y = self._label_matrix(labels)
+            if Y.any(axis=0).sum() < 2:
+                return None
+            return MultiLabelHead(len(self.classes), C=self.C, seed=self.seed).fit(self.X[rows], Y)
         y = self._targets(labels)
         labeled = np.flatnonzero(y >= 0)
         if len(np.unique(y[labeled])) < 2:
@@ -214,10 +235,28 @@ class ActiveLearner:
         recipe = f"{self.strategy},{self.C},{self.features},{','.join(self.classes)}" + (
             f",{tag}" if tag else ""
         )
+        if self.multi_label:
+            recipe += ",multi-label"
         return model_version(labels, self.encoder_identity, recipe)
 
+    def guess(self, p: np.ndarray) -> tuple[str, float]:
+        """The model's guess for one text's probabilities and its confidence. Multi-label: the predicted set
+        (labels at or above 0.5, at least the most likely) joined into one label, and the probability of its
+        least likely member, so a pre-selection threshold holds for every label pre-selected."""
+        if not self.multi_label:
+            return self.classes[int(p.argmax())], float(p.max())
+        from .multilabel import set_guess
+
+        return set_guess(p, self.classes, self.delimiter)
+
     def select(
-        self, head: Head | None, exclude: Collection[str], n: int, *, labels: Mapping[str, str], n_sent: int
+        self,
+        head: Classifier | None,
+        exclude: Collection[str],
+        n: int,
+        *,
+        labels: Mapping[str, str],
+        n_sent: int,
     ) -> list[Pick]:
         """The ``n`` texts worth labeling next among those not in ``exclude``, most uncertain first.
 
@@ -231,21 +270,36 @@ class ActiveLearner:
         if n <= 0:
             return []
         rng = np.random.default_rng([self.seed, len(labels), n_sent])
-        y = self._targets(labels)
-        q = query(
-            head, self.X, candidates, get_strategy(self.strategy), n, rng, y=y, labeled=np.flatnonzero(y >= 0)
-        )
+        if self.multi_label:
+            from .multilabel import MULTILABEL_STRATEGIES
+
+            labeled_rows = self._label_matrix(labels)[0]
+            q = query(
+                head, self.X, candidates, MULTILABEL_STRATEGIES[self.strategy], n, rng, labeled=labeled_rows
+            )
+        else:
+            y = self._targets(labels)
+            q = query(
+                head,
+                self.X,
+                candidates,
+                get_strategy(self.strategy),
+                n,
+                rng,
+                y=y,
+                labeled=np.flatnonzero(y >= 0),
+            )
         picks = []
         for k, row in enumerate(q.indices):
-            p = None if q.probs is None else q.probs[k]
+            guess = None if q.probs is None else self.guess(q.probs[k])
             cluster = int(q.clusters[k])
             picks.append(
                 Pick(
                     int(row),
                     self.ids[row],
                     self.texts[row],
-                    None if p is None else self.classes[int(p.argmax())],
-                    None if p is None else float(p.max()),
+                    None if guess is None else guess[0],
+                    None if guess is None else guess[1],
                     float(q.scores[k]),
                     None if cluster < 0 else cluster,
                 )

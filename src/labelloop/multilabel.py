@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
@@ -34,6 +34,7 @@ __all__ = [
     "merge_texts",
     "binary_margin",
     "predict_sets",
+    "set_guess",
     "multilabel_metrics",
     "MULTILABEL_STRATEGIES",
     "DEFAULT_MULTILABEL_STRATEGY",
@@ -107,6 +108,11 @@ class MultiLabelHead:
         self.n_labels, self.C, self.max_iter, self.seed = n_labels, C, max_iter, seed
         self._models: list[LogisticRegression | float] = []
 
+    @property
+    def n_classes(self) -> int:
+        """The label count (a column of probabilities per label, as :class:`~labelloop.head.Head`)."""
+        return self.n_labels
+
     def fit(self, X: np.ndarray, Y: np.ndarray) -> MultiLabelHead:
         """Fit on rows ``X`` with the ``(n, n_labels)`` bool matrix ``Y``."""
         Y = np.asarray(Y, dtype=bool)
@@ -136,6 +142,47 @@ class MultiLabelHead:
             P[:, j] = m if isinstance(m, float) else m.predict_proba(X)[:, 1]
         return P
 
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """``(n, n_labels)`` bool: the predicted sets (:func:`predict_sets`)."""
+        return predict_sets(self.predict_proba(X))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted parameters as plain arrays (a campaign stores them without pickle): one row of
+        ``coef``/``intercept`` per label, ``constant`` the fixed probability of a label fitted as one
+        (NaN where a model was fitted)."""
+        if not self._models:
+            raise RuntimeError("the head is not fitted")
+        fitted = [m for m in self._models if not isinstance(m, float)]
+        dim = fitted[0].coef_.shape[1] if fitted else 0
+        coef = np.zeros((self.n_labels, dim))
+        intercept = np.zeros(self.n_labels)
+        constant = np.full(self.n_labels, np.nan)
+        for j, m in enumerate(self._models):
+            if isinstance(m, float):
+                constant[j] = m
+            else:
+                coef[j], intercept[j] = m.coef_[0], m.intercept_[0]
+        return {"multi_label": np.array(True), "coef": coef, "intercept": intercept, "constant": constant}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> MultiLabelHead:
+        """Rebuild a fitted head from :meth:`to_arrays`: same probabilities, no refit."""
+        from sklearn.linear_model import LogisticRegression
+
+        constant = np.asarray(arrays["constant"], dtype=np.float64)
+        head = cls(len(constant))
+        for j, c in enumerate(constant):
+            if not np.isnan(c):
+                head._models.append(float(c))
+                continue
+            model = LogisticRegression()
+            model.coef_ = np.asarray(arrays["coef"][j : j + 1], dtype=np.float64)
+            model.intercept_ = np.asarray(arrays["intercept"][j : j + 1], dtype=np.float64)
+            model.classes_ = np.array([False, True])
+            model.n_features_in_ = model.coef_.shape[1]
+            head._models.append(model)
+        return head
+
 
 def predict_sets(P: np.ndarray) -> np.ndarray:
     """Labels at or above 0.5; a row with none gets its most likely label."""
@@ -143,6 +190,15 @@ def predict_sets(P: np.ndarray) -> np.ndarray:
     empty = ~Y.any(axis=1)
     Y[np.flatnonzero(empty), P[empty].argmax(axis=1)] = True
     return Y
+
+
+def set_guess(p: np.ndarray, classes: Sequence[str], delimiter: str) -> tuple[str, float]:
+    """One text's predicted set joined into one label (:func:`labelloop.labels.join_labels`), and the
+    probability of its least likely member: a pre-selection threshold then holds for every label shown."""
+    from .labels import join_labels
+
+    chosen = np.flatnonzero(predict_sets(np.asarray(p)[None, :])[0])
+    return join_labels([classes[int(j)] for j in chosen], delimiter), float(p[chosen].min())
 
 
 def multilabel_metrics(Y_true: np.ndarray, Y_pred: np.ndarray) -> dict[str, float]:
@@ -191,8 +247,12 @@ def simulate_multilabel(
     budget: int = 1000,
     seed: int = 0,
     C: float = DEFAULT_C,
+    features_at: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[MultiLabelRound]:
-    """Replay a multi-label campaign with the pool's label sets as the oracle; one record per round."""
+    """Replay a multi-label campaign with the pool's label sets as the oracle; one record per round.
+
+    ``features_at(n)`` gives the pool's and test set's features for a head trained on ``n`` labels
+    (the neighbour weight shrinks as the pool gets labeled, as in :func:`labelloop.simulate.simulate`)."""
     if strategy not in MULTILABEL_STRATEGIES:
         raise ValueError(
             f"unknown multi-label strategy {strategy!r}; choose from {', '.join(MULTILABEL_STRATEGIES)}"
@@ -208,6 +268,8 @@ def simulate_multilabel(
     while True:
         t0 = time.perf_counter()
         idx = np.flatnonzero(labeled)
+        if features_at is not None:
+            X_pool, X_test = features_at(len(idx))
         head = MultiLabelHead(Y_pool.shape[1], C=C, seed=seed).fit(X_pool[idx], Y_pool[idx])
         metrics = multilabel_metrics(Y_test, predict_sets(head.predict_proba(X_test)))
         n = min(batch_size, budget - len(idx))

@@ -235,6 +235,13 @@ def _summary_section(config: Config, s: Mapping[str, Any], last: RoundRow | None
     quality = f"audit accuracy {_fmt(m.get('audit'))}, macro-F1 {_fmt(m.get('audit'), 'macro_f1')}"
     if m.get("test"):
         quality += f"; test accuracy {_fmt(m['test'])}, macro-F1 {_fmt(m['test'], 'macro_f1')}"
+    if config.multi_label:  # the predicted label sets: micro-F1 is the headline
+        quality = "; ".join(
+            f"{name} micro-F1 {_fmt(m.get(name), 'micro_f1')}, macro-F1 {_fmt(m.get(name), 'macro_f1')}, "
+            f"subset accuracy {_fmt(m.get(name), 'subset_accuracy')}"
+            for name in ("audit", "test")
+            if name == "audit" or m.get("test")
+        )
     blocks: list[Block] = [
         Heading("Summary"),
         Bullets(
@@ -331,10 +338,35 @@ def _curve_figure(trained: Sequence[RoundRow]) -> Figure:
     return fig
 
 
-def _curve_section(trained: Sequence[RoundRow], figdir: _FigureDir) -> list[Block]:
+def _multilabel_curve_figure(trained: Sequence[RoundRow]) -> Figure:
+    """Micro-F1 of the predicted label sets over the rounds, on the audit sample and the test file."""
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for name, marker in (("audit", "o"), ("test", "s")):
+        pts = [
+            (r.n_labeled, r.metrics[name]["micro_f1"])
+            for r in trained
+            if (r.metrics.get(name) or {}).get("micro_f1") is not None
+        ]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker=marker, markersize=3, label=f"{name} micro-F1")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlabel("labels trained on")
+    ax.set_ylabel("micro-F1")
+    ax.set_title("Micro-F1 over the campaign's rounds", fontsize=10)
+    return fig
+
+
+def _curve_section(trained: Sequence[RoundRow], figdir: _FigureDir, multi_label: bool = False) -> list[Block]:
     blocks: list[Block] = [Heading("Learning curve")]
     if not trained:
         return blocks + [Para("No model yet: the curve starts with the first trained round.")]
+    if multi_label:
+        return blocks + [
+            Para(f"One point per trained round ({len(trained)}): micro-F1 of the predicted label sets."),
+            _figure(_multilabel_curve_figure(trained), figdir, "learning_curve", "learning curve"),
+        ]
     return blocks + [
         Para(
             f"One point per trained round ({len(trained)}); the band is the audit accuracy's "
@@ -440,7 +472,11 @@ def _throughput_section(records: Sequence[AnnotationRecord], figdir: _FigureDir)
     ]
 
 
-def _ledger_section(rounds: Sequence[RoundRow], runs: Sequence[RunRow]) -> list[Block]:
+def _ledger_section(
+    rounds: Sequence[RoundRow], runs: Sequence[RunRow], multi_label: bool = False
+) -> list[Block]:
+    key, metric = ("micro_f1", "micro-F1") if multi_label else ("accuracy", "accuracy")
+
     def kappa(r: RoundRow) -> str:
         k = r.metrics.get("stop_set_kappa")
         return "–" if k is None else f"{k:.3f}"
@@ -454,8 +490,8 @@ def _ledger_section(rounds: Sequence[RoundRow], runs: Sequence[RunRow]) -> list[
                 "strategy",
                 "labels",
                 "audit labels",
-                "audit accuracy",
-                "test accuracy",
+                f"audit {metric}",
+                f"test {metric}",
                 "κ vs previous",
                 "created at",
             ],
@@ -466,8 +502,8 @@ def _ledger_section(rounds: Sequence[RoundRow], runs: Sequence[RunRow]) -> list[
                     r.strategy,
                     r.n_labeled,
                     (r.metrics.get("audit") or {}).get("n", 0),
-                    _fmt(r.metrics.get("audit")),
-                    _fmt(r.metrics.get("test")),
+                    _fmt(r.metrics.get("audit"), key),
+                    _fmt(r.metrics.get("test"), key),
                     kappa(r),
                     r.created_at,
                 ]
@@ -516,8 +552,10 @@ def write_report(config: Config, out: str | Path) -> Path:
         trained = [r for r in rounds if r.has_model]
         last = trained[-1] if trained else None
         arrays = store.model(last.round) if last is not None else None
-    head = None if arrays is None else Head.from_arrays(arrays)
-    data = _load_data(config, embed=last is not None)
+    multi = config.multi_label
+    head = None if arrays is None or multi else Head.from_arrays(arrays)
+    data = _load_data(config, embed=last is not None and not multi)
+    not_yet = "Not yet for multi-label campaigns."
     title = f"labelloop campaign report: {config.labelstudio.project}"
     # Figures are staged and the text written atomically: a failed report leaves no half-written files.
     with staging_dir(figures, "--out (figures)") as stage:
@@ -525,14 +563,22 @@ def write_report(config: Config, out: str | Path) -> Path:
         blocks: list[Block] = [
             Heading(title, 1),
             *_summary_section(config, s, last),
-            *_curve_section(trained, figdir),
-            *_failures_section(last, head, data, res, audit_ids, figdir),
+            *_curve_section(trained, figdir, multi),
+            *(
+                [Heading("Where the current model fails"), Para(f"Per-class F1 and confusions: {not_yet}")]
+                if multi
+                else _failures_section(last, head, data, res, audit_ids, figdir)
+            ),
             *_disagreements_section(res, data),
-            *agreement_section(agreement_report(votes_of(records))),
+            *(
+                [Heading("Annotators and agreement"), Para(f"Agreement (kappa, alpha): {not_yet}")]
+                if multi
+                else agreement_section(agreement_report(votes_of(records)))
+            ),
             *second_opinions_section(escalations, data.texts, _snippet),
             *guidelines_section(guidelines, records),
             *_throughput_section(records, figdir),
-            *_ledger_section(rounds, runs),
+            *_ledger_section(rounds, runs, multi),
         ]
         text = to_html(blocks, title) if out.suffix.lower() in (".html", ".htm") else to_markdown(blocks)
         with atomic_write(out) as fh:

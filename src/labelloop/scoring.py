@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .head import Head
+from .head import Classifier
 from .strategies import SCORES
 
 __all__ = ["SCORE_CHUNK", "chunk_starts", "predict_proba", "predict", "uncertain_rows", "rows_of"]
@@ -43,7 +43,7 @@ def rows_of(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return X[rows]
 
 
-def _blocks(head: Head, X: np.ndarray, rows: np.ndarray | None, chunk: int) -> Iterator[np.ndarray]:
+def _blocks(head: Classifier, X: np.ndarray, rows: np.ndarray | None, chunk: int) -> Iterator[np.ndarray]:
     n = len(X) if rows is None else len(rows)
     for s in chunk_starts(n, chunk):
         block = X[s : s + chunk] if rows is None else X[rows[s : s + chunk]]
@@ -51,7 +51,7 @@ def _blocks(head: Head, X: np.ndarray, rows: np.ndarray | None, chunk: int) -> I
 
 
 def predict_proba(
-    head: Head, X: np.ndarray, rows: np.ndarray | None = None, chunk: int = SCORE_CHUNK
+    head: Classifier, X: np.ndarray, rows: np.ndarray | None = None, chunk: int = SCORE_CHUNK
 ) -> np.ndarray:
     """The head's ``(len(rows), k)`` probabilities for ``X[rows]`` (default all rows), ``chunk`` rows at a time.
 
@@ -64,7 +64,7 @@ def predict_proba(
     return out
 
 
-def predict(head: Head, X: np.ndarray, chunk: int = SCORE_CHUNK) -> np.ndarray:
+def predict(head: Classifier, X: np.ndarray, chunk: int = SCORE_CHUNK) -> np.ndarray:
     """The head's predicted label index for every row of ``X``, ``chunk`` rows at a time."""
     out = np.empty(len(X), dtype=np.int64)
     for s, p in zip(chunk_starts(len(X), chunk), _blocks(head, X, None, chunk), strict=True):
@@ -73,7 +73,7 @@ def predict(head: Head, X: np.ndarray, chunk: int = SCORE_CHUNK) -> np.ndarray:
 
 
 def uncertain_rows(
-    head: Head, X: np.ndarray, rows: np.ndarray, score: str, size: int, chunk: int = SCORE_CHUNK
+    head: Classifier, X: np.ndarray, rows: np.ndarray, score: str, size: int, chunk: int = SCORE_CHUNK
 ) -> tuple[np.ndarray, np.ndarray]:
     """Positions into ``rows`` (ascending) of the ``size`` most uncertain rows by ``score``, and their probabilities.
 

@@ -42,7 +42,7 @@ import numpy as np
 from .campaign import COLD_START_VERSION, Campaign, latest_head, load_campaign, prefill_cutoff, text_hash
 from .config import Config
 from .errors import LabelloopError
-from .head import Head
+from .head import Classifier
 from .store import Store
 
 __all__ = [
@@ -366,7 +366,7 @@ class SyncWorker:
 class _Model:
     round: int = -1
     version: str = COLD_START_VERSION
-    head: Head | None = None
+    head: Classifier | None = None
     checked: float = 0.0
     prefill: float = (
         1.01  # the guess is pre-selected from this confidence (campaign.prefill_cutoff; > 1: never)
@@ -706,6 +706,11 @@ def run_server(
     hook: Hook | None = None,
 ) -> None:
     """Load the campaign, then serve until SIGTERM / Ctrl-C (``hook`` goes to each sync step: tests)."""
+    if config.multi_label:
+        raise ServeError(
+            "`labelloop serve` is single-label only (not yet for multi_label campaigns): run "
+            "`labelloop sync` from cron instead"
+        )
     try:
         import uvicorn
     except ImportError as exc:

@@ -75,7 +75,8 @@ def summary(config: Config) -> dict[str, Any]:
         for rec in live:
             annotators[who(rec)][1 if rec.skipped else 0] += 1
         audit = set(store.ids_with_role("audit"))
-        agreement = agreement_report(votes_of(records))
+        # Kappa and alpha treat labels as categories: a set is not one (not yet for multi-label campaigns).
+        agreement = None if config.multi_label else agreement_report(votes_of(records))
         guidelines = store.guidelines()
         copies = store.copies()
         n_items, n_rows = store.row_counts()

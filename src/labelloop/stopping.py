@@ -99,6 +99,7 @@ def stop_advice(
     plateau_rounds: int = 3,
     plateau_delta: float = 0.005,
     min_audit: int = 30,
+    metric: str = "accuracy",
 ) -> list[Advice]:
     """Each criterion's verdict, given the history of rounds (oldest first).
 
@@ -106,7 +107,8 @@ def stop_advice(
     * stabilizing (Bloodgood & Vijay-Shanker 2009): the last ``stabilizing_rounds`` models each
       agreed with their predecessor at kappa ≥ ``stabilizing_kappa`` on a fixed unlabeled stop set.
     * plateau: audit accuracy rose less than ``plateau_delta`` over the last ``plateau_rounds``
-      rounds, once ``min_audit`` audit labels exist.
+      rounds, once ``min_audit`` audit labels exist (``audit_accuracy`` holds ``metric``: micro-F1 in a
+      multi-label campaign).
     """
     out = [Advice("budget", sent >= budget, f"{sent} of {budget} texts sent")]
     recent = [k for k in kappas if not math.isnan(k)][-stabilizing_rounds:]
@@ -127,7 +129,7 @@ def stop_advice(
                 "plateau",
                 False,
                 f"needs {min_audit} audit labels (have {audit_n}) and "
-                f"{plateau_rounds + 1} rounds with audit accuracy (have {len(accs)})",
+                f"{plateau_rounds + 1} rounds with audit {metric} (have {len(accs)})",
             )
         )
     else:
@@ -136,7 +138,7 @@ def stop_advice(
             Advice(
                 "plateau",
                 gain < plateau_delta,
-                f"audit accuracy gained {gain:+.3f} over the last {plateau_rounds} rounds "
+                f"audit {metric} gained {gain:+.3f} over the last {plateau_rounds} rounds "
                 f"(stop below {plateau_delta:+.3f})",
             )
         )

@@ -32,7 +32,7 @@ import numpy as np
 from .head import one_blas_thread
 
 if TYPE_CHECKING:
-    from .head import Head
+    from .head import Classifier
 
 __all__ = [
     "Context",
@@ -79,7 +79,7 @@ class Context:
     features: np.ndarray
     labeled_features: np.ndarray | None = None
     labels: np.ndarray | None = None
-    head: Head | None = None
+    head: Classifier | None = None
     positions: np.ndarray | None = None  # a shortlist: each row's place among all n_candidates (sorted)
     n_candidates: int | None = None  # how many candidates the shortlist was taken from
 

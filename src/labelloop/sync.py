@@ -76,6 +76,7 @@ def sync(
     with sync_lock(state):
         stored_project = Store.check(state)
         ls = connector or Connector(config.labelstudio.url)  # a missing key fails before minutes of embedding
+        ls.label_delimiter = config.label_delimiter  # how a multi-label answer becomes one stored label
         guidelines = read_guidelines(config.guidelines.path) if config.guidelines.path else None
         campaign = campaign or load_campaign(config, progress=progress)
         if stored_project is not None:  # never create a project for a campaign that has one
@@ -87,7 +88,10 @@ def sync(
             )
             _check_same_project(found, ours, int(stored_project), state, config, ls.display_url)
         info = ls.ensure_project(
-            config.labelstudio.project, config.labels, instructions=guidelines.html if guidelines else None
+            config.labelstudio.project,
+            config.labels,
+            instructions=guidelines.html if guidelines else None,
+            multiple=config.multi_label,
         )
         with Store.open(state) as store:
             _check_identity(store, info, state)

@@ -19,7 +19,7 @@ from .campaign import Campaign, current_advice, ingest, latest_head, prefill_cut
 from .copies import conflicts_message
 from .errors import LabelloopError
 from .guidelines import Guidelines
-from .head import Head
+from .head import Classifier
 from .labelstudio import Connector, ExistingTask, ProjectInfo, PushItem
 from .review import Escalation, blind_priority, settled, ties_to_escalate
 from .stopping import Advice
@@ -121,11 +121,11 @@ class SyncStep:
         return self.report
 
     @cached_property
-    def _latest(self) -> tuple[RoundRow, Head | None]:
+    def _latest(self) -> tuple[RoundRow, Classifier | None]:
         return latest_head(self.store)
 
     @property
-    def head(self) -> Head | None:
+    def head(self) -> Classifier | None:
         """The latest model, read from the store only when a step needs it (a no-op sync reads none)."""
         return self._latest[1]
 
@@ -168,6 +168,11 @@ class SyncStep:
             self.report.warnings.append(
                 f"loop.budget {cfg.loop.budget} exceeds the {unlabeled} unlabeled text(s) in "
                 f"the pool: the campaign ends when the pool runs out"
+            )
+        if cfg.multi_label:
+            self.report.warnings.append(
+                "multi-label campaign: suspected label errors are not sent back for a second opinion, and "
+                "agreement (kappa, alpha) is not reported yet; ties between different label sets still are"
             )
         audit = len(self.store.ids_with_role("audit"))
         if "plateau" in cfg.stop.on and audit < cfg.stop.min_audit:
@@ -391,7 +396,7 @@ class SyncStep:
         opened = set(self.open_ids())
         double = {q.item_id for q in self.store.queries() if q.overlap > 1}
         threshold = prefill_cutoff(self.store, self.campaign)
-        index, texts, classes = self.campaign.index, self.campaign.pool.texts, self.campaign.classes
+        index, texts = self.campaign.index, self.campaign.pool.texts
         probs = (
             self.head.predict_proba(self.head_features[[index[i] for i in ids]])
             if self.head is not None
@@ -402,12 +407,12 @@ class SyncStep:
             if i in audit or i in opened:
                 items.append(PushItem(i, texts[index[i]], None, 0.0, prefill=False))
             elif p is not None:
-                conf = float(p.max())
+                label, conf = self.campaign.learner.guess(p)  # multi-label: the set, its least sure member
                 items.append(
                     PushItem(
                         i,
                         texts[index[i]],
-                        classes[int(p.argmax())],
+                        label,
                         conf,
                         prefill=i not in double and conf >= threshold,
                     )

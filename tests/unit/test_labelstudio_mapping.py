@@ -80,7 +80,7 @@ def test_parse_config_uses_the_configs_own_names_and_aliases() -> None:
     ("<View><Text name='t' value='$text'/></View>", "0 <Choices>"),
     ("<View><Text name='t' value='$text'/><Choices name='a' toName='t'/>"
      "<Choices name='b' toName='t'/></View>", "2 <Choices>"),
-    ("<View><Text name='t' value='$text'/><Choices name='a' toName='t' choice='multiple'/></View>", "single"),
+    ("<View><Text name='t' value='$text'/><Choices name='a' toName='t' choice='perTask'/></View>", "single\" or"),
     ("<View><Choices name='a' toName='nowhere'><Choice value='x'/></Choices></View>", "does not point"),
     ("<View><Choices", "not valid XML"),
 ])

@@ -181,6 +181,11 @@ def push(
     known = known_labels(pool, labels_file, console)
     ls = _connector(url)
     info = _project_for(ls, project, labels, known, data)
+    if info.config.multiple:
+        raise LabelloopError(
+            f'project {info.id} {info.title!r} is multi-label (choice="multiple"); `labelloop push` is '
+            f"single-label only: run the campaign with multi_label = true and `labelloop sync`"
+        )
     classes = _project_labels(console, info, pool, known)
     vectors = (data, embedding_column) if embedding_column is not None else None
     learner = _learner(pool, classes, strategy, seed, model, cache_dir, neighbours, len(known), vectors)

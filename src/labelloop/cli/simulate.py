@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -123,7 +122,7 @@ def simulate(
     f, model_name = _features(console, train, test, pool, held, smoothing, embedding_column, model, cache_dir)
     plan = {"initial": initial, "batch_size": batch_size, "budget": budget, "seed": seed}
     if multi_label:
-        _multi_label(console, pool, held, f.pool, f.others[0], strategies, label_delimiter, out, **plan)
+        _multi_label(console, pool, held, f, strategies, label_delimiter, out, **plan)
         return
     results = _run_strategies(
         console,
@@ -331,8 +330,7 @@ def _multi_label(
     console: Console,
     pool: Pool,
     held: Pool,
-    X_pool: np.ndarray,
-    X_test: np.ndarray,
+    f: Featurized,
     strategies: list[str],
     delimiter: str,
     out: Path,
@@ -349,14 +347,22 @@ def _multi_label(
     Y, Y_test = label_matrix(sets, labels), label_matrix(test_sets, labels)
     console.print(f"Multi-label: {len(labels)} labels, {Y.sum(axis=1).mean():.2f} per pool text.")
     runs = {
-        name: simulate_multilabel(X_pool, Y, X_test, Y_test, strategy=name, **plan)  # type: ignore[arg-type]
+        name: simulate_multilabel(
+            f.pool,
+            Y,
+            f.others[0],
+            Y_test,
+            strategy=name,
+            features_at=features_by_labels(f),
+            **plan,  # type: ignore[arg-type]
+        )
         for name in track(strategies, console)
     }
     result = {
         "mode": "multi-label",
         "labels": labels,
         "seed": plan["seed"],
-        "n_pool": len(X_pool),
+        "n_pool": len(f.pool),
         "strategies": {name: {"rounds": rounds} for name, rounds in runs.items()},
     }
     with atomic_write(out) as fh:

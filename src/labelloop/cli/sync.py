@@ -43,6 +43,15 @@ def init(
     labels: InitLabelsOpt = None,
     project: Annotated[str, typer.Option(help="Label Studio project title or id.")] = "labelloop",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.", metavar="")] = False,
+    multi_label: Annotated[
+        bool,
+        typer.Option(
+            "--multi-label",
+            help='Each text may carry several labels (Label Studio choice="multiple"); the data\'s label '
+            'cells are sets written "a|b".',
+            metavar="",
+        ),
+    ] = False,
 ) -> None:
     """Write a commented labelloop.toml to start a campaign from.
 
@@ -57,11 +66,12 @@ def init(
     found = _inspect(console, path, data)
     names = [s.strip() for s in labels.split(",") if s.strip()] if labels is not None else []
     if labels is None:
-        names = (
-            found.labels
-            if found is not None and 2 <= len(found.labels) <= 100
-            else ["billing", "bug", "other"]
-        )
+        found_labels = found.labels if found is not None else []
+        if multi_label:  # the data's cells are sets: "bug|refund" is two labels
+            from ..labels import split_labels
+
+            found_labels = sorted({lab for cell in found_labels for lab in split_labels(cell)})
+        names = found_labels if 2 <= len(found_labels) <= 100 else ["billing", "bug", "other"]
     columns = found.columns if found is not None else {}
     guidelines = path.parent / "guidelines.md"
     text = example_config(
@@ -72,6 +82,7 @@ def init(
         id_column=columns.get("id"),
         label_column=columns.get("label"),
         guidelines=guidelines.name,
+        multi_label=multi_label,
     )
     config = parse_config(text, path)  # validated before anything is written
     _warn_mismatches(console, path, data, found, config, given_labels=labels is not None)
@@ -129,7 +140,14 @@ def _warn_mismatches(
             highlight=False,
         )
     if found is not None and found.labels and given_labels:
-        extra = sorted(set(found.labels) - set(config.labels))
+        from ..labels import split_labels
+
+        seen = (
+            {lab for cell in found.labels for lab in split_labels(cell, config.label_delimiter)}
+            if config.multi_label
+            else set(found.labels)
+        )
+        extra = sorted(seen - set(config.labels))
         if extra:
             console.print(
                 f"[yellow]warning:[/] {data} has label(s) not in --labels: {', '.join(extra[:10])}"
@@ -200,7 +218,12 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
     )
     for name in ("audit", "test"):
         m = s["metrics"].get(name)
-        if m and m.get("n"):
+        if m and m.get("n") and "micro_f1" in m:  # multi-label: the predicted sets against the given ones
+            console.print(
+                f"{name}: micro-F1 {m['micro_f1']:.3f}, macro-F1 {m['macro_f1']:.3f}, subset accuracy "
+                f"{m['subset_accuracy']:.3f} on {m['n']} texts"
+            )
+        elif m and m.get("n"):
             console.print(
                 f"{name}: accuracy {m['accuracy']:.3f} [{m['accuracy_ci'][0]:.3f}, "
                 f"{m['accuracy_ci'][1]:.3f}], macro-F1 {m['macro_f1']:.3f} "
@@ -221,6 +244,12 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
 
 def _print_agreement(console: Console, s: dict) -> None:
     ag, e = s["agreement"], s["escalations"]
+    if ag is None:
+        console.print(
+            f"agreement: not reported for multi-label campaigns yet; second opinions: {e['ties_settled']} "
+            f"tie(s) settled, {e['ties_open']} open"
+        )
+        return
     alpha = "n/a" if ag.alpha is None else f"{ag.alpha:.3f}"
     kappa = "n/a" if ag.mean_kappa is None else f"{ag.mean_kappa:.3f}"
     console.print(
@@ -295,6 +324,12 @@ def predict(
         w = csv.writer(fh)
         w.writerow(["id", "label", "confidence", "model_version"])
         for i, p in zip(pool.ids, probs, strict=True):
+            if cfg.multi_label:  # the predicted set, and its least likely member's probability
+                from ..multilabel import set_guess
+
+                label, conf = set_guess(p, cfg.labels, cfg.label_delimiter)
+                w.writerow([i, label, f"{conf:.4f}", last.model_version])
+                continue
             w.writerow([i, cfg.labels[int(np.argmax(p))], f"{float(np.max(p)):.4f}", last.model_version])
     Console(stderr=True).print(f"Wrote {len(pool)} predictions of model {last.model_version} to {out}")
 

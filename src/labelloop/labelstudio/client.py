@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ..labels import LabelSet
+from ..labels import DEFAULT_DELIMITER, LabelSet
 from .annotations import (
     ID_FIELD,
     AnnotationRecord,
@@ -46,7 +46,7 @@ from .annotations import (
 )
 from .errors import LabelStudioError, LabelStudioInputError, ProjectNotFoundError
 from .failures import diagnose
-from .labelconfig import check_label_set, labeling_config, parse_config
+from .labelconfig import check_label_set, check_mode, labeling_config, parse_config
 from .locks import project_lock
 from .payloads import (
     ExistingTask,
@@ -82,7 +82,11 @@ class Connector(Session):
     access tokens. The key is never put in a message, log or file. Reads are retried ``retries``
     times with exponential backoff from ``backoff`` seconds; writes never blindly. After an
     uncertain import, ``push`` waits up to ``settle`` seconds for the batch to show up.
+    ``label_delimiter`` joins a multi-label project's answers into one label (the campaign's
+    ``label_delimiter``; ``sync`` sets it).
     """
+
+    label_delimiter: str = DEFAULT_DELIMITER
 
     # -- projects -------------------------------------------------------------------------------
 
@@ -95,7 +99,7 @@ class Connector(Session):
                 f"project; is LABEL_STUDIO_URL a Label Studio server?"
             )
         where = f"project {p.id} {p.title!r}"
-        config = parse_config(p.label_config or "", where)
+        config = parse_config(p.label_config or "", where, self.label_delimiter)
         created_at: Any = getattr(p, "created_at", None)
         if hasattr(created_at, "isoformat"):
             created_at = created_at.isoformat()
@@ -151,9 +155,17 @@ class Connector(Session):
         return info
 
     def ensure_project(
-        self, project: int | str, labels: Sequence[str] | None = None, instructions: str | None = None
+        self,
+        project: int | str,
+        labels: Sequence[str] | None = None,
+        instructions: str | None = None,
+        *,
+        multiple: bool | None = None,
     ) -> ProjectInfo:
         """Reuse the project (its choices must equal ``labels``) or create it with ``labels``.
+
+        ``multiple``: the campaign is multi-label (``choice="multiple"``); an existing project of the other
+        kind is refused. None: whatever the project is (created single-choice).
 
         Only titles can be created; a new project uses uncertainty sampling, so Label Studio
         serves the lowest-confidence prediction first, serves tasks with overlap first, refuses
@@ -164,12 +176,14 @@ class Connector(Session):
         if info is not None:
             if label_set is not None:
                 check_label_set(info.config, label_set, f"project {info.id} {info.title!r}")
+            if multiple is not None:
+                check_mode(info.config, multiple, f"project {info.id} {info.title!r}")
             return info
         if isinstance(project, int) or str(project).isdigit():
             raise ProjectNotFoundError(f"no Label Studio project with id {project} at {self.display_url}")
         if label_set is None:
             raise ProjectNotFoundError(f"no project titled {project!r}; pass labels to create it")
-        config = labeling_config(label_set)
+        config = labeling_config(label_set, multiple=bool(multiple))
         p = self._call(
             f"creating project {project!r}",
             lambda: self._ls.projects.create(

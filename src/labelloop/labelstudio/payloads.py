@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..labels import join_labels, split_labels
 from .annotations import (
     ID_FIELD,
     META_KEY,
@@ -63,7 +64,8 @@ class ProjectInfo:
 class PushItem:
     """A text to label, with what annotators see and in which order they get it.
 
-    ``label`` is the model's guess and ``score`` the confidence Label Studio's uncertainty
+    ``label`` is the model's guess (in a multi-label project, the set joined into one string, see
+    :func:`labelloop.labels.join_labels`) and ``score`` the confidence Label Studio's uncertainty
     sampling orders by (lowest first). The guess is pre-selected only with ``prefill``; without
     it (or with only a ``score``) the task still gets a prediction, with an empty result, so it
     keeps its place in the queue without anchoring anyone. ``overlap`` is how many people label
@@ -142,13 +144,18 @@ def prediction_payload(
                 "from_name": config.from_name,
                 "to_name": config.to_name,
                 "type": "choices",
-                "value": {"choices": [item.shown]},
+                "value": {"choices": choices_of(item.shown, config)},
             }
         ],
     }
     if task_id is not None:
         pred["task"] = task_id
     return pred
+
+
+def choices_of(label: str, config: ChoicesConfig) -> list[str]:
+    """The choices a stored label stands for: itself, or in a multi-label project the set it joins."""
+    return sorted(split_labels(label, config.delimiter)) if config.multiple else [label]
 
 
 def existing_from_tasks(tasks: Iterable[dict[str, Any]]) -> dict[str, ExistingTask]:
@@ -209,7 +216,8 @@ def duplicate_plan(tasks: Iterable[dict[str, Any]]) -> DuplicatePlan:
 
 
 def annotation_label(ann: dict[str, Any], config: ChoicesConfig, task: dict[str, Any]) -> str | None:
-    """The one choice of an annotation (None: empty or skipped); a choice outside the set is an error."""
+    """The one choice of an annotation (None: empty or skipped); a choice outside the set is an error.
+    In a multi-label project, the chosen set joined into one label (:func:`labelloop.labels.join_labels`)."""
     if ann.get("was_cancelled"):
         return None
     chosen = [
@@ -220,15 +228,18 @@ def annotation_label(ann: dict[str, Any], config: ChoicesConfig, task: dict[str,
     ]
     our_id = (task.get("data") or {}).get(ID_FIELD)
     where = f"task {task.get('id')} (id {our_id!r}), annotation {ann.get('id')}"
-    if len(chosen) > 1:
+    if len(chosen) > 1 and not config.multiple:
         raise UnknownChoiceError(f"{where} has {len(chosen)} choices {chosen}; labelloop needs one")
-    if chosen and chosen[0] not in config.labels:
+    outside = [c for c in chosen if c not in config.labels]
+    if outside:
         more = f", … ({len(config.labels)} in all)" if len(config.labels) > 8 else ""
         shown = ", ".join(config.labels[:8]) + more
         raise UnknownChoiceError(
-            f"{where} has choice {chosen[0]!r}, not in the label set ({shown}); "
+            f"{where} has choice {outside[0]!r}, not in the label set ({shown}); "
             f"fix the annotation in Label Studio or the project's labels"
         )
+    if config.multiple:
+        return join_labels(chosen, config.delimiter) if chosen else None
     return chosen[0] if chosen else None
 
 
@@ -332,7 +343,8 @@ def check_push(info: ProjectInfo, items: Sequence[PushItem], model_version: str 
     bad = [it.id for it in items if not it.text or not it.text.strip()]
     if bad:
         raise LabelStudioInputError(f"empty texts for ids {bad[:10]}")
-    unknown = sorted({it.label for it in items if it.label is not None} - set(info.config.labels))
+    guessed = {c for it in items if it.label is not None for c in choices_of(it.label, info.config)}
+    unknown = sorted(guessed - set(info.config.labels))
     if unknown:
         raise LabelStudioInputError(f"predicted labels {unknown} are not choices of project {info.id}")
     if model_version is None and any(it.predicts for it in items):

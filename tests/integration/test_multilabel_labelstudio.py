@@ -1,0 +1,153 @@
+"""A multi-label campaign against a real Label Studio: `init --multi-label`, syncs, an annotator choosing several
+labels through the project's queue, and the ledger, status and report reading label sets."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tomlkit
+from lshelpers import Annotator, run_cli
+
+from labelloop.cli import main
+from labelloop.config import load_config
+from labelloop.data import demo_paths
+from labelloop.labels import join_labels, split_labels
+from labelloop.labelstudio import LabelSetMismatchError
+from labelloop.labelstudio.client import as_dict
+from labelloop.multilabel import merge_texts
+from labelloop.report import write_report
+from labelloop.store import Store
+from labelloop.sync import sync
+
+pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
+
+QUEUE = 12
+
+
+def multilabel_data(folder: Path) -> tuple[list[str], dict[str, frozenset[str]]]:
+    """A pool of demo tickets, 40 % of them merged in pairs of different intents (labels hidden), and a
+    labeled test file merged apart; returns the label set and each pool text's true set."""
+    frame = pd.read_csv(demo_paths()[0], dtype=str)
+    rng = np.random.default_rng(0)
+    pool_texts, pool_sets = merge_texts(frame["text"][:150].tolist(), frame["label"][:150].tolist(), 0.4, rng)
+    test_texts, test_sets = merge_texts(frame["text"][150:230].tolist(), frame["label"][150:230].tolist(), 0.4, rng)
+    ids = [f"m{k:03d}" for k in range(len(pool_texts))]
+    pd.DataFrame({"id": ids, "text": pool_texts}).to_csv(folder / "pool.csv", index=False)
+    pd.DataFrame({"text": test_texts, "labels": [join_labels(s) for s in test_sets]}).to_csv(
+        folder / "test.csv", index=False)
+    labels = sorted({lab for s in pool_sets + test_sets for lab in s})
+    return labels, dict(zip(ids, pool_sets, strict=True))
+
+
+def work(annotator: Annotator, project_id: int, truth: dict[str, frozenset[str]], n: int) -> list[str]:
+    """Answer up to ``n`` tasks in the order the project's queue serves them, ticking every true label."""
+    done = []
+    for _ in range(n):
+        r = annotator.client.get(f"/api/projects/{project_id}/next")
+        if r.status_code != 200:
+            break
+        task = r.json()
+        our_id = task["data"]["labelloop_id"]
+        result = [{"from_name": "label", "to_name": "text", "type": "choices",
+                   "value": {"choices": sorted(truth[our_id])}}]
+        posted = annotator.client.post(f"/api/tasks/{task['id']}/annotations/",
+                                       json={"result": result, "lead_time": 3.0})
+        assert posted.status_code == 201, posted.text
+        done.append(our_id)
+    return done
+
+
+def predictions_by_id(sdk, project_id: int, version: str) -> dict[str, list]:
+    """Our id -> the result of its prediction of ``version``."""
+    tasks = {t.id: t.data["labelloop_id"] for t in sdk.tasks.list(project=project_id, page_size=1000)}
+    return {tasks[p.task]: [as_dict(r) for r in p.result or []]
+            for p in sdk.predictions.list(project=project_id) if p.model_version == version and p.task in tasks}
+
+
+def test_a_multi_label_campaign_end_to_end(tmp_path, title, ls_server, sdk, connector, embedding_cache,
+                                           monkeypatch, capsys) -> None:
+    labels, truth = multilabel_data(tmp_path)
+    config_path = tmp_path / "labelloop.toml"
+    code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "init", str(config_path),
+                        "--data", "pool.csv", "--labels", ",".join(labels), "--project", title, "--multi-label")
+    assert code == 0, err
+    doc = tomlkit.parse(config_path.read_text())
+    assert doc["multi_label"] is True and doc["data"]["id_column"] == "id"
+    doc["data"].update({"test": "test.csv", "test_label_column": "labels"})
+    doc["loop"].update({"queue_target": QUEUE, "budget": 60, "retrain_every": 6, "audit_fraction": 0.1})
+    doc["stop"]["on"] = ["budget"]
+    doc["model"]["cache_dir"] = str(embedding_cache)
+    doc["quality"].update({"overlap_share": 0.0, "prefill_confidence": 0.0})  # every guess shown: checkable
+    config_path.write_text(tomlkit.dumps(doc))
+    config = load_config(config_path)
+
+    first = sync(config)  # cold start
+    assert first.pushed_active + first.pushed_audit == QUEUE and not first.trained
+    assert any("multi-label campaign" in w for w in first.warnings)  # what is not done yet, said once
+    store = Store.open_existing(config.state.path)
+    project_id = int(store.get("project_id"))
+    assert connector.project(project_id).config.multiple  # Label Studio offers several choices
+
+    annotator = Annotator(ls_server, f"ml-{title[-6:]}@labelloop.test")
+    answered = work(annotator, project_id, truth, QUEUE)
+    assert len(answered) == QUEUE
+
+    second = sync(config)
+    assert second.pulled == QUEUE and second.trained
+    answered += work(annotator, project_id, truth, QUEUE)
+    third = sync(config)
+    assert third.trained and third.pushed_active > 0
+
+    store = Store.open_existing(config.state.path)
+    res = store.resolutions()
+    # The ledger holds each answer as its set, whatever order the choices were ticked in.
+    assert {i: res[i].label for i in answered} == {i: join_labels(truth[i]) for i in answered}
+    assert sum(len(truth[i]) > 1 for i in answered) >= 3
+    last = store.last_round()
+    assert last is not None and last.has_model
+    for name in ("audit", "test"):
+        m = last.metrics[name]
+        assert m["n"] > 0 and 0 <= m["subset_accuracy"] <= m["micro_f1"] <= 1
+    assert last.metrics["test"]["micro_f1"] > 0.3  # 13 intents from ~20 labels: learnt, not chance
+
+    # Pre-annotations: the predicted set as several choices; audit tasks blind.
+    audit = set(store.ids_with_role("audit"))
+    shown = predictions_by_id(sdk, project_id, last.model_version)
+    waiting_active = [q for q in store.queries() if q.item_id not in res and q.item_id not in audit
+                      and q.model_version == last.model_version]
+    assert waiting_active
+    for q in waiting_active:
+        assert shown[q.item_id][0]["value"]["choices"] == sorted(split_labels(q.predicted))
+    assert all(shown[i] == [] for i in audit if i in shown and i not in res)
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["labelloop", "status", "--config", str(config_path)])
+    try:  # status prints to stdout, offline
+        main()
+    except SystemExit as exc:
+        assert not exc.code
+    out = capsys.readouterr().out
+    assert f"{len(answered)} text(s) labeled" in " ".join(out.split())
+    assert "test: micro-F1" in out and "agreement: not reported for multi-label" in out
+    assert "4 rounds with audit micro-F1" in out  # the plateau rule watches micro-F1
+
+    code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "predict", "--config",
+                        str(config_path), "--input", str(tmp_path / "test.csv"), "--out", str(tmp_path / "p.csv"))
+    assert code == 0, err
+    predicted = pd.read_csv(tmp_path / "p.csv", dtype=str)
+    assert len(predicted) == len(pd.read_csv(tmp_path / "test.csv"))
+    assert all(split_labels(cell) and split_labels(cell) <= set(labels) for cell in predicted["label"])
+
+    report = write_report(config, tmp_path / "report.md").read_text()
+    assert "micro-F1" in report and "Not yet for multi-label campaigns" in report
+
+    # The mode cannot change: the same project and state file, read single-label, are refused in one line.
+    doc["multi_label"] = False
+    del doc["data"]["test"]  # (its cells are sets: refused as labels of a single-label campaign first)
+    config_path.write_text(tomlkit.dumps(doc))
+    with pytest.raises(LabelSetMismatchError, match=r"multi-label .* but the campaign is single-label"):
+        sync(load_config(config_path))
