@@ -15,9 +15,11 @@ labelloop's default strategy (margin-kmeans, cold-start seed) on the same seeds:
   as its features, so ``blend-0.5`` (the same, with the weight fixed at today's 0.5) is its control;
 - ``blend-shrink-W`` (part 1d): the weight shrinks as labels arrive, ``W × (1 − labeled / pool)``: the
   smoothing while most of the pool is unlabeled, the raw embeddings once all of it is labeled;
-- ``shrink``: labelloop's default since then, the same rule through the library
-  (:func:`labelloop.featurize.features_by_labels`; the share rounded to tenths; the strategy sees the
-  smoothed features of the round, not ``[x | m]``). ``smooth`` is the weight fixed at 0.5;
+- ``shrink``: labelloop's default since then, through the library (:func:`labelloop.featurize.features_by_labels`;
+  the strategy sees the smoothed features of the round, not ``[x | m]``): ``0.5 × min(1, 2 × unlabeled
+  share)`` in tenths, i.e. full until half the pool is labeled (``ceiling_fade_default``). A first version
+  shrank from the first label, ``0.5 × unlabeled share`` (``ceiling_shrink_default``). ``smooth`` is the
+  weight fixed at 0.5;
 
 Shapes (built from BANKING77 as the other benchmarks build them, plus the demo tickets):
 ``banking77`` (77 intents, 10k pool), ``demo`` (13 intents, 721 texts), ``imbalanced``

@@ -239,3 +239,33 @@ def test_a_data_file_that_lost_most_of_the_campaign_is_refused_and_a_few_missing
         first = said()
         assert len(first) == 1 and "no longer has 10 of the campaign's texts" in first[0]
         assert said() == []  # said once, not at every cron tick
+
+
+def test_a_model_is_trained_and_asks_with_the_neighbour_weight_of_its_labels(tmp_path) -> None:
+    """Three quarters of the pool labeled: the head sees half the neighbour weight, and selection scores
+    with that head on the same features (never the full-weight ones the campaign started with)."""
+    from labelloop.featurize import featurize_vectors
+
+    fixed = make_campaign(tmp_path, n=60)
+    f = featurize_vectors(fixed.X, identity="enc-A", smoothing=fixed.config.model.smoothing)
+    campaign = Campaign(fixed.config, fixed.pool, f, "enc-A")
+    ids = campaign.pool.ids
+    labels = {i: LABELS[r % 3] for r, i in enumerate(ids[:45])}
+    half = campaign.at_labels(45)
+    assert campaign.at_labels(30) is campaign and half is not campaign
+    assert half.learner.features == "knn-smooth(k=6, weight=0.25)"
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+            store.mark_pushed({i: k for k, i in enumerate(ids[:45])})
+        annotate(store, 1, labels, start=0)
+        model = train_if_due(store, campaign, run=1)
+        assert model is not None
+        stored = store.model(model.round)
+        expected = half.learner.fit(labels).to_arrays()  # type: ignore[union-attr]
+        full = campaign.learner.fit(labels).to_arrays()  # type: ignore[union-attr]
+        np.testing.assert_allclose(stored["coef"], expected["coef"])
+        assert not np.allclose(stored["coef"], full["coef"])
+        head = half.learner.fit(labels)
+        by_sync = [q.item_id for q in select(store, campaign, head, model, 10)]
+    assert by_sync == [p.id for p in half.learner.select(head, set(ids[:45]), 10, labels=labels, n_sent=45)]

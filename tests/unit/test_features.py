@@ -68,13 +68,13 @@ def test_off_is_the_identity() -> None:
     assert str(NeighbourSmoothing(k=6, weight=0.5)) == "knn-smooth(k=6, weight=0.5)"
 
 
-def test_the_weight_shrinks_with_the_labeled_share_in_tenths() -> None:
-    """Full weight while labels are scarce, none on a fully labeled pool; at most ten changes a campaign."""
+def test_the_weight_fades_over_the_second_half_of_the_pool_in_tenths() -> None:
+    """Full weight until half the pool is labeled, none on a fully labeled pool; at most ten changes."""
     s = NeighbourSmoothing(k=6, weight=0.5, shrink=True)
     assert s.at(0, 1000) == NeighbourSmoothing(k=6, weight=0.5)
-    assert s.at(49, 1000) == NeighbourSmoothing(k=6, weight=0.5)  # under 5 %: a big pool keeps its features
-    assert s.at(100, 1000) == NeighbourSmoothing(k=6, weight=0.45)
-    assert s.at(600, 1000) == NeighbourSmoothing(k=6, weight=0.2)
+    assert s.at(500, 1000) == NeighbourSmoothing(k=6, weight=0.5)
+    assert s.at(600, 1000) == NeighbourSmoothing(k=6, weight=0.4)
+    assert s.at(900, 1000) == NeighbourSmoothing(k=6, weight=0.1)
     assert not s.at(1000, 1000).enabled and not s.at(5000, 1000).enabled
     assert len({s.at(n, 1000) for n in range(1001)}) == 11
     fixed = NeighbourSmoothing(k=6, weight=0.5)
@@ -90,9 +90,9 @@ def test_featurized_at_labels_resmooths_pool_and_other_sets_from_the_stored_neig
     f = featurize_vectors(
         pool, test, identity="x", smoothing=NeighbourSmoothing(k=4, weight=0.5, shrink=True)
     )
-    assert f.at(2) is f  # 3 % labeled: the same features
+    assert f.at(30) is f  # half the pool labeled: the same features
     np.testing.assert_allclose(f.pool, NeighbourSmoothing(k=4, weight=0.5)(pool), rtol=1e-5, atol=1e-6)
-    half = f.at(30)
+    half = f.at(45)
     assert half.smoothing == NeighbourSmoothing(k=4, weight=0.25)
     np.testing.assert_allclose(half.pool, NeighbourSmoothing(k=4, weight=0.25)(pool), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
@@ -102,7 +102,7 @@ def test_featurized_at_labels_resmooths_pool_and_other_sets_from_the_stored_neig
     np.testing.assert_array_equal(done.pool, pool)  # every text labeled: the raw embeddings
     np.testing.assert_array_equal(done.others[0], test)
     at = features_by_labels(f)
-    assert at(30)[0] is at(31)[0]  # one weight, computed once
+    assert at(45)[0] is at(44)[0]  # one weight, computed once
 
 
 def test_tiny_pool_with_fewer_texts_than_k_averages_them_all() -> None:

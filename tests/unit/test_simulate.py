@@ -37,6 +37,23 @@ def test_result_follows_the_results_json_schema(arrays):
     json.dumps(res)  # plain data only
 
 
+def test_each_round_trains_and_scores_on_the_features_of_its_label_count(arrays):
+    """``features_at(n)`` is asked for every round's labels and for the ceiling's (every pool label)."""
+    X, y, Xt, yt, k = arrays
+    asked: list[int] = []
+
+    def features_at(n: int) -> tuple[np.ndarray, np.ndarray]:
+        asked.append(n)
+        return X, Xt
+
+    res = run(arrays, features_at=features_at)
+    assert asked == [r["n_labeled"] for r in res["rounds"]] + [len(X)]
+    assert res["rounds"] == [{**r, **{t: res["rounds"][i][t] for t in TIMES}} for i, r in enumerate(run(arrays)["rounds"])]
+
+
+TIMES = ("seconds", "cpu_seconds", "seconds_train", "seconds_score", "seconds_select")
+
+
 def test_rounds_report_classes_seen_and_each_classes_recall(arrays):
     k = arrays[4]
     res = run(arrays, strategy="random", seed=1)
