@@ -103,7 +103,7 @@ class ModelSection(_Section):
     C: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
     neighbours: Annotated[int, Field(ge=0, le=1000)] = DEFAULT_SMOOTHING.k  # 0: train on raw embeddings
     neighbour_weight: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = DEFAULT_SMOOTHING.weight
-    neighbour_weight_shrinks: bool = DEFAULT_SMOOTHING.shrink  # to 0 as the pool gets labeled
+    neighbour_weight_shrinks: bool = DEFAULT_SMOOTHING.shrink  # fades to 0 over the second half of the pool
 
     @property
     def smoothing(self) -> NeighbourSmoothing:
@@ -439,7 +439,7 @@ min_audit = 30               # audit labels needed before the plateau rule may f
 # threads = 2                # default: every core this process may use
 C = 10.0                     # inverse regularisation of the logistic-regression head
 neighbours = 6               # blend each embedding with its 6 nearest pool texts (0 = off)
-neighbour_weight = 0.5        # while nothing is labeled; it shrinks to 0 as the pool gets labeled
+neighbour_weight = 0.5        # until half the pool is labeled, then it fades to 0 on a fully labeled pool
 # neighbour_weight_shrinks = true   # false: one weight all along (what campaigns begun before it used)
 
 [state]
