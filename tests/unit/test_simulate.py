@@ -39,7 +39,7 @@ def test_result_follows_the_results_json_schema(arrays):
 
 def test_each_round_trains_and_scores_on_the_features_of_its_label_count(arrays):
     """``features_at(n)`` is asked for every round's labels and for the ceiling's (every pool label)."""
-    X, y, Xt, yt, k = arrays
+    X, _, Xt, _, _ = arrays
     asked: list[int] = []
 
     def features_at(n: int) -> tuple[np.ndarray, np.ndarray]:
