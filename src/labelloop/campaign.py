@@ -1,4 +1,5 @@
-"""The campaign service: a config's pool, featurized once, and the loop's decisions over its store.
+"""The campaign service: a config's pool, featurized once (re-smoothed as its neighbour weight fades), and
+the loop's decisions over its store.
 
 Every driver of a long-running campaign (``sync`` from cron, ``serve`` from webhooks, ``status``,
 ``report``, ``predict``) goes through this module: :func:`load_campaign` reads and featurizes the
@@ -21,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .campaign_inputs import Campaign, config_encoder, load_campaign, text_hash
-from .campaign_register import COLD_START_VERSION, register
+from .campaign_register import COLD_START_VERSION, check_features, register
 from .config import Config
 from .head import Classifier, Head
 from .labels import split_labels
@@ -34,6 +35,7 @@ __all__ = [
     "Campaign",
     "load_campaign",
     "register",
+    "check_features",
     "ingest",
     "training_labels",
     "train_if_due",

@@ -15,11 +15,12 @@ from dataclasses import replace
 import numpy as np
 
 from .campaign_inputs import Campaign
+from .config import Config
 from .data import Pool
 from .errors import DataError
 from .store import Store, StoreError, now
 
-__all__ = ["COLD_START_VERSION", "register"]
+__all__ = ["COLD_START_VERSION", "register", "check_features"]
 
 COLD_START_VERSION = "labelloop-cold-start"
 
@@ -40,19 +41,7 @@ def _check_identity(store: Store, campaign: Campaign, project_id: int) -> None:
             f"encoder/backend/precision back (campaigns from before the ONNX default: backend = "
             f'"torch") or start a new campaign (new state.path)'
         )
-    stored_features = store.get("features")
-    fixed = replace(campaign.config.model.smoothing, shrink=False)
-    if stored_features is not None and stored_features != campaign.features and stored_features == str(fixed):
-        raise StoreError(
-            f"{store.path} was begun with one neighbour weight all along ({stored_features}); its models "
-            f"were trained that way, so keep it: set neighbour_weight_shrinks = false under [model]"
-        )
-    if stored_features is not None and stored_features != campaign.features:
-        raise StoreError(
-            f"{store.path} was trained on features {stored_features}, the config now gives "
-            f"{campaign.features} ([model] neighbours / neighbour_weight / neighbour_weight_shrinks); its "
-            f"models cannot score the new features, so set them back or start a new campaign (new state.path)"
-        )
+    check_features(store, campaign.config)
     _check_mode(store, campaign)
     stored_labels = store.get("labels")
     if stored_labels is not None and not campaign.classes == json.loads(stored_labels):
@@ -86,6 +75,25 @@ def _check_mode(store: Store, campaign: Campaign) -> None:
             f"campaign keeps its mode after its first sync: set multi_label / label_delimiter back or start a "
             f"new campaign (new state.path)"
         )
+
+
+def check_features(store: Store, config: Config) -> None:
+    """Refuse a config whose features differ from those the state file's models were trained on: every
+    step that scores with a stored model (sync, predict, report, serve) calls it."""
+    stored = store.get("features")
+    wanted = str(config.model.smoothing)
+    if stored is None or stored == wanted:
+        return
+    if stored == str(replace(config.model.smoothing, shrink=False)):
+        raise StoreError(
+            f"{store.path} was begun with one neighbour weight all along ({stored}); its models "
+            f"were trained that way, so keep it: set neighbour_weight_shrinks = false under [model]"
+        )
+    raise StoreError(
+        f"{store.path} was trained on features {stored}, the config now gives "
+        f"{wanted} ([model] neighbours / neighbour_weight / neighbour_weight_shrinks); its "
+        f"models cannot score the new features, so set them back or start a new campaign (new state.path)"
+    )
 
 
 def register(store: Store, campaign: Campaign, project_id: int) -> None:

@@ -43,36 +43,43 @@ class Featurized:
     policy: NeighbourSmoothing | None = None  # None: ``smoothing``
     raw_others: list[np.ndarray] = field(default_factory=list)  # the other sets before smoothing
     other_graphs: list[np.ndarray | None] = field(default_factory=list)  # their neighbours in the pool
+    # The last other weight's features: the steps of one sync (train, select, refresh) and the rounds of
+    # a simulation ask for the same weight in turn, and one copy of the pool is all that is kept.
+    _last: dict[NeighbourSmoothing, Featurized] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def at(self, labeled: int) -> Featurized:
         """These features as a head trained on ``labeled`` pool labels sees them (the policy's weight for
-        that many labels). Itself when the weight is the same, as it stays for a big pool's first
-        twentieth; else the pool and the other sets smoothed again from the stored neighbours."""
+        that many labels). Itself while the weight is the same, as it stays until half the pool is
+        labeled; else the pool and the other sets smoothed again from the stored neighbours (the raw
+        vectors themselves once the weight is 0), kept until another weight is asked for."""
         policy = self.policy or self.smoothing
         smoothing = policy.at(labeled, len(self.raw_pool))
         if smoothing == self.smoothing:
             return self
-        pool = self.pool
-        if len(pool):
-            pool = smoothing(self.raw_pool, graph=self.graph)
-        others = [
-            smoothing(Q, self.raw_pool, graph=g)
-            for Q, g in zip(self.raw_others, self.other_graphs, strict=True)
-        ]
-        return replace(self, pool=pool, others=others, smoothing=smoothing)
+        if smoothing in self._last:
+            return self._last[smoothing]
+        if not smoothing.enabled:
+            pool, others = (self.raw_pool if len(self.pool) else self.pool), list(self.raw_others)
+        else:
+            pool = smoothing(self.raw_pool, graph=self.graph) if len(self.pool) else self.pool
+            others = [
+                smoothing(Q, self.raw_pool, graph=g)
+                for Q, g in zip(self.raw_others, self.other_graphs, strict=True)
+            ]
+        made = replace(self, pool=pool, others=others, smoothing=smoothing)
+        self._last.clear()
+        self._last[smoothing] = made
+        return made
 
 
 def features_by_labels(f: Featurized, other: int = 0) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
     """Labels in hand → the pool's and ``f.others[other]``'s features of a head trained on that many
-    (:meth:`Featurized.at`), each neighbour weight computed once: ``simulate``'s ``features_at``."""
-    policy = f.policy or f.smoothing
-    made: dict[NeighbourSmoothing, Featurized] = {f.smoothing: f}
+    (:meth:`Featurized.at`): ``simulate``'s ``features_at``."""
 
     def at(labeled: int) -> tuple[np.ndarray, np.ndarray]:
-        smoothing = policy.at(labeled, len(f.raw_pool))
-        if smoothing not in made:
-            made[smoothing] = f.at(labeled)
-        g = made[smoothing]
+        g = f.at(labeled)
         return g.pool, g.others[other]
 
     return at

@@ -25,7 +25,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from . import plots
-from .campaign import Campaign, load_campaign
+from .campaign import Campaign, check_features, load_campaign
 from .config import Config
 from .copies import LabelConflictWarning
 from .data import load_pool
@@ -542,6 +542,7 @@ def write_report(config: Config, out: str | Path) -> Path:
     figures = check_output_dir(out.with_name(out.stem + "_files"), "--out (figures)")
     s = summary(config)
     with Store.open_existing(config.state.path) as store:
+        check_features(store, config)  # the report scores the latest model on the config's features
         rounds = store.rounds()
         runs = store.runs()
         records = store.records()

@@ -39,7 +39,15 @@ from typing import Any
 
 import numpy as np
 
-from .campaign import COLD_START_VERSION, Campaign, latest_head, load_campaign, prefill_cutoff, text_hash
+from .campaign import (
+    COLD_START_VERSION,
+    Campaign,
+    check_features,
+    latest_head,
+    load_campaign,
+    prefill_cutoff,
+    text_hash,
+)
 from .config import Config
 from .errors import LabelloopError
 from .head import Classifier
@@ -141,15 +149,6 @@ class Loaded:
     raw_pool: np.ndarray
     by_hash: dict[str, int]
     signature: tuple[tuple[str, int, int], ...]
-    _by_labels: dict[int, Campaign] = field(default_factory=dict)
-
-    def at_labels(self, labeled: int) -> Campaign:
-        """The campaign's features as a head trained on ``labeled`` labels sees them, made once per model."""
-        campaign = self._by_labels.get(labeled)
-        if campaign is None:
-            campaign = self.campaign.at_labels(labeled)
-            self._by_labels = {labeled: campaign}  # the latest model's only (a race computes it twice)
-        return campaign
 
 
 class CampaignHolder:
@@ -411,7 +410,7 @@ class Predictor:
         from .embeddings import embed
 
         loaded = self.holder.loaded
-        campaign = loaded.at_labels(labeled)
+        campaign = loaded.campaign.at_labels(labeled)  # the pool re-smoothed once per weight, not per request
         rows: list[int | None] = []
         for text, our_id in zip(texts, ids, strict=True):
             row = campaign.index.get(our_id) if our_id is not None else None
@@ -716,6 +715,9 @@ def run_server(
     except ImportError as exc:
         raise ServeError(f"`labelloop serve` needs {exc.name}: pip install 'labelloop[serve]'") from None
     secret = read_secret()
+    if config.state.path.exists():  # predictions score stored models: on the features they were trained on
+        with Store.open_existing(config.state.path) as store:
+            check_features(store, config)
     configure_logging(json_lines=json_logs, secrets=[secret, os.environ.get("LABEL_STUDIO_API_KEY", "")])
     holder = CampaignHolder(config)
     predictor = Predictor(config, holder)

@@ -169,7 +169,7 @@ def simulate(
         data, labeled, strat, rng, copies, batch_size, budget, C, seed, (seed_wall, seed_cpu), progress
     )
     if ceiling is None:
-        P, T = at(n_pool)
+        P, T = at(n_pool if ceiling_max is None else min(n_pool, ceiling_max))  # the labels it is trained on
         ceiling = full_pool(P, y_pool, T, y_test, n_classes, C=C, max_rows=ceiling_max, seed=seed)
     return SimulationResult(
         strategy=strategy,

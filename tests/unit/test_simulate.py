@@ -116,7 +116,7 @@ def test_cli_runs_on_the_bundled_demo_and_writes_json_and_plot(tmp_path, monkeyp
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert [d["strategy"] for d in data] == ["margin-kmeans", "random"]
-    assert data[0]["features"] == "knn-smooth(k=6, weight=0.5)"
+    assert data[0]["features"] == "knn-smooth(k=6, weight=0.5, shrinking)"
     assert [r["n_labeled"] for r in data[0]["rounds"]] == [20, 40, 60]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert "Label efficiency" in result.output

@@ -87,7 +87,8 @@ def _bar(console: Console) -> Progress:
 @app.command("project")
 def project_cmd(project: ProjectOpt, labels: LabelsOpt = None, url: UrlOpt = None) -> None:
     """Create the project (single-choice text classification) or check an existing one's label set."""
-    info = _connector(url).ensure_project(project, _labels(labels))
+    # Multi-label projects are made by `sync` from a config with multi_label = true.
+    info = _connector(url).ensure_project(project, _labels(labels), multiple=False)
     Console(stderr=True, soft_wrap=True).print(
         f"{'Created' if info.created else 'Found'} project {info.id} {info.title!r} with "
         f"{len(info.labels)} labels: {', '.join(info.labels)}"
@@ -330,6 +331,11 @@ def pull(
     out = check_output(out)  # a folder, a link loop or a read-only place: one line, before the network
     ls = _connector(url)
     info = ls.project(project)
+    if info.config.multiple:  # records hold each answer's set as one label joined by the delimiter
+        console.print(
+            f"warning: project {info.id} is multi-label: each record's label is its set, joined by "
+            f"{ls.label_delimiter!r}"
+        )
     # One puller per file at a time: the file is the cursor, so two at once would append every record twice.
     with output_lock(out):
         before = read_records(out, repair=True)  # verifies every line before cutting a torn one

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -118,7 +119,7 @@ def simulate(
         skip_empty=skip_empty,
         multi_label=multi_label,
     )
-    smoothing = NeighbourSmoothing(k=neighbours)
+    smoothing = replace(DEFAULT_SMOOTHING, k=neighbours)  # the weight fades as in a campaign
     f, model_name = _features(console, train, test, pool, held, smoothing, embedding_column, model, cache_dir)
     plan = {"initial": initial, "batch_size": batch_size, "budget": budget, "seed": seed}
     if multi_label:
@@ -258,7 +259,7 @@ def _run_strategies(
     X_pool, X_test = f.pool, f.others[0]
     features_at = features_by_labels(f)
     y_pool, y_test = pool.label_array(classes), held.label_array(classes)
-    P, T = features_at(len(pool))  # the ceiling's head is trained on every label
+    P, T = features_at(min(len(pool), ceiling_max))  # the ceiling's head: every label, or its sample
     ceiling = full_pool(P, y_pool, T, y_test, len(classes), max_rows=ceiling_max, seed=seed)
     if ceiling["n"] < len(pool):
         console.print(f"Full-pool ceiling trained on a stratified sample of {ceiling['n']:.0f} pool texts.")

@@ -295,7 +295,7 @@ def predict(
     id_column: PredictIdColumn = None,
 ) -> None:
     """Apply the campaign's current model to a file of texts, for use downstream."""
-    from ..campaign import latest_head, load_campaign
+    from ..campaign import check_features, latest_head, load_campaign
     from ..data import columns_of, load_pool
     from ..outputs import atomic_write, check_output
     from ..store import Store
@@ -303,6 +303,7 @@ def predict(
     cfg = load_config(config)
     out = check_output(out, "--out")  # before the embedding work, not after
     with Store.open_existing(cfg.state.path) as store:
+        check_features(store, cfg)  # its models score features made the way they were trained on
         last, head = latest_head(store)
     if head is None:
         raise LabelloopError(
