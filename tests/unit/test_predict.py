@@ -56,7 +56,7 @@ def test_predict_scores_with_the_neighbour_weight_of_the_models_labels_and_refus
 ) -> None:
     """A model trained on the whole pool saw the raw embeddings (the weight has faded to 0): new texts are
     scored on raw embeddings too. A state file begun with one weight all along is refused, with the fix."""
-    train, test = demo
+    train, _ = demo
     X, X_test = demo_embedded
     classes = train.label_set
     head = Head(len(classes)).fit(X, train.label_array(classes))  # every pool text labeled: weight 0
