@@ -253,6 +253,10 @@ class DiverseUncertainty:
     full-pool accuracy at 1,520 labels (mean of 5 seeds) against 1,633 for
     ``pick="uncertain"`` (3 seeds) and 1,760 for plain margin; with the default
     neighbour-smoothed features (:mod:`labelloop.features`), at 1,020 against 1,260.
+    ``pick="typical"`` takes the member densest among its cluster (:func:`typicality`);
+    with a typical seed too (``margin-kmeans-typical``) it needed fewer labels on tiny
+    sets but more on BANKING77 (1,100) and three other shapes (benchmarks/results/levers.md).
+    ``cold_start`` is the seed rule used before any model (:func:`seed_strategy`).
     """
 
     score: str = "margin"
