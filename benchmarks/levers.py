@@ -18,7 +18,8 @@ Labels-to-98 % are against 98 % of the shape's full-pool accuracy on the same fe
 as the default only if its mean labels-to-98 % is ≤ the default's on every shape (not reached counts as more
 than the budget) and its mean accuracy is ≥ random's at every round from the third batch on, on every shape.
 
-    python benchmarks/levers.py --seeds 0,1,2,3,4
+    python benchmarks/levers.py --seeds 0,1,2,3,4,5,6,7,8,9
+    python benchmarks/levers.py --render levers      # rewrite levers.md from levers.json
     python benchmarks/levers.py --shapes demo --variants margin-kmeans,class-balanced --seeds 0,1 --name levers_try
 
 Writes benchmarks/results/<name>.{json,md}. Reads BANKING77 from ../shared (never copied).
@@ -159,12 +160,17 @@ def verdicts(report: dict) -> dict:
                  and e["variants"][v]["worst_gap_to_random_from_3_batches"] < 0]
         out[v] = {"more_labels_than_default_on": worse, "below_random_on": below,
                   "adopt": not worse and not below and len(shapes_) == 5}
-    return {**report, "verdicts": out}
+    default_below = [s for s, e in shapes_.items() if e["variants"][DEFAULT]["worst_gap_to_random_from_3_batches"] < 0]
+    return {**report, "verdicts": out, "default_below_random_on": default_below}
 
 
 def render(report: dict) -> str:
     seeds = report["seeds"]
+    adopted = [v for v, d in report.get("verdicts", {}).items() if d["adopt"]]
     lines = [f"# Label-efficiency levers (issue 17 parts 2-3): {len(seeds)} seeds, 5 shapes", "",
+             f"Verdict: {', '.join(adopted)} meets the bar on every shape." if adopted else
+             "Verdict: no variant needs as few labels as the default on every shape; the default is unchanged and "
+             "the registered variants (`margin-kmeans-typical`, `class-balanced`) stay opt-in.", "",
              "Labels to 98 % of the shape's full-pool accuracy (default features; — = not reached within the "
              "budget; the mean counts it as budget + one batch, marked ≥). Accuracy: mean over seeds at the third "
              "batch, half the budget and the budget. Gap: the worst difference to random's mean accuracy at any "
@@ -200,10 +206,20 @@ def render(report: dict) -> str:
         lines.append(f"- `{v}`: {'ADOPT' if d['adopt'] else 'not adopted'}; more labels than the default on "
                      f"{', '.join(d['more_labels_than_default_on']) or 'no shape'}; below random on "
                      f"{', '.join(d['below_random_on']) or 'no shape'}.")
+    if "default_below_random_on" in report:
+        lines.append(f"- the default `{DEFAULT}` itself: below random on "
+                     f"{', '.join(report['default_below_random_on']) or 'no shape'}.")
     lines += ["", f"Seeds {seeds}, {report['model']}, features {report['smoothing']}; load average "
               f"{report['load_average_start'][0]:.1f} at start, {report['load_average_end'][0]:.1f} at end."]
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":  # --render NAME: rewrite NAME.md from NAME.json
+        saved = verdicts(json.loads((RESULTS / f"{sys.argv[2]}.json").read_text()))
+        (RESULTS / f"{sys.argv[2]}.json").write_text(json.dumps(saved, indent=1) + "\n")
+        (RESULTS / f"{sys.argv[2]}.md").write_text(render(saved))
+    else:
+        main()
