@@ -8,7 +8,8 @@ plans, on labelloop's default features (neighbour-smoothed vectors of the defaul
 - ``typical-seed``: the seed set takes the most *typical* text of each k-means cluster of the pool (TypiClust:
   inverse mean distance to its min(20, size/2) nearest cluster members) instead of the one nearest the centroid;
   the rounds after are the default's;
-- ``margin-kmeans-typical``: that seed, and the most typical member of each uncertain cluster in every round;
+- ``typical-pick``: the default's seed, then the most typical member of each uncertain cluster in every round;
+- ``margin-kmeans-typical``: both (the typical seed and the typical pick);
 - ``class-balanced``: :class:`labelloop.strategies.ClassBalanced` (per-predicted-class quotas ∝ 1/(1+labels),
   one text per k-means cluster within them);
 - ``margin-kmeans×3`` / ``×10``: the default with 3× or 10× n uncertain candidates instead of 5× (own idea: the
@@ -48,6 +49,7 @@ VARIANTS: dict[str, Strategy] = {
     "margin-kmeans": get_strategy("margin-kmeans"),
     "random": get_strategy("random"),
     "typical-seed": DiverseUncertainty(cold_start=ColdStart(pick="typical"), name="typical-seed"),
+    "typical-pick": DiverseUncertainty(pick="typical", name="typical-pick"),
     "margin-kmeans-typical": get_strategy("margin-kmeans-typical"),
     "class-balanced": get_strategy("class-balanced"),
     "margin-kmeans×3": DiverseUncertainty(candidate_factor=3, name="margin-kmeans×3"),
