@@ -19,7 +19,15 @@ import numpy as np
 from .head import DEFAULT_C, Classifier, Head
 from .labels import DEFAULT_DELIMITER, LabelSet, split_labels
 from .scoring import SCORE_CHUNK, predict, predict_proba, rows_of, uncertain_rows
-from .strategies import DEFAULT_STRATEGY, ColdStart, Context, Selection, Strategy, StrategyName, get_strategy
+from .strategies import (
+    DEFAULT_STRATEGY,
+    Context,
+    Selection,
+    Strategy,
+    StrategyName,
+    get_strategy,
+    seed_strategy,
+)
 
 __all__ = ["train", "query", "candidates", "Query", "evaluate", "ActiveLearner", "Pick", "model_version"]
 
@@ -55,7 +63,8 @@ def query(
     labeled: np.ndarray | None = None,
     chunk: int = SCORE_CHUNK,
 ) -> Query:
-    """Choose ``n`` rows among ``unlabeled`` (pool row indices); ``head=None`` means cold start.
+    """Choose ``n`` rows among ``unlabeled`` (pool row indices); ``head=None`` means cold start (the
+    strategy's seed rule, :func:`labelloop.strategies.seed_strategy`, on every candidate).
 
     ``y``/``labeled`` (label indices of the pool, labeled rows) give the strategy the labeled
     set too; strategies that only look at uncertainty ignore them. The candidates are scored
@@ -68,7 +77,7 @@ def query(
     if head is None:
         ctx = Context.cold(rows_of(X, unlabeled))
         t1 = time.perf_counter()
-        sel: Selection = ColdStart()(ctx, n, rng)
+        sel: Selection = seed_strategy(strategy)(ctx, n, rng)
     else:
         ctx = candidates(head, X, unlabeled, strategy, n, rng, chunk=chunk)
         ctx = replace(ctx, labeled_features=known_X, labels=known_y, head=head)

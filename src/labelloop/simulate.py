@@ -16,7 +16,7 @@ import numpy as np
 
 from .head import DEFAULT_C
 from .learner import class_recall, evaluate, query, train
-from .strategies import DEFAULT_STRATEGY, ColdStart, Context, RandomSampling, Strategy, get_strategy
+from .strategies import DEFAULT_STRATEGY, Context, RandomSampling, Strategy, get_strategy, seed_strategy
 
 __all__ = [
     "simulate",
@@ -124,7 +124,7 @@ def simulate(
     y_test: np.ndarray,
     n_classes: int,
     *,
-    strategy: str = DEFAULT_STRATEGY,
+    strategy: str | Strategy = DEFAULT_STRATEGY,
     initial: int = 100,
     initial_strategy: str = "cold-start",
     batch_size: int = 100,
@@ -142,7 +142,9 @@ def simulate(
     """Run one simulated campaign and return its results (the ``results.json`` schema).
 
     ``X_pool``/``X_test`` are the head's features; ``model`` and ``features`` only label the result.
-    ``initial=0`` starts cold: the first batch is chosen by the cold-start rule.
+    ``strategy`` is a name or a strategy object (benchmarks measure unregistered variants; the result
+    records its ``name``). ``initial=0`` starts cold: the first batch is chosen by the strategy's seed
+    rule (:func:`labelloop.strategies.seed_strategy`), as is the initial set with ``initial_strategy="cold-start"``.
     ``progress`` may be a callable ``(n_labeled, budget)`` called after each round. Without a
     ``ceiling`` it is computed here, on at most ``ceiling_max`` pool rows (:func:`full_pool`).
     ``copies`` gives how many data rows each pool item stands for (identical texts collapsed by
@@ -153,7 +155,7 @@ def simulate(
     without it ``X_pool`` and ``X_test`` serve every round.
     """
     _check_plan(initial, initial_strategy, batch_size, budget)
-    strat = get_strategy(strategy)
+    strat = get_strategy(strategy) if isinstance(strategy, str) else strategy
     rng = np.random.default_rng(seed)
     n_pool = len(y_pool)
     budget = min(budget, n_pool)
@@ -161,7 +163,10 @@ def simulate(
     if copies.shape != (n_pool,):
         raise ValueError(f"copies has {len(copies)} entries for a pool of {n_pool}")
     labeled, seed_wall, seed_cpu = _seed_labels(
-        X_pool, initial, initial_strategy, min(initial or batch_size, budget), rng
+        X_pool,
+        seed_strategy(strat) if (initial == 0 or initial_strategy == "cold-start") else None,
+        min(initial or batch_size, budget),
+        rng,
     )
     at = features_at or (lambda n: (X_pool, X_test))
     data = (at, y_pool, y_test, n_classes)
@@ -172,7 +177,7 @@ def simulate(
         P, T = at(n_pool if ceiling_max is None else min(n_pool, ceiling_max))  # the labels it is trained on
         ceiling = full_pool(P, y_pool, T, y_test, n_classes, C=C, max_rows=ceiling_max, seed=seed)
     return SimulationResult(
-        strategy=strategy,
+        strategy=strategy if isinstance(strategy, str) else str(getattr(strategy, "name", strategy)),
         seed=seed,
         model=model,
         features=features,
@@ -185,12 +190,12 @@ def simulate(
 
 
 def _seed_labels(
-    X_pool: np.ndarray, initial: int, initial_strategy: str, first: int, rng: np.random.Generator
+    X_pool: np.ndarray, cold: Strategy | None, first: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, float, float]:
-    """The rows labeled before the first model (by the cold-start rule or at random), as a mask, with the
-    wall and CPU seconds choosing them took (charged to the first round, which trains on them)."""
+    """The rows labeled before the first model (by the seed rule ``cold``, at random if None), as a mask,
+    with the wall and CPU seconds choosing them took (charged to the first round, which trains on them)."""
     labeled = np.zeros(len(X_pool), dtype=bool)
-    seeder = ColdStart() if (initial == 0 or initial_strategy == "cold-start") else RandomSampling()
+    seeder = cold if cold is not None else RandomSampling()
     t0, c0 = time.perf_counter(), time.process_time()
     labeled[seeder(Context.cold(X_pool), first, rng).indices] = True
     return labeled, time.perf_counter() - t0, time.process_time() - c0

@@ -47,6 +47,10 @@ __all__ = [
     "Uncertainty",
     "DiverseUncertainty",
     "ColdStart",
+    "ClassBalanced",
+    "typicality",
+    "class_quotas",
+    "seed_strategy",
     "STRATEGIES",
     "DEFAULT_STRATEGY",
     "get_strategy",
@@ -108,6 +112,8 @@ StrategyName = Literal[
     "least-confidence-kmeans",
     "entropy-kmeans",
     "margin-kmeans",
+    "margin-kmeans-typical",
+    "class-balanced",
     "cold-start",
 ]
 """The names the CLI, the config and :func:`get_strategy` accept."""
@@ -247,11 +253,16 @@ class DiverseUncertainty:
     full-pool accuracy at 1,520 labels (mean of 5 seeds) against 1,633 for
     ``pick="uncertain"`` (3 seeds) and 1,760 for plain margin; with the default
     neighbour-smoothed features (:mod:`labelloop.features`), at 1,020 against 1,260.
+    ``pick="typical"`` takes the member densest among its cluster (:func:`typicality`);
+    with a typical seed too (``margin-kmeans-typical``) it needed fewer labels on tiny
+    sets but more on BANKING77 (1,100) and three other shapes (benchmarks/results/levers.md).
+    ``cold_start`` is the seed rule used before any model (:func:`seed_strategy`).
     """
 
     score: str = "margin"
     candidate_factor: int = 5
     pick: str = "centroid"
+    cold_start: Strategy | None = None  # the seed rule with no model (None: ColdStart)
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -259,8 +270,8 @@ class DiverseUncertainty:
             raise ValueError(f"unknown uncertainty score {self.score!r}; choose from {', '.join(SCORES)}")
         if self.candidate_factor < 1:
             raise ValueError("candidate_factor must be ≥ 1")
-        if self.pick not in ("centroid", "uncertain"):
-            raise ValueError("pick must be 'centroid' or 'uncertain'")
+        if self.pick not in ("centroid", "uncertain", "typical"):
+            raise ValueError("pick must be 'centroid', 'uncertain' or 'typical'")
         object.__setattr__(self, "name", self.name or f"{self.score}-kmeans")
 
     def uncertain_shortlist(self, n: int) -> tuple[str, int]:
@@ -269,7 +280,7 @@ class DiverseUncertainty:
 
     def __call__(self, ctx: Context, n: int, rng: np.random.Generator) -> Selection:
         if ctx.probs is None:
-            return ColdStart()(ctx, n, rng)
+            return seed_strategy(self)(ctx, n, rng)
         top = Uncertainty(self.score)(ctx, n * self.candidate_factor, rng)
         if len(top) <= n:
             return top
@@ -284,6 +295,8 @@ class DiverseUncertainty:
             if self.pick == "centroid":
                 d = ((cand[members] - centers[c]) ** 2).sum(axis=1)
                 chosen.append(members[np.flatnonzero(d <= d.min() + 1e-6)[0]])  # ties: 2-member clusters
+            elif self.pick == "typical":
+                chosen.append(members[_most_typical(cand[members])])
             else:
                 chosen.append(members[0])
         # Empty clusters (duplicate points) are filled with the next most uncertain candidates.
@@ -295,17 +308,24 @@ class DiverseUncertainty:
 
 @dataclass(frozen=True)
 class ColdStart:
-    """Seed set with no model: the text nearest each of ``n`` k-means centroids of the pool.
+    """Seed set with no model: one text per k-means cluster of the pool, ``n`` clusters.
 
     The seed decides how the whole loop goes: a random seed misses small intents and
-    spends labels on the big ones, centroids cover the embedding space. Pools above
-    ``sample`` rows are clustered on a uniform sample of that many (a class holding 1 % of
-    the pool has ~500 rows in it): k-means over a million rows cost 49 CPU-seconds before
-    the first question.
+    spends labels on the big ones, centroids cover the embedding space. From each cluster
+    it takes the text nearest the centroid (``pick="centroid"``) or, as TypiClust does
+    (Hacohen et al. 2022), the most *typical* one (``pick="typical"``: the densest, see
+    :func:`typicality`). Pools above ``sample`` rows are clustered on a uniform sample of
+    that many (a class holding 1 % of the pool has ~500 rows in it): k-means over a million
+    rows cost 49 CPU-seconds before the first question.
     """
 
     name: str = "cold-start"
     sample: int = 50_000
+    pick: str = "centroid"
+
+    def __post_init__(self) -> None:
+        if self.pick not in ("centroid", "typical"):
+            raise ValueError("pick must be 'centroid' or 'typical'")
 
     def __call__(self, ctx: Context, n: int, rng: np.random.Generator) -> Selection:
         m = len(ctx.features)
@@ -315,24 +335,28 @@ class ColdStart:
             return Selection(np.arange(m), np.zeros(m), np.arange(m))
         rows = np.sort(rng.choice(m, size=self.sample, replace=False)) if m > max(self.sample, n) else None
         embeddings = np.asarray(ctx.features if rows is None else ctx.features[rows])
-        chosen, clusters = _nearest_to_centroids(embeddings, n, rng)
+        chosen, clusters = _one_per_cluster(embeddings, n, rng, self.pick)
         if rows is not None:
             chosen = rows[chosen]
         return Selection(chosen, np.zeros(len(chosen)), clusters)
 
 
-def _nearest_to_centroids(
-    embeddings: np.ndarray, n: int, rng: np.random.Generator
+def _one_per_cluster(
+    embeddings: np.ndarray, n: int, rng: np.random.Generator, pick: str = "centroid"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row nearest each of ``n`` k-means centroids (random rows fill empty clusters), and its cluster."""
+    """One row per ``n`` k-means clusters (nearest the centroid or most typical; random rows fill
+    empty clusters), and its cluster."""
     labels, centers = _kmeans(embeddings, n, rng)
     chosen, clusters = [], []
     for c in range(n):
         members = np.flatnonzero(labels == c)
         if len(members) == 0:
             continue
-        d = ((embeddings[members] - centers[c]) ** 2).sum(axis=1)
-        chosen.append(members[int(np.argmin(d))])
+        if pick == "typical":
+            chosen.append(members[_most_typical(embeddings[members])])
+        else:
+            d = ((embeddings[members] - centers[c]) ** 2).sum(axis=1)
+            chosen.append(members[int(np.argmin(d))])
         clusters.append(c)
     missing = n - len(chosen)
     if missing:
@@ -343,6 +367,137 @@ def _nearest_to_centroids(
     return np.array(chosen, dtype=np.int64), np.array(clusters, dtype=np.int64)
 
 
+TYPICALITY_K = 20  # neighbours TypiClust averages over (fewer in small clusters, see _most_typical)
+_TYPICALITY_CHUNK = 1024  # rows whose distances to all others are held at once
+
+
+def typicality(x: np.ndarray, k: int) -> np.ndarray:
+    """Inverse mean Euclidean distance of each row of ``x`` to its ``k`` nearest other rows.
+
+    TypiClust's density score: a high value marks a text in the thick of its neighbourhood, a
+    low one an outlier. Distances are computed ``_TYPICALITY_CHUNK`` rows at a time; a row whose
+    ``k`` neighbours are all identical copies of it is infinitely typical.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = len(x)
+    if not 1 <= k < m:
+        raise ValueError(f"k must be between 1 and {m - 1} for {m} rows, got {k}")
+    sq = (x**2).sum(axis=1)
+    out = np.empty(m)
+    for start in range(0, m, _TYPICALITY_CHUNK):
+        block = slice(start, min(start + _TYPICALITY_CHUNK, m))
+        d2 = sq[block, None] + sq[None, :] - 2.0 * x[block] @ x.T
+        d2[np.arange(d2.shape[0]), np.arange(block.start, block.stop)] = np.inf  # not its own neighbour
+        near = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, :k], 0.0))
+        with np.errstate(divide="ignore"):
+            out[block] = 1.0 / near.mean(axis=1)
+    return out
+
+
+def _most_typical(x: np.ndarray) -> int:
+    """Row of ``x`` with the highest typicality over ``min(20, len/2)`` neighbours, as TypiClust's code
+    does inside each cluster (the first such row on ties; row 0 of a single row)."""
+    if len(x) < 2:
+        return 0
+    return int(np.argmax(typicality(x, min(TYPICALITY_K, max(1, len(x) // 2)))))
+
+
+def seed_strategy(strategy: Strategy) -> Strategy:
+    """The rule that picks the seed set for ``strategy`` before any model exists (its ``cold_start``, else
+    :class:`ColdStart`)."""
+    return getattr(strategy, "cold_start", None) or ColdStart()
+
+
+def class_quotas(available: np.ndarray, labeled: np.ndarray, n: int) -> np.ndarray:
+    """Per class, how many of ``n`` picks it gets: in proportion to ``1 / (1 + labels it has)``, at most
+    the ``available`` candidates predicted as it (D'Hondt's divisor rule, so the counts are whole).
+
+    A class the head has seen twice gets about four times the picks of one seen eleven times: the
+    batch goes where the head knows least, not where the uncertain texts happen to pile up.
+    """
+    available = np.asarray(available, dtype=np.int64)
+    weight = 1.0 / (1.0 + np.asarray(labeled, dtype=np.float64))
+    quota = np.zeros(len(available), dtype=np.int64)
+    for _ in range(min(n, int(available.sum()))):
+        merit = np.where(quota < available, weight / (1.0 + quota), -np.inf)
+        quota[int(np.argmax(merit))] += 1  # ties: the lower class index
+    return quota
+
+
+def _balanced_fill(
+    order: np.ndarray, pred: np.ndarray, clusters: np.ndarray, quota: np.ndarray, n: int
+) -> list[int]:
+    """Up to ``n`` candidates: first one per cluster within the class quotas (in ``order``), then the
+    quotas without the one-per-cluster rule, then any candidate, each pass most uncertain first."""
+    quota = quota.copy()
+    chosen: list[int] = []
+    taken = np.zeros(len(pred), dtype=bool)
+    used: set[int] = set()
+    for i in order:  # pass 1: one per cluster, class quotas
+        if len(chosen) < n and quota[pred[i]] > 0 and clusters[i] not in used:
+            chosen.append(int(i))
+            taken[i], quota[pred[i]] = True, quota[pred[i]] - 1
+            used.add(int(clusters[i]))
+    for i in range(len(pred)):  # pass 2: class quotas only (candidates are sorted most uncertain first)
+        if len(chosen) < n and not taken[i] and quota[pred[i]] > 0:
+            chosen.append(i)
+            taken[i], quota[pred[i]] = True, quota[pred[i]] - 1
+    chosen += [i for i in range(len(pred)) if not taken[i]][: n - len(chosen)]  # pass 3
+    return chosen
+
+
+@dataclass(frozen=True)
+class ClassBalanced:
+    """Margin-kmeans with the batch spread over predicted classes, favouring classes with few labels.
+
+    small-text's ClassBalancer idea: the ``candidate_factor × n`` most uncertain texts are
+    clustered into ``n`` k-means clusters (as :class:`DiverseUncertainty` does) and each
+    predicted class gets a quota (:func:`class_quotas`). The batch takes one text per cluster,
+    nearest-the-centroid texts first, as long as its predicted class has quota left; then fills
+    the quotas by uncertainty, then anything by uncertainty. Needs ``ctx.labels`` for the
+    counts (without them every class counts as unlabeled, i.e. equal quotas).
+    """
+
+    score: str = "margin"
+    candidate_factor: int = 5
+    name: str = "class-balanced"
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"unknown uncertainty score {self.score!r}; choose from {', '.join(SCORES)}")
+        if self.candidate_factor < 1:
+            raise ValueError("candidate_factor must be ≥ 1")
+
+    def uncertain_shortlist(self, n: int) -> tuple[str, int]:
+        """It works on the ``candidate_factor × n`` most uncertain candidates only."""
+        return self.score, n * self.candidate_factor
+
+    def __call__(self, ctx: Context, n: int, rng: np.random.Generator) -> Selection:
+        probs = ctx.probs
+        if probs is None:
+            return ColdStart()(ctx, n, rng)
+        top = Uncertainty(self.score)(ctx, n * self.candidate_factor, rng)
+        if len(top) <= n:
+            return top
+        cand = ctx.features[top.indices]
+        clusters, centers = _kmeans(cand, n, rng)
+        k = probs.shape[1]
+        pred = probs[top.indices].argmax(axis=1)
+        labeled = np.zeros(k) if ctx.labels is None else np.bincount(ctx.labels, minlength=k)[:k]
+        quota = class_quotas(np.bincount(pred, minlength=k), labeled, n)
+        # Within each cluster, members by distance to its centroid; across clusters, most uncertain first.
+        d = ((cand - centers[clusters]) ** 2).sum(axis=1)
+        rank = np.empty(len(cand), dtype=np.int64)
+        for c in np.unique(clusters):
+            members = np.flatnonzero(clusters == c)
+            rank[members[np.argsort(d[members], kind="stable")]] = np.arange(len(members))
+        order = np.lexsort((np.arange(len(cand)), rank))
+        chosen = np.array(
+            sorted(_balanced_fill(order, pred, clusters, quota, n))
+        )  # sorted = most uncertain first
+        return Selection(top.indices[chosen], top.scores[chosen], clusters[chosen].astype(np.int64))
+
+
 STRATEGIES: dict[StrategyName, Strategy] = {
     "random": RandomSampling(),
     "least-confidence": Uncertainty("least-confidence"),
@@ -351,6 +506,10 @@ STRATEGIES: dict[StrategyName, Strategy] = {
     "least-confidence-kmeans": DiverseUncertainty("least-confidence"),
     "entropy-kmeans": DiverseUncertainty("entropy"),
     "margin-kmeans": DiverseUncertainty("margin"),
+    "margin-kmeans-typical": DiverseUncertainty(
+        "margin", pick="typical", cold_start=ColdStart(pick="typical"), name="margin-kmeans-typical"
+    ),
+    "class-balanced": ClassBalanced(),
     "cold-start": ColdStart(),
 }
 DEFAULT_STRATEGY: StrategyName = "margin-kmeans"

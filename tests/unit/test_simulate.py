@@ -95,6 +95,30 @@ def test_same_seed_same_curve(arrays):
     assert [r["accuracy"] for r in a["rounds"]] == [r["accuracy"] for r in b["rounds"]]
 
 
+def test_the_seed_set_is_chosen_by_the_strategys_own_seed_rule():
+    """A strategy object may carry its cold start (``typical-seed``); simulate and query both use it."""
+    from labelloop.learner import query
+    from labelloop.strategies import ColdStart, Context, DiverseUncertainty
+
+    g = np.random.default_rng(0)
+    X = g.normal(size=(60, 8))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = np.arange(60) % 3
+    calls: list[int] = []
+
+    def seed_rule(ctx, n, rng):
+        calls.append(n)
+        return ColdStart(pick="typical")(ctx, n, rng)
+
+    strategy = DiverseUncertainty(cold_start=seed_rule, name="spy")
+    res = simulate(X, y, X, y, 3, strategy=strategy, initial=12, batch_size=10, budget=32, seed=4)
+    assert calls == [12] and res["strategy"] == "spy"
+    rows = np.arange(5, 60)
+    q = query(None, X, rows, strategy, 6, np.random.default_rng(1))
+    typical = ColdStart(pick="typical")(Context.cold(X[rows]), 6, np.random.default_rng(1))
+    assert q.indices.tolist() == rows[typical.indices].tolist() and calls == [12, 6]
+
+
 def test_curve_summaries():
     res = {"full_pool": {"accuracy": 0.8}, "rounds": [
         {"n_labeled": 10, "accuracy": 0.5}, {"n_labeled": 20, "accuracy": 0.79}, {"n_labeled": 30, "accuracy": 0.8}]}

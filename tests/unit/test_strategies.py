@@ -7,15 +7,19 @@ import pytest
 
 from labelloop.strategies import (
     STRATEGIES,
+    ClassBalanced,
     ColdStart,
     Context,
     DiverseUncertainty,
     RandomSampling,
     Uncertainty,
+    class_quotas,
     entropy,
     get_strategy,
     least_confidence,
     margin,
+    seed_strategy,
+    typicality,
 )
 
 
@@ -149,6 +153,99 @@ class TestColdStart:
     def test_asking_for_more_than_the_pool_returns_the_pool(self):
         X, _ = blobs(2, 3)
         assert sorted(ColdStart()(Context.cold(X), 10, rng()).indices.tolist()) == list(range(6))
+
+
+class TestTypicality:
+    def test_known_answer_on_a_line(self):
+        x = np.array([[0.0], [1.0], [2.0], [10.0]])
+        # k=2: mean distances 1.5, 1, 1.5, 8.5 (the outlier's two nearest are 8 and 9 away).
+        np.testing.assert_allclose(typicality(x, 2), [1 / 1.5, 1.0, 1 / 1.5, 1 / 8.5])
+
+    def test_a_row_is_not_its_own_neighbour(self):
+        np.testing.assert_allclose(typicality(np.array([[0.0], [3.0]]), 1), [1 / 3, 1 / 3])
+
+    def test_chunks_give_the_same_answer(self, monkeypatch):
+        import labelloop.strategies as s
+
+        x = rng().normal(size=(50, 3))
+        whole = typicality(x, 5)
+        monkeypatch.setattr(s, "_TYPICALITY_CHUNK", 7)
+        np.testing.assert_allclose(typicality(x, 5), whole)
+
+    def test_k_must_leave_a_neighbour(self):
+        with pytest.raises(ValueError, match="k must be between 1 and 2"):
+            typicality(np.zeros((3, 2)), 3)
+
+
+class TestTypicalPicks:
+    # A cluster whose centroid is dragged towards a far outlier: the point nearest the centroid is not
+    # the densest point. Rows 0-3 are packed near x=0, row 4 sits between, row 5 is far out at x=12.
+    LINE = np.array([[0.0, 0.0], [0.1, 0.0], [0.2, 0.0], [0.3, 0.0], [2.0, 0.0], [12.0, 0.0]])
+
+    def test_typical_cold_start_takes_the_densest_point_not_the_one_nearest_the_centroid(self):
+        one = Context.cold(self.LINE)
+        assert ColdStart()(one, 1, rng()).indices.tolist() == [4]  # centroid 2.43: row 4 is nearest
+        assert ColdStart(pick="typical")(one, 1, rng()).indices.tolist() == [1]  # k=3: rows 1, 2 tie, first
+
+    def test_typical_cold_start_still_covers_every_cluster(self):
+        X, cluster = blobs(n_clusters=6, per_cluster=30, spread=0.05)
+        sel = ColdStart(pick="typical")(Context.cold(X), 6, rng())
+        assert sorted(cluster[sel.indices].tolist()) == [0, 1, 2, 3, 4, 5]
+
+    def test_typical_pick_inside_an_uncertain_cluster(self):
+        probs = np.tile([0.5, 0.5], (6, 1))
+        typical = DiverseUncertainty(candidate_factor=6, pick="typical")(Context(probs, self.LINE), 1, rng())
+        centroid = DiverseUncertainty(candidate_factor=6)(Context(probs, self.LINE), 1, rng())
+        assert typical.indices.tolist() == [1]
+        assert centroid.indices.tolist() == [4]
+
+    def test_the_seed_rule_travels_with_the_strategy(self):
+        assert seed_strategy(get_strategy("margin-kmeans-typical")) == ColdStart(pick="typical")
+        assert seed_strategy(get_strategy("margin-kmeans")) == ColdStart()
+        assert seed_strategy(get_strategy("random")) == ColdStart()
+        cold = get_strategy("margin-kmeans-typical")(Context.cold(self.LINE), 1, rng())
+        assert cold.indices.tolist() == [1]
+
+    def test_unknown_pick_is_refused(self):
+        with pytest.raises(ValueError, match="pick must be"):
+            ColdStart(pick="median")
+
+
+class TestClassBalanced:
+    def test_quotas_favour_the_classes_with_fewest_labels(self):
+        # Weights 1/2, 1/11, 1: six picks by D'Hondt go 2 → 2 → 0 → 2 → 2 → 0.
+        assert class_quotas(np.array([10, 10, 10]), np.array([1, 10, 0]), 6).tolist() == [2, 0, 4]
+
+    def test_quotas_are_capped_by_the_candidates_predicted_as_each_class(self):
+        # Class 2 is full after one pick; class 0's fifth pick (1/2 ÷ 5 = 0.1) still beats class 1's first (1/11).
+        assert class_quotas(np.array([5, 5, 1]), np.array([1, 10, 0]), 6).tolist() == [5, 0, 1]
+        assert class_quotas(np.array([5, 5, 1]), np.array([1, 10, 0]), 7).tolist() == [5, 1, 1]
+        assert class_quotas(np.array([1, 0, 2]), np.array([0, 0, 0]), 10).tolist() == [1, 0, 2]
+
+    def test_batch_goes_to_the_class_with_few_labels_where_margin_kmeans_follows_the_uncertainty(self):
+        # Four tight blobs. Blobs 0-2 are predicted class 0 (100 labels) and a bit more uncertain; blob 3 is
+        # predicted class 1, which has 1 label. Margin-kmeans spreads the batch over clusters; the balanced
+        # batch goes to class 1: quotas 1/2, 1/4, 1/6 all beat class 0's 1/101.
+        X, blob = blobs(n_clusters=4, per_cluster=5)
+        p0 = np.where(blob < 3, 0.55, 1 - 0.58)
+        probs = np.stack([p0, 1 - p0], axis=1)
+        ctx = Context(probs, X, labels=np.array([0] * 100 + [1]))
+        plain = DiverseUncertainty(candidate_factor=7)(ctx, 3, rng())
+        balanced = ClassBalanced(candidate_factor=7)(ctx, 3, rng())
+        assert blob[plain.indices].tolist().count(3) <= 1
+        assert blob[balanced.indices].tolist() == [3, 3, 3]
+        assert len(set(balanced.indices.tolist())) == 3
+
+    def test_one_pick_per_cluster_while_the_quotas_allow(self):
+        X, blob = blobs(n_clusters=5, per_cluster=4)
+        probs = np.tile([0.5, 0.5], (20, 1)) + rng(1).uniform(0, 1e-3, size=(20, 2))
+        sel = ClassBalanced(candidate_factor=4)(Context(probs / probs.sum(axis=1, keepdims=True), X), 5, rng())
+        assert sorted(blob[sel.indices].tolist()) == [0, 1, 2, 3, 4]
+
+    def test_without_a_model_it_falls_back_to_cold_start(self):
+        X, _ = blobs(3, 10)
+        a = ClassBalanced()(Context.cold(X), 3, rng(5)).indices
+        assert a.tolist() == ColdStart()(Context.cold(X), 3, rng(5)).indices.tolist()
 
 
 class TestRegistry:
