@@ -19,7 +19,8 @@ labelloop's default strategy (margin-kmeans, cold-start seed) on the same seeds:
   the strategy sees the smoothed features of the round, not ``[x | m]``): ``0.5 × min(1, 2 × unlabeled
   share)`` in tenths, i.e. full until half the pool is labeled (``ceiling_fade_default``). A first version
   shrank from the first label, ``0.5 × unlabeled share`` (``ceiling_shrink_default``). ``smooth`` is the
-  weight fixed at 0.5;
+  weight fixed at 0.5; ``smooth2`` smooths the smoothed features once more (two hops, as SGC with K=2);
+  ``smooth-kK`` takes K neighbours instead of 6;
 
 Shapes (built from BANKING77 as the other benchmarks build them, plus the demo tickets):
 ``banking77`` (77 intents, 10k pool), ``demo`` (13 intents, 721 texts), ``imbalanced``
@@ -210,6 +211,9 @@ def neighbour_means(X: np.ndarray, Xt: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return X[neighbour_graph(X, k)].mean(axis=1), X[nearest(Xt, X, k)].mean(axis=1)
 
 
+DEFAULT_FIXED = NeighbourSmoothing(DEFAULT_SMOOTHING.k, DEFAULT_SMOOTHING.weight)
+
+
 def shrinking(X: np.ndarray, Xt: np.ndarray) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
     """The default's features per number of labels (the neighbour weight shrinks with the labeled share)."""
     f = featurize_vectors(X, Xt, identity="ceiling", smoothing=replace(DEFAULT_SMOOTHING, shrink=True))
@@ -219,6 +223,11 @@ def shrinking(X: np.ndarray, Xt: np.ndarray) -> Callable[[int], tuple[np.ndarray
 def variant_features(name: str, X: np.ndarray, Xt: np.ndarray, F: np.ndarray, Ft: np.ndarray):
     if name == "shrink":
         return F, Ft
+    if name == "smooth2":  # two hops: the smoothed features smoothed again over the smoothed pool
+        return DEFAULT_FIXED(F), DEFAULT_FIXED(Ft, F)
+    if name.startswith("smooth-k"):  # more neighbours, the same weight
+        s = NeighbourSmoothing(int(name.removeprefix("smooth-k")), DEFAULT_SMOOTHING.weight)
+        return s(X), s(Xt, X)
     if name.startswith("blend-"):
         M, Mt = neighbour_means(X, Xt)
         return np.hstack([X, M]), np.hstack([Xt, Mt])
