@@ -253,13 +253,14 @@ def main() -> None:
     ap.add_argument("--full-pool-only", default="", help="variants measured by full-pool accuracy only (no campaign)")
     ap.add_argument("--strategy", default="margin-kmeans")
     ap.add_argument("--budget-banking77", type=int, default=None, help="override the BANKING77 budget")
+    ap.add_argument("--C", type=float, default=DEFAULT_C, help="the head's inverse regularisation")
     ap.add_argument("--name", default="ceiling")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [v for v in args.variants.split(",") if v]
     only_ceiling = [v for v in args.full_pool_only.split(",") if v]
     encoder = Encoder()
-    report: dict = {"strategy": args.strategy, "seeds": seeds, "model": encoder.name, "smoothing": str(DEFAULT_SMOOTHING),
+    report: dict = {"strategy": args.strategy, "C": args.C, "seeds": seeds, "model": encoder.name, "smoothing": str(DEFAULT_SMOOTHING),
                     "load_average_start": os.getloadavg(), "shapes": {}}
     plain_train = simulate_module.train
     for shape in shapes(args.shapes.split(",")):
@@ -280,7 +281,7 @@ def main() -> None:
                 if base == "shrink":
                     P, Pt = shrinking(X, Xt)(len(shape.y))
                 try:
-                    tops[base] = full_pool(P, shape.y, Pt, shape.yt, shape.n_classes)
+                    tops[base] = full_pool(P, shape.y, Pt, shape.yt, shape.n_classes, C=args.C)
                 finally:
                     simulate_module.train = plain_train
             tops[v] = tops[base]
@@ -304,7 +305,7 @@ def main() -> None:
                 for seed in seeds:
                     runs.append(simulate(P, shape.y, Pt, shape.yt, shape.n_classes, strategy=args.strategy,
                                          initial=initial, batch_size=batch, budget=budget, seed=seed,
-                                         ceiling=target, features_at=at))
+                                         ceiling=target, features_at=at, C=args.C))
             finally:
                 simulate_module.train = plain_train
             curves = [[(r["n_labeled"], r["accuracy"]) for r in run["rounds"]] for run in runs]
