@@ -35,7 +35,7 @@ from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotati
 from .outputs import atomic_write, check_output, check_output_dir, staging_dir
 from .quality import agreement_report
 from .report_people import agreement_section, guidelines_section, second_opinions_section
-from .status import coverage, summary, votes_of, who
+from .status import agreement_votes, coverage, summary, who
 from .store import RoundRow, RunRow, Store
 
 __all__ = ["summary", "write_report"]
@@ -574,7 +574,7 @@ def write_report(config: Config, out: str | Path) -> Path:
             *(
                 [Heading("Annotators and agreement"), Para(f"Agreement (kappa, alpha): {not_yet}")]
                 if multi
-                else agreement_section(agreement_report(votes_of(records)))
+                else agreement_section(agreement_report(agreement_votes(records, escalations)))
             ),
             *second_opinions_section(escalations, data.texts, _snippet),
             *guidelines_section(guidelines, records),

@@ -39,7 +39,8 @@ def agreement_section(ag: AgreementReport) -> list[Block]:
     blocks.append(
         Para(
             f"{ag.n_multi} of {ag.n_items} labeled texts were labeled by two or more of {ag.n_annotators} annotators "
-            f"(the double-annotated share is blind: nobody saw the model's guess). Krippendorff's α "
+            f"(the double-annotated share is blind: nobody saw the model's guess; texts sent back as suspected "
+            f"label errors are left out). Krippendorff's α "
             f"{_num(ag.alpha)}, mean pairwise Cohen's κ {_num(ag.mean_kappa)}."
         )
     )

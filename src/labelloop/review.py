@@ -28,6 +28,7 @@ __all__ = [
     "prefill_threshold",
     "Escalation",
     "ties_to_escalate",
+    "waiting_for_answers",
     "settled",
     "blind_priority",
 ]
@@ -113,6 +114,19 @@ class Escalation:
 
 def _votes(res: Resolution) -> int:
     return sum(res.votes.values())
+
+
+def waiting_for_answers(
+    escalations: Iterable[EscalationRow], resolutions: Mapping[str, Resolution]
+) -> set[str]:
+    """Texts whose open escalation still lacks answers. One whose answers are all in but tie (a suspect
+    label the second opinion contradicted, 1-1) is not waiting: it is a tie like any other."""
+    return {
+        e.item_id
+        for e in escalations
+        if e.resolved_at is None
+        and (e.item_id not in resolutions or _votes(resolutions[e.item_id]) < e.overlap)
+    }
 
 
 def ties_to_escalate(

@@ -21,7 +21,7 @@ from .errors import LabelloopError
 from .guidelines import Guidelines
 from .head import Classifier
 from .labelstudio import Connector, ExistingTask, ProjectInfo, PushItem
-from .review import Escalation, blind_priority, settled, ties_to_escalate
+from .review import Escalation, blind_priority, settled, ties_to_escalate, waiting_for_answers
 from .stopping import Advice
 from .store import QueryRow, RoundRow, Store, now
 
@@ -256,7 +256,7 @@ class SyncStep:
                     self.store.resolve_escalation(seq, label, who)
             self.report.settled = len(done)
         tasks = {i: (t.task_id, t.overlap) for i, t in self.existing.items()}
-        still_open = {e.item_id for e in self.store.escalations(open_only=True)}
+        still_open = waiting_for_answers(self.store.escalations(open_only=True), res)
         ties, stuck = ties_to_escalate(res, tasks, still_open, self.campaign.config.quality.max_annotators)
         if stuck:
             self.report.warnings.append(

@@ -15,6 +15,7 @@ from labelloop.config import load_config
 from labelloop.data import Pool, load_pool
 from labelloop.head import Head
 from labelloop.labelstudio import AnnotationRecord
+from labelloop.status import next_steps
 from labelloop.store import Store
 
 LABELS = ["billing", "bug", "other"]
@@ -208,3 +209,23 @@ def test_the_people_sections_show_agreement_second_opinions_and_guideline_versio
     assert "suspected label errors sent back: 1; relabeled 1, confirmed 0, open 0" in md
     assert "| text 3 | billing | bug | user2@x.test | 0.93 |" in md
     assert "Krippendorff's α" in md and "| user1@x.test | user2@x.test | 1 | 0.000 |" in md
+
+
+def test_agreement_leaves_out_suspect_reasks_and_status_says_who_can_answer_a_second_opinion(campaign_state) -> None:
+    """t6's two answers disagree. As a blind double annotation they count in agreement; as a suspect re-ask
+    (chosen because its label looked wrong) they do not. Once every annotator has answered a text that
+    needs one more opinion, status says a reviewer must, not that it waits for annotators."""
+    config, store = campaign_state
+    assert report.summary(config)["agreement"].n_multi == 1
+    with store.tx():
+        store.add_escalation("t6", 106, "suspect", 0, 2, "bug", 0.9)
+    s = report.summary(config)
+    assert s["agreement"].n_multi == 0
+    assert s["opinions_waiting"] == 0 and s["ties_at_cap"] == 0  # answered 1-1: the next sync escalates it
+    with store.tx():
+        store.add_escalation("t6", 106, "tie", 0, 3, None)
+    s = report.summary(config)
+    assert (s["opinions_waiting"], s["opinions_blocked"]) == (1, 1)
+    steps = next_steps(s, config)
+    assert any("need someone new" in step and "reviewer" in step for step in steps)
+    assert not any("wait for annotators (served first" in step for step in steps)

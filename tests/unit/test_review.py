@@ -5,7 +5,14 @@ from __future__ import annotations
 from labelloop.labelstudio.annotations import AnnotationRecord, PullCursor, Resolution
 from labelloop.labelstudio.labelconfig import ChoicesConfig
 from labelloop.labelstudio.payloads import PushItem, diff_task, prediction_payload
-from labelloop.review import blind_priority, plan_overlap, prefill, settled, ties_to_escalate
+from labelloop.review import (
+    blind_priority,
+    plan_overlap,
+    prefill,
+    settled,
+    ties_to_escalate,
+    waiting_for_answers,
+)
 from labelloop.store import EscalationRow, QueryRow
 
 
@@ -88,3 +95,14 @@ def test_the_prefill_threshold_is_read_off_blind_answers() -> None:
     assert prefill_threshold(conf, right, target=0.9, min_n=30) == 0.8
     assert prefill_threshold(conf[:20], right[:20], target=0.9, min_n=30) is None  # too few answers yet
     assert prefill_threshold(conf, [False] * 60, target=0.9, min_n=30) is None   # never right: never shown
+
+
+def test_a_suspect_label_the_second_opinion_contradicts_is_a_tie_and_gets_a_third_person() -> None:
+    """A re-asked suspect with both answers in and split 1-1 is no longer waiting: it escalates as a tie."""
+    suspect = EscalationRow(1, "s", 10, "suspect", 2, 2, "2026-11-29T10:00:00", "a", 0.9, None, None, None)
+    asked = EscalationRow(2, "w", 11, "suspect", 2, 2, "2026-11-29T10:00:00", "a", 0.8, None, None, None)
+    resolutions = {"s": res(None, {"a": 1, "b": 1}), "w": res("a", {"a": 1})}
+    waiting = waiting_for_answers([suspect, asked], resolutions)
+    assert waiting == {"w"}  # "w" still waits for its second opinion
+    out, stuck = ties_to_escalate(resolutions, {"s": (10, 2), "w": (11, 2)}, waiting, max_annotators=3)
+    assert [(e.item_id, e.overlap, e.reason) for e in out] == [("s", 3, "tie")] and stuck == []
