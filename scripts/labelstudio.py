@@ -48,6 +48,20 @@ STATE_DIR = VENV / "run"  # inside the git-ignored venv: pid files and logs
 DEFAULT_PORT = 18080
 DEFAULT_USER = "admin@labelloop.local"
 MARKER = VENV / ".labelloop-installed"
+QUIET_DIR = STATE_DIR / "quiet"  # on the server's PYTHONPATH: holds the sitecustomize below
+# Label Studio's LOG_LEVEL (which --log-level sets) reaches only its root logger: Django's own "django" logger
+# keeps Django's default INFO, so every request was logged, organisation invite links with their tokens
+# included. A settings module wrapping Label Studio's cannot fix it (its settings read django.conf.settings
+# while they load), so Django's default is lowered before Django starts.
+QUIET_SITECUSTOMIZE = """\
+# Written by labelloop's scripts/labelstudio.py: Django's request log at WARNING for Label Studio.
+try:
+    import django.utils.log
+except ImportError:
+    pass
+else:
+    django.utils.log.DEFAULT_LOGGING["loggers"]["django"]["level"] = "WARNING"
+"""
 
 
 def say(msg: str) -> None:
@@ -228,8 +242,26 @@ def clean_env(data_dir: Path, username: str, password: str, token: str) -> dict[
         # webhooks and ML backend (loopback URLs, refused by default as SSRF targets) must be allowed.
         "SSRF_PROTECTION_ENABLED": "false",
         "ML_BLOCK_LOCAL_IP": "false",
+        # Quiet logs: no request lines (they hold invite tokens) in a log kept across sessions.
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(QUIET_DIR),
     })
     return env
+
+
+def write_quiet() -> None:
+    """The sitecustomize clean_env's PYTHONPATH finds: Django's request log quiet."""
+    QUIET_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = QUIET_DIR / f".sitecustomize.{os.getpid()}.tmp"
+    tmp.write_text(QUIET_SITECUSTOMIZE)
+    os.replace(tmp, QUIET_DIR / "sitecustomize.py")  # whole, even while another start reads it
+
+
+def open_log(log: Path) -> int:
+    """The server log, appended to and readable by its owner only (an older log is made private too)."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 def start(port: int, data_dir: Path | None, timeout: float, username: str) -> dict:
@@ -259,13 +291,14 @@ def start(port: int, data_dir: Path | None, timeout: float, username: str) -> di
              or secrets.token_hex(20))
     password = os.environ.get("LABEL_STUDIO_PASSWORD") or secrets.token_urlsafe(12)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
+    write_quiet()
     log = STATE_DIR / f"{port}.log"
     log_start = log.stat().st_size if log.exists() else 0
     cmd = [str(VENV / "bin" / "label-studio"), "start", "--no-browser", "--internal-host", "127.0.0.1",
            "--port", str(port), "--data-dir", str(data_dir), "--enable-legacy-api-token",
            "--log-level", "WARNING"]
     t0 = time.monotonic()
-    with open(log, "ab") as fh:
+    with os.fdopen(open_log(log), "ab") as fh:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
                                 env=clean_env(data_dir, username, password, token), start_new_session=True)
     state = {"pid": proc.pid, "port": port, "url": f"http://127.0.0.1:{port}", "data_dir": str(data_dir),

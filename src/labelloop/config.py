@@ -379,14 +379,26 @@ def example_config(
             "labels you already have: they train the model, nobody labels them again",
         ),
         strategy=val(DEFAULT_STRATEGY),
-        strategies=", ".join(STRATEGIES),
+        strategies=", ".join(_multilabel_strategies() if multi_label else STRATEGIES),
         guidelines_line=opt(
             "path",
             guidelines,
             "guidelines.md",
             "Markdown shown to annotators; edits reach the project at the next sync",
         ),
+        suspects_note=(
+            "not used: multi-label campaigns send no suspects back"
+            if multi_label
+            else "share of each batch that may re-ask labels the model suspects are wrong"
+        ),
     )
+
+
+def _multilabel_strategies() -> list[str]:
+    """The strategies a multi-label campaign accepts, imported late: multilabel imports numpy and the head."""
+    from .multilabel import MULTILABEL_STRATEGIES
+
+    return list(MULTILABEL_STRATEGIES)
 
 
 EXAMPLE = """\
@@ -452,7 +464,7 @@ path = "labelloop.db"        # SQLite: labels, rounds, pushes, the whole audit l
 overlap_share = 0.1          # share of model-chosen tasks labeled by several people, without the model's guess
 annotators_per_task = 2      # ...by this many people: agreement (kappa) is measured on them
 max_annotators = 3           # a tie gets one more annotator, up to this many; then it waits for a reviewer
-suspects_share = 0.05        # share of each batch that may re-ask labels the model suspects are wrong
+suspects_share = 0.05        # {suspects_note}
 prefill_confidence = "auto"  # pre-select the model's guess only where blind answers show it right...
 prefill_precision = 0.9      # ...at least this often (or give a fixed confidence, e.g. 0.8)
 max_delete_share = 0.2       # a pull that would delete more than this share of the campaign's tasks is refused

@@ -69,13 +69,23 @@ def read_guidelines(path: Path) -> Guidelines:
     return Guidelines(text.replace("\r\n", "\n"), str(path))
 
 
-def starter_guidelines(labels: Sequence[str], examples: Mapping[str, Sequence[str]] | None = None) -> str:
-    """A starter file for the team to fill in: one section per label, with example texts where known."""
+def starter_guidelines(
+    labels: Sequence[str], examples: Mapping[str, Sequence[str]] | None = None, *, multi_label: bool = False
+) -> str:
+    """A starter file for the team to fill in: one section per label, with example texts where known.
+
+    A multi-label campaign asks for every label that applies, so its rule must not say "one label"."""
     examples = examples or {}
+    rule = (
+        "Read these before you start. Tick every label that applies to the text, and only those; "
+        "if none applies or the text is unreadable, press **Skip** rather than guess.\n"
+        if multi_label
+        else "Read these before you start. Pick the **one** label that fits the text best. If two fit, follow the "
+        "edge-case rules below; if none fits or the text is unreadable, press **Skip** rather than guess.\n"
+    )
     parts = [
         "# Labeling guidelines\n",
-        "Read these before you start. Pick the **one** label that fits the text best. If two fit, follow the "
-        "edge-case rules below; if none fits or the text is unreadable, press **Skip** rather than guess.\n",
+        rule,
         "The model's guess may be pre-selected when it is confident: check it, never accept it blindly.\n",
     ]
     for label in labels:
@@ -92,7 +102,10 @@ def starter_guidelines(labels: Sequence[str], examples: Mapping[str, Sequence[st
             "**Not this label:** _texts that look similar but belong elsewhere, and where they go._\n"
         )
     parts.append("## Edge cases\n")
-    parts.append("- _When a text fits two labels, …_\n- _When a text is in another language, …_\n")
+    first = (
+        "- _When a label applies only in part, …_" if multi_label else "- _When a text fits two labels, …_"
+    )
+    parts.append(f"{first}\n- _When a text is in another language, …_\n")
     return "\n".join(parts)
 
 

@@ -182,6 +182,19 @@ def test_status_prints_the_annotators(campaign_state) -> None:
     assert "user1@x.test" in result.output and "user2@x.test" in result.output and "budget" in result.output
 
 
+
+def test_status_says_that_skips_count_texts_and_empties_count_submissions(campaign_state) -> None:
+    from labelloop.cli import app
+
+    config, store = campaign_state
+    with store.tx():  # two empty submissions on one text: one text skipped, two empty submissions
+        store.add_records(1, [rec("created", "t7", 47, None, 1, skipped=True, empty=True),
+                              rec("created", "t7", 7, None, 2, skipped=True, empty=True)], None)
+    result = CliRunner().invoke(app, ["status", "--config", str(config.state.path.parent / "labelloop.toml")])
+    assert result.exit_code == 0, result.output
+    assert "3 text(s) skipped (2 empty submission(s))" in " ".join(result.output.split())
+
+
 @pytest.mark.parametrize("fig", [
     lambda: plots.campaign_curve([{"n_labeled": 10, "audit": {"n": 5, "accuracy": 0.6, "accuracy_ci": [0.2, 0.9]},
                                    "test": None},

@@ -166,3 +166,31 @@ def test_init_writes_an_example_that_validates(tmp_path, monkeypatch) -> None:
     again = CliRunner().invoke(app, ["init", str(path)])
     assert isinstance(again.exception, LabelloopError) and "exists; pass --force" in str(again.exception)
     assert path.read_bytes() == before  # never overwrites without --force
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_init_writes_guidance_that_matches_single_or_multi_label(tmp_path, multi) -> None:
+    from typer.testing import CliRunner
+
+    from labelloop.cli import app
+    from labelloop.multilabel import MULTILABEL_STRATEGIES
+    from labelloop.strategies import STRATEGIES
+
+    path = tmp_path / "labelloop.toml"
+    args = ["init", str(path), "--labels", "a,b", "--project", "p", *(["--multi-label"] if multi else [])]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    guide = (tmp_path / "guidelines.md").read_text()
+    toml = path.read_text()
+    strategy_line = next(line for line in toml.splitlines() if line.startswith("strategy = "))
+    listed = [s.strip() for s in strategy_line.split("#", 1)[1].split(",")]
+    suspects_line = next(line for line in toml.splitlines() if line.startswith("suspects_share"))
+    if multi:  # every label that applies; only the strategies it accepts; suspects named as unused
+        assert "Tick every label that applies" in guide and "one** label" not in guide
+        assert listed == list(MULTILABEL_STRATEGIES)
+        assert "not used" in suspects_line
+    else:
+        assert "Pick the **one** label" in guide and "Tick every" not in guide
+        assert listed == list(STRATEGIES)
+        assert "not used" not in suspects_line
+    assert load_config(path).multi_label is multi

@@ -90,7 +90,8 @@ def init(
         from ..guidelines import starter_guidelines
 
         with atomic_write(guidelines, option="guidelines") as fh:
-            fh.write(starter_guidelines(config.labels, found.examples if found is not None else None))
+            examples = found.examples if found is not None else None
+            fh.write(starter_guidelines(config.labels, examples, multi_label=config.multi_label))
     with atomic_write(path, option="PATH") as fh:
         fh.write(text)
     detected = ", ".join(f"{role} column {name!r}" for role, name in columns.items())
@@ -194,11 +195,11 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
     cfg = load_config(config)
     s = summary(cfg)
     console = Console(soft_wrap=True)
-    empty = f" ({s['empty']} of them empty submissions)" if s["empty"] else ""
+    empty = f" ({s['empty']} empty submission(s))" if s["empty"] else ""
     console.print(f"[bold]{cfg.state.path}[/]: {s['runs']} sync run(s), last {s['last_run'] or 'never'}")
     console.print(
         f"sent {s['sent']} of budget {cfg.loop.budget}; queue after the last sync: {s['queue']} "
-        f"(target {cfg.loop.queue_target}); {s['labeled']} text(s) labeled, {s['skipped']} skipped"
+        f"(target {cfg.loop.queue_target}); {s['labeled']} text(s) labeled, {s['skipped']} text(s) skipped"
         f"{empty}, "
         f"{s['disagreements']} with disagreement, {s['ties']} tied"
     )
