@@ -47,16 +47,17 @@ def agreement_votes(
     return votes_of(records, {e.item_id for e in escalations if e.reason == "suspect"})
 
 
-def _opinions_waiting(
-    escalations: Iterable[EscalationRow], res: Mapping[str, Resolution], records: Sequence[AnnotationRecord]
+def _waiting_for_more(
+    wanted: Mapping[str, int], res: Mapping[str, Resolution], records: Sequence[AnnotationRecord]
 ) -> tuple[int, int]:
-    """Texts whose open escalation still lacks answers, and how many of them every annotator seen so far
-    has answered already (Label Studio serves them to nobody: a reviewer or a new annotator must)."""
+    """Of the texts in ``wanted`` (our id → people asked), those with fewer answers than people asked,
+    and how many of them every annotator seen so far has answered already (Label Studio serves them to
+    nobody: a reviewer or a new annotator must)."""
     voters: dict[str, set[str]] = defaultdict(set)
     for r in live_annotations(records):
         voters[r.id].add(who(r))
     everyone = set().union(*voters.values()) if voters else set()
-    waiting = waiting_for_answers(escalations, res)
+    waiting = [i for i, n in wanted.items() if i not in res or sum(res[i].votes.values()) < n]
     return len(waiting), sum(bool(everyone) and voters[i] >= everyone for i in waiting)
 
 
@@ -107,7 +108,14 @@ def summary(config: Config) -> dict[str, Any]:
         agreement = (
             None if config.multi_label else agreement_report(agreement_votes(records, escalation_rows))
         )
-        waiting, blocked = _opinions_waiting(escalation_rows, res, records)
+        opinions = {e.item_id: e.overlap for e in escalation_rows if e.resolved_at is None}
+        waiting, blocked = _waiting_for_more(
+            {i: opinions[i] for i in waiting_for_answers(escalation_rows, res)}, res, records
+        )
+        doubles = {
+            q.item_id: q.overlap for q in store.queries() if q.overlap > 1 and q.item_id not in opinions
+        }
+        doubles_waiting, doubles_blocked = _waiting_for_more(doubles, res, records)
         guidelines = store.guidelines()
         copies = store.copies()
         n_items, n_rows = store.row_counts()
@@ -137,6 +145,8 @@ def summary(config: Config) -> dict[str, Any]:
             ),
             "opinions_waiting": waiting,
             "opinions_blocked": blocked,
+            "doubles_waiting": doubles_waiting,
+            "doubles_blocked": doubles_blocked,
             "audit": {
                 "size": len(audit),
                 "sent": sum(i in audit for i in store.pushes()),
@@ -200,6 +210,16 @@ def next_steps(s: Mapping[str, Any], config: Config) -> list[str]:
         )
     if served > 0:
         steps.append(f"{served} second opinion(s) wait for annotators (served first in Label Studio)")
+    if s["doubles_waiting"] > s["doubles_blocked"]:
+        steps.append(
+            f"{s['doubles_waiting'] - s['doubles_blocked']} double-annotated text(s) wait for their second "
+            f"annotator in Label Studio"
+        )
+    if s["doubles_blocked"]:
+        steps.append(
+            f"{s['doubles_blocked']} double-annotated text(s) wait for a second person, but every annotator so "
+            f"far has labeled them: invite another annotator (agreement is measured on these)"
+        )
     if s["queue"]:
         steps.append(f"{s['queue']} task(s) wait for annotators in Label Studio project {s['project_id']}")
     elif not fired and not (s["stopped"] and "exhausted" in s["stopped"]):

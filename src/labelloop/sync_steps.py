@@ -49,6 +49,7 @@ class SyncReport:
     predictions_updated: int = 0
     queue_before: int = 0
     queue_after: int = 0
+    opinions_after: int = 0  # texts sent back for another opinion, still short of answers (not in the queue)
     escalated: int = 0  # ties sent to one more annotator
     suspects_sent: int = 0  # suspected label errors sent back for another opinion
     settled: int = 0  # second opinions that came back with a label
@@ -79,7 +80,10 @@ class SyncReport:
             )
         if self.predictions_updated:
             parts.append(f"new predictions on {self.predictions_updated} waiting task(s)")
-        parts.append(f"queue {self.queue_before} → {self.queue_after}")
+        parts.append(
+            f"queue {self.queue_before} → {self.queue_after}"
+            + (f" (+ {self.opinions_after} second opinion(s) open)" if self.opinions_after else "")
+        )
         return "; ".join(parts)
 
 
@@ -423,6 +427,9 @@ class SyncStep:
         """(5) The ledger."""
         r = self.report
         r.queue_after = len(self.queue())
+        r.opinions_after = len(
+            waiting_for_answers(self.store.escalations(open_only=True), self.store.resolutions())
+        )
         self.hook("ledger")
         with self.store.tx():
             self.store.update_run(

@@ -242,3 +242,20 @@ def test_agreement_leaves_out_suspect_reasks_and_status_says_who_can_answer_a_se
     steps = next_steps(s, config)
     assert any("need someone new" in step and "reviewer" in step for step in steps)
     assert not any("wait for annotators (served first" in step for step in steps)
+
+
+def test_status_names_double_annotated_texts_still_short_of_their_second_person(campaign_state) -> None:
+    """t10 (one answer) and t6 (both annotators answered, three asked) were double-annotated: t10 waits for
+    its second annotator in the queue; nobody is left to answer t6, so another annotator is needed."""
+    from labelloop.store import QueryRow
+
+    config, store = campaign_state
+    with store.tx():
+        store.add_queries([QueryRow("t10", 0, "active", "margin-kmeans", None, overlap=2),
+                           QueryRow("t6", 0, "active", "margin-kmeans", None, overlap=3),
+                           QueryRow("t12", 0, "active", "margin-kmeans", None, overlap=1)])
+    s = report.summary(config)
+    assert (s["doubles_waiting"], s["doubles_blocked"]) == (2, 1)
+    steps = next_steps(s, config)
+    assert any(step.startswith("1 double-annotated text(s) wait for their second annotator") for step in steps)
+    assert any("invite another annotator" in step for step in steps)
