@@ -80,12 +80,15 @@ def audit_labels(store: Store, campaign: Campaign) -> dict[str, str]:
 
 
 def _multilabel_metrics(head: Classifier, campaign: Campaign, X: np.ndarray, labels: Sequence[str]) -> dict:
-    """Micro-F1 (the headline), macro-F1 and subset accuracy of the predicted sets against ``labels``."""
-    from .multilabel import label_matrix, multilabel_metrics
+    """Micro-F1 (the headline, with its bootstrap interval), macro-F1 and subset accuracy of the predicted
+    sets against ``labels``."""
+    from .multilabel import label_matrix, micro_f1_interval, multilabel_metrics
 
     d = campaign.config.label_delimiter
-    Y = label_matrix([split_labels(lab, d) for lab in labels], campaign.classes)
-    return {"n": len(labels), **multilabel_metrics(Y, head.predict(X))}
+    Y = label_matrix([split_labels(lab, d) for lab in labels], campaign.classes).astype(bool)
+    P = np.asarray(head.predict(X)).astype(bool)
+    rng = np.random.default_rng(campaign.config.loop.seed)
+    return {"n": len(labels), **multilabel_metrics(Y, P), "micro_f1_ci": list(micro_f1_interval(Y, P, rng))}
 
 
 def _evaluate(head: Classifier, campaign: Campaign, labels: dict[str, str], seed: int) -> dict[str, object]:

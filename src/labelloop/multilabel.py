@@ -36,6 +36,7 @@ __all__ = [
     "predict_sets",
     "set_guess",
     "multilabel_metrics",
+    "micro_f1_interval",
     "MULTILABEL_STRATEGIES",
     "DEFAULT_MULTILABEL_STRATEGY",
     "simulate_multilabel",
@@ -212,6 +213,22 @@ def multilabel_metrics(Y_true: np.ndarray, Y_pred: np.ndarray) -> dict[str, floa
         "macro_f1": float(f1_score(Y_true[:, present], Y_pred[:, present], average="macro", zero_division=0)),
         "subset_accuracy": float((Y_true == Y_pred).all(axis=1).mean()),
     }
+
+
+def micro_f1_interval(
+    Y_true: np.ndarray, Y_pred: np.ndarray, rng: np.random.Generator, n_boot: int = 500
+) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of micro-F1 over texts: an audit of a few texts must say how little
+    it knows (micro-F1 pools every label decision, so it is resampled by text, not by decision)."""
+    n = len(Y_true)
+    if n == 0:
+        return (0.0, 1.0)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    tp = (Y_true[idx] & Y_pred[idx]).sum(axis=(1, 2))
+    fp = (~Y_true[idx] & Y_pred[idx]).sum(axis=(1, 2))
+    fn = (Y_true[idx] & ~Y_pred[idx]).sum(axis=(1, 2))
+    f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+    return float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))
 
 
 DEFAULT_MULTILABEL_STRATEGY = "margin-kmeans"

@@ -350,11 +350,44 @@ def _multilabel_curve_figure(trained: Sequence[RoundRow]) -> Figure:
         ]
         if pts:
             ax.plot(*zip(*pts, strict=True), marker=marker, markersize=3, label=f"{name} micro-F1")
+    audit = [
+        (r.n_labeled, r.metrics["audit"])
+        for r in trained
+        if (r.metrics.get("audit") or {}).get("micro_f1_ci")
+    ]
+    if (
+        audit
+    ):  # how little a small audit knows: its bootstrap interval, and how many texts each point stands on
+        xs = [x for x, _ in audit]
+        lo, hi = [a["micro_f1_ci"][0] for _, a in audit], [a["micro_f1_ci"][1] for _, a in audit]
+        if len(set(xs)) > 1:
+            ax.fill_between(xs, lo, hi, alpha=0.2, label="audit 95 % interval")
+        else:
+            ax.errorbar(
+                xs,
+                [a["micro_f1"] for _, a in audit],
+                yerr=[
+                    [a["micro_f1"] - low for (_, a), low in zip(audit, lo, strict=True)],
+                    [high - a["micro_f1"] for (_, a), high in zip(audit, hi, strict=True)],
+                ],
+                fmt="none",
+                capsize=4,
+            )
+        for x, a in audit:
+            ax.annotate(
+                f"n={a['n']}",
+                (x, a["micro_f1"]),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=7,
+            )
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylim(0, 1.05)
     ax.set_xlabel("labels trained on")
     ax.set_ylabel("micro-F1")
-    ax.set_title("Micro-F1 over the campaign's rounds", fontsize=10)
+    ax.set_title("Micro-F1 over the campaign's rounds (n = audit texts)", fontsize=10)
     return fig
 
 
@@ -364,7 +397,10 @@ def _curve_section(trained: Sequence[RoundRow], figdir: _FigureDir, multi_label:
         return blocks + [Para("No model yet: the curve starts with the first trained round.")]
     if multi_label:
         return blocks + [
-            Para(f"One point per trained round ({len(trained)}): micro-F1 of the predicted label sets."),
+            Para(
+                f"One point per trained round ({len(trained)}): micro-F1 of the predicted label sets; the band "
+                f"is the audit's 95 % bootstrap interval (over texts)."
+            ),
             _figure(_multilabel_curve_figure(trained), figdir, "learning_curve", "learning curve"),
         ]
     return blocks + [

@@ -129,3 +129,16 @@ def test_simulate_cli_runs_a_multi_label_campaign_from_label_set_cells(tmp_path,
         "simulate", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
         "--label-column", "labels", "--multi-label", "--strategy", "entropy", "--out", str(out)])
     assert bad.exit_code != 0 and "unknown multi-label strategy 'entropy'" in str(bad.exception)
+
+
+def test_the_micro_f1_interval_holds_the_estimate_and_narrows_with_more_texts() -> None:
+    from labelloop.multilabel import micro_f1_interval
+
+    rng = np.random.default_rng(0)
+    Y = rng.random((400, 5)) < 0.3
+    P = Y ^ (rng.random((400, 5)) < 0.1)  # a tenth of the decisions wrong
+    f1 = multilabel_metrics(Y, P)["micro_f1"]
+    lo, hi = micro_f1_interval(Y, P, np.random.default_rng(1))
+    lo8, hi8 = micro_f1_interval(Y[:8], P[:8], np.random.default_rng(1))
+    assert lo < f1 < hi and hi - lo < hi8 - lo8
+    assert micro_f1_interval(Y, Y, np.random.default_rng(1)) == (1.0, 1.0)

@@ -220,9 +220,11 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
     for name in ("audit", "test"):
         m = s["metrics"].get(name)
         if m and m.get("n") and "micro_f1" in m:  # multi-label: the predicted sets against the given ones
+            ci = m.get("micro_f1_ci")  # rounds trained before the interval was stored have none
             console.print(
-                f"{name}: micro-F1 {m['micro_f1']:.3f}, macro-F1 {m['macro_f1']:.3f}, subset accuracy "
-                f"{m['subset_accuracy']:.3f} on {m['n']} texts"
+                f"{name}: micro-F1 {m['micro_f1']:.3f}"
+                + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+                + f", macro-F1 {m['macro_f1']:.3f}, subset accuracy {m['subset_accuracy']:.3f} on {m['n']} texts"
             )
         elif m and m.get("n"):
             console.print(
