@@ -252,6 +252,7 @@ def _plan_overlap(store: Store, campaign: Campaign, rows: list[QueryRow]) -> lis
         rows,
         share=q.overlap_share,
         people=q.annotators_per_task,
+        audit_people=q.audit_annotators,
         threshold=prefill_cutoff(store, campaign),
         active_sent=len(before),
         double_sent=sum(r.overlap > 1 for r in before),

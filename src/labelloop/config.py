@@ -196,6 +196,9 @@ class QualitySection(_Section):
     overlap_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1  # active tasks labeled by several people
     annotators_per_task: Annotated[int, Field(ge=2, le=10)] = 2
     max_annotators: Annotated[int, Field(ge=2, le=20)] = 3  # a tie gets one more annotator up to this many
+    # People who label each audit text, blind. 1 keeps the audit cheap; with 2 an annotator's slip is a tie
+    # (escalated like any other) instead of a model error in the audit accuracy.
+    audit_annotators: Annotated[int, Field(ge=1, le=10)] = 1
     suspects_share: Annotated[float, Field(ge=0.0, le=0.5)] = 0.05  # queue share for second opinions
     # "auto": the lowest confidence at which the campaign's own blind answers show the guess right at least
     # prefill_precision of the time (review.prefill_threshold); a number fixes it; 1.01 never pre-selects.
@@ -205,10 +208,10 @@ class QualitySection(_Section):
 
     @model_validator(mode="after")
     def _caps(self) -> QualitySection:
-        if self.max_annotators < self.annotators_per_task:
+        if self.max_annotators < max(self.annotators_per_task, self.audit_annotators):
             raise ValueError(
                 f"max_annotators ({self.max_annotators}) is below annotators_per_task "
-                f"({self.annotators_per_task})"
+                f"({self.annotators_per_task}) or audit_annotators ({self.audit_annotators})"
             )
         return self
 
@@ -463,6 +466,8 @@ path = "labelloop.db"        # SQLite: labels, rounds, pushes, the whole audit l
 [quality]
 overlap_share = 0.1          # share of model-chosen tasks labeled by several people, without the model's guess
 annotators_per_task = 2      # ...by this many people: agreement (kappa) is measured on them
+# audit_annotators = 2       # each audit text labeled by two people, blind: an annotator's slip becomes a
+                             # tie to settle, not a model error in the audit accuracy (default 1)
 max_annotators = 3           # a tie gets one more annotator, up to this many; then it waits for a reviewer
 suspects_share = 0.05        # {suspects_note}
 prefill_confidence = "auto"  # pre-select the model's guess only where blind answers show it right...

@@ -70,13 +70,15 @@ def plan_overlap(
     threshold: float,
     active_sent: int,
     double_sent: int,
+    audit_people: int = 1,
 ) -> list[QueryRow]:
     """Mark the batch's double-annotated tasks and pre-selection.
 
     Across the campaign, ``share`` of the active picks go to ``people`` annotators: this batch
     takes what keeps the running share on target (``active_sent``/``double_sent`` so far), chosen
     by a hash of the id (stable on a rerun, unrelated to uncertainty). Those tasks and audit
-    tasks are blind; other active picks are pre-selected when confident enough.
+    tasks are blind; other active picks are pre-selected when confident enough. Audit tasks go to
+    ``audit_people`` annotators.
     """
     active = [q for q in rows if q.kind == "active"]
     quota = max(0, math.floor(share * (active_sent + len(active)) + 1e-9) - double_sent)
@@ -88,7 +90,7 @@ def plan_overlap(
         elif q.kind == "active":
             out.append(replace(q, prefilled=prefill(q.confidence, threshold)))
         else:
-            out.append(replace(q, prefilled=False))
+            out.append(replace(q, overlap=max(q.overlap, audit_people), prefilled=False))
     return out
 
 

@@ -106,3 +106,21 @@ def test_a_suspect_label_the_second_opinion_contradicts_is_a_tie_and_gets_a_thir
     assert waiting == {"w"}  # "w" still waits for its second opinion
     out, stuck = ties_to_escalate(resolutions, {"s": (10, 2), "w": (11, 2)}, waiting, max_annotators=3)
     assert [(e.item_id, e.overlap, e.reason) for e in out] == [("s", 3, "tie")] and stuck == []
+
+
+def test_audit_texts_go_to_as_many_people_as_the_config_asks_blind() -> None:
+    batch = [active(i, 0.95) for i in range(4)] + [QueryRow("a1", 1, "audit", "random-audit", None)]
+    one = plan_overlap(batch, share=0.0, people=2, threshold=0.9, active_sent=0, double_sent=0)
+    two = plan_overlap(batch, share=0.0, people=2, threshold=0.9, active_sent=0, double_sent=0, audit_people=2)
+    assert [q.overlap for q in one] == [1, 1, 1, 1, 1]
+    assert [q.overlap for q in two] == [1, 1, 1, 1, 2] and not two[-1].prefilled
+
+
+def test_more_people_per_audit_text_than_a_tie_may_reach_is_refused() -> None:
+    import pytest
+
+    from labelloop.config import QualitySection
+
+    assert QualitySection(audit_annotators=2).audit_annotators == 2
+    with pytest.raises(ValueError, match="audit_annotators"):
+        QualitySection(audit_annotators=4, max_annotators=3)
