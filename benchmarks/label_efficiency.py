@@ -128,7 +128,7 @@ def main() -> None:
     report = {
         "dataset": title, "n_pool": len(pool), "n_test": len(test), "n_classes": len(classes),
         "model": encoder.name, "features": str(smoothing), "full_pool": ceiling,
-        "full_pool_by_features": {k: v[2] for k, v in features.items()},
+        "full_pool_by_features": {k: v[1] for k, v in features.items()},
         "smoothing_seconds": smoothing_seconds, "seeds": seeds, "initial": args.initial,
         "initial_strategy": args.initial_strategy, "batch_size": args.batch_size, "budget": args.budget,
         "summary": summary, "vs_random": comparison, "wall_seconds": time.perf_counter() - started,
