@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .labelstudio.annotations import AnnotationRecord, live_annotations
 from .quality import AgreementReport, Proportion
+from .review import ties_of_their_own
 from .store import EscalationRow
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def second_opinions_section(
     blocks: list[Block] = [Heading("Second opinions")]
     if not escalations:
         return blocks + [Para("None yet: no tie and no suspected label error was sent back.")]
-    ties = [e for e in escalations if e.reason == "tie"]
+    ties = ties_of_their_own(escalations)  # a contradicted suspect's tie is counted with the suspects
     suspects = [e for e in escalations if e.reason == "suspect"]
     changed = [e for e in suspects if e.resolved_at and e.label_after != e.label_before]
     blocks.append(

@@ -29,6 +29,7 @@ __all__ = [
     "Escalation",
     "ties_to_escalate",
     "waiting_for_answers",
+    "ties_of_their_own",
     "settled",
     "blind_priority",
 ]
@@ -116,6 +117,13 @@ class Escalation:
 
 def _votes(res: Resolution) -> int:
     return sum(res.votes.values())
+
+
+def ties_of_their_own(escalations: Sequence[EscalationRow]) -> list[EscalationRow]:
+    """Tie escalations of texts never sent back as suspects: the tie a contradicted suspect becomes is part of
+    that suspect's second opinion, and is counted there (once per text)."""
+    suspects = {e.item_id for e in escalations if e.reason == "suspect"}
+    return [e for e in escalations if e.reason == "tie" and e.item_id not in suspects]
 
 
 def waiting_for_answers(

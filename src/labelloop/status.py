@@ -17,7 +17,7 @@ from .config import Config
 from .copies import conflicts_message
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
 from .quality import agreement_report
-from .review import waiting_for_answers
+from .review import ties_of_their_own, waiting_for_answers
 from .store import EscalationRow, RoundRow, Store
 
 __all__ = ["summary", "next_steps", "who", "votes_of", "agreement_votes", "coverage", "conflicts_note"]
@@ -81,10 +81,12 @@ def _escalations(store: Store) -> dict[str, int]:
         "suspects_confirmed": 0,
         "suspects_changed": 0,
     }
+    for e in ties_of_their_own(rows):
+        out["ties_open" if e.resolved_at is None else "ties_settled"] += 1
     for e in rows:
         if e.reason == "tie":
-            out["ties_open" if e.resolved_at is None else "ties_settled"] += 1
-        elif e.resolved_at is None:
+            continue
+        if e.resolved_at is None:
             out["suspects_open"] += 1
         else:
             out["suspects_changed" if e.label_after != e.label_before else "suspects_confirmed"] += 1
@@ -209,7 +211,10 @@ def next_steps(s: Mapping[str, Any], config: Config) -> list[str]:
             f"open them in Label Studio and answer"
         )
     if served > 0:
-        steps.append(f"{served} second opinion(s) wait for annotators (served first in Label Studio)")
+        steps.append(
+            f"{served} second opinion(s) wait for someone who has not labeled those texts yet (served first "
+            f"in Label Studio)"
+        )
     if s["doubles_waiting"] > s["doubles_blocked"]:
         steps.append(
             f"{s['doubles_waiting'] - s['doubles_blocked']} double-annotated text(s) wait for their second "

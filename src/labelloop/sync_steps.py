@@ -79,7 +79,7 @@ class SyncReport:
                 f"{self.settled} settled"
             )
         if self.predictions_updated:
-            parts.append(f"new predictions on {self.predictions_updated} waiting task(s)")
+            parts.append(f"new predictions on {self.predictions_updated} open task(s)")
         parts.append(
             f"queue {self.queue_before} → {self.queue_after}"
             + (f" (+ {self.opinions_after} second opinion(s) open)" if self.opinions_after else "")
@@ -258,7 +258,8 @@ class SyncStep:
             with self.store.tx():
                 for seq, label, who in done:
                     self.store.resolve_escalation(seq, label, who)
-            self.report.settled = len(done)
+            item = {e.seq: e.item_id for e in opened}
+            self.report.settled = len({item[seq] for seq, _, _ in done})  # texts (a suspect and its tie: one)
         tasks = {i: (t.task_id, t.overlap) for i, t in self.existing.items()}
         still_open = waiting_for_answers(self.store.escalations(open_only=True), res)
         ties, stuck = ties_to_escalate(res, tasks, still_open, self.campaign.config.quality.max_annotators)

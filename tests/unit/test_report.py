@@ -241,7 +241,8 @@ def test_agreement_leaves_out_suspect_reasks_and_status_says_who_can_answer_a_se
     assert (s["opinions_waiting"], s["opinions_blocked"]) == (1, 1)
     steps = next_steps(s, config)
     assert any("need someone new" in step and "reviewer" in step for step in steps)
-    assert not any("wait for annotators (served first" in step for step in steps)
+    assert not any("wait for someone who has not labeled" in step for step in steps)
+    assert (s["escalations"]["ties_open"], s["escalations"]["suspects_open"]) == (0, 1)  # one text, counted once
 
 
 def test_status_names_double_annotated_texts_still_short_of_their_second_person(campaign_state) -> None:
