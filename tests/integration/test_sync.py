@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from lshelpers import annotate, demo_campaign, relabel
@@ -270,3 +271,48 @@ def test_a_text_changed_under_its_id_is_refused(campaign) -> None:
     code, err = cli_sync(config_path)
     assert code == 2 and "changed under the same id" in err and frame.loc[3, "id"] in err
     assert config.state.path.read_bytes() == before
+
+
+def test_a_small_pool_labeled_to_the_end_fades_the_neighbour_weight_and_predicts_on_raw_vectors(
+        tmp_path, title, ls_server, embedding_cache, monkeypatch, sdk) -> None:
+    """40 texts labeled to the last one through the real loop: past half the pool the models' features fade,
+    and the last model (every non-audit text labeled but the audit's) is trained, asked and evaluated on the
+    weight of its own labels; predict scores new texts with that weight too."""
+    from typer.testing import CliRunner
+
+    from labelloop.campaign import latest_head, load_campaign
+    from labelloop.cli import app
+    from labelloop.data import demo_paths
+
+    config_path, truth = demo_campaign(tmp_path, title, embedding_cache, 40,
+                                       loop={"queue_target": 10, "budget": 40, "retrain_every": 1,
+                                             "audit_fraction": 0.1})
+    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
+    config = load_config(config_path)
+    for _ in range(8):
+        sync(config)
+        project_id = int(Store.open_existing(config.state.path).get("project_id"))
+        annotate_some(sdk, project_id, truth, 10)
+    sync(config)
+    store = Store.open_existing(config.state.path)
+    last, head = latest_head(store)
+    n = len(last.train_labels)
+    assert head is not None and n > 30  # past half the pool: the weight has faded
+    campaign = load_campaign(config)
+    faded = campaign.at_labels(n)
+    assert faded is not campaign and str(config.model.smoothing.at(n, 40)) != str(config.model.smoothing)
+    # The stored model is the one fitted on the faded features (not on the full-weight ones).
+    np.testing.assert_allclose(store.model(last.round)["coef"], faded.learner.fit(last.train_labels).to_arrays()["coef"])
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(app, ["predict", "--config", str(config_path), "--input", str(demo_paths()[1]),
+                                      "--id-column", "id", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    from labelloop.campaign import config_encoder
+    from labelloop.featurize import featurize
+
+    new = pd.read_csv(demo_paths()[1], dtype=str)
+    f = featurize(campaign.pool.texts, list(new["text"]), encoder=config_encoder(config),
+                  cache_dir=config.model.cache_dir, smoothing=config.model.smoothing.at(n, 40), smooth_pool=False)
+    expected = [config.labels[k] for k in head.predict(f.others[0])]  # new texts at the model's own weight
+    assert pd.read_csv(out, dtype=str)["label"].tolist() == expected
