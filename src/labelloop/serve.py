@@ -155,10 +155,11 @@ class CampaignHolder:
     """Loads the campaign once and again only when the data file changes (a sync step needs the new texts)."""
 
     def __init__(self, config: Config, *, progress: bool = False) -> None:
-        from .embeddings import EmbeddingCache, Encoder, default_cache_dir
+        from .campaign import config_encoder
+        from .embeddings import EmbeddingCache, default_cache_dir
 
         self.config = config
-        self.encoder = Encoder(config.model.encoder)
+        self.encoder = config_encoder(config)  # the campaign's encoder: backend and precision included
         self.cache = EmbeddingCache(config.model.cache_dir or default_cache_dir(), self.encoder.identity)
         self._lock = threading.Lock()
         self.loaded = self._load(progress)

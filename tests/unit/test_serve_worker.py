@@ -134,3 +134,31 @@ def test_json_log_lines_never_carry_the_secret(capsys) -> None:
         assert SECRET not in line
     finally:
         logging.getLogger().handlers[:] = []
+
+
+def test_predictions_see_the_neighbour_weight_of_the_models_labels(tmp_path, demo, demo_embedded,
+                                                                   embedding_cache) -> None:
+    """/predict scores pool texts and new texts on the features of the model's own label count: past half
+    the pool the weight has faded, and new texts are smoothed over the pool with that weight."""
+    import json
+
+    import numpy as np
+
+    from labelloop.config import load_config
+    from labelloop.data import demo_paths
+    from labelloop.features import NeighbourSmoothing
+    from labelloop.serve import CampaignHolder, Predictor
+
+    train, test = demo
+    X, X_test = demo_embedded
+    (tmp_path / "labelloop.toml").write_text(
+        f'labels = {json.dumps(train.label_set)}\n[data]\npath = "{demo_paths()[0]}"\nid_column = "id"\n'
+        f'[labelstudio]\nproject = "p"\n[model]\ncache_dir = "{embedding_cache}"\n[state]\npath = "s.db"\n')
+    config = load_config(tmp_path / "labelloop.toml")
+    predictor = Predictor(config, CampaignHolder(config))
+    new = predictor.features(test.texts[:5], [None] * 5, labeled=700)  # 21 of 721 left: weight 0.05
+    np.testing.assert_allclose(new, NeighbourSmoothing(6, 0.05)(X_test[:5], X), atol=1e-5)
+    known = predictor.features(train.texts[:3], train.ids[:3], labeled=700)
+    np.testing.assert_allclose(known, NeighbourSmoothing(6, 0.05)(X)[:3], atol=1e-5)
+    early = predictor.features(test.texts[:5], [None] * 5, labeled=10)
+    np.testing.assert_allclose(early, NeighbourSmoothing(6, 0.5)(X_test[:5], X), atol=1e-5)
