@@ -65,8 +65,8 @@ class Campaign:
         return f.pool, f.others[0] if self.test is not None else None
 
     def at_labels(self, labeled: int) -> Campaign:
-        """The campaign as a head trained on ``labeled`` labels sees it: the neighbour weight shrinks as
-        the pool gets labeled (:meth:`labelloop.features.NeighbourSmoothing.at`). Fixed features: itself."""
+        """The campaign as a head trained on ``labeled`` labels sees it: the neighbour weight fades once half
+        the pool is labeled (:meth:`labelloop.features.NeighbourSmoothing.at`). Fixed features: itself."""
         f = self._featurized
         if f is None:
             return self

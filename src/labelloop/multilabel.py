@@ -269,7 +269,7 @@ def simulate_multilabel(
     """Replay a multi-label campaign with the pool's label sets as the oracle; one record per round.
 
     ``features_at(n)`` gives the pool's and test set's features for a head trained on ``n`` labels
-    (the neighbour weight shrinks as the pool gets labeled, as in :func:`labelloop.simulate.simulate`)."""
+    (the neighbour weight fades once half the pool is labeled, as in :func:`labelloop.simulate.simulate`)."""
     if strategy not in MULTILABEL_STRATEGIES:
         raise ValueError(
             f"unknown multi-label strategy {strategy!r}; choose from {', '.join(MULTILABEL_STRATEGIES)}"

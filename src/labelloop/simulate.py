@@ -151,7 +151,7 @@ def simulate(
     :func:`labelloop.data.load_pool`): the budget counts questions, i.e. items, and each round also
     records the rows its labels cover. The head stays unweighted (see the README on duplicates).
     ``features_at(n)`` gives the pool's and test set's features for a head trained on ``n`` labels
-    (:meth:`labelloop.featurize.Featurized.at`: the neighbour weight shrinks as the pool gets labeled);
+    (:meth:`labelloop.featurize.Featurized.at`: the neighbour weight fades once half the pool is labeled);
     without it ``X_pool`` and ``X_test`` serve every round.
     """
     _check_plan(initial, initial_strategy, batch_size, budget)
