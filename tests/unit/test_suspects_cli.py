@@ -171,3 +171,19 @@ def test_write_is_atomic(tmp_path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["suspects.csv"]  # … and no temp file is left
     _write_atomic(out, [("a", "x", "y", "0.9", 1)])
     assert out.read_text().splitlines() == [",".join(COLUMNS), "a,x,y,0.9,1"]
+
+
+@pytest.mark.slow
+def test_label_sets_are_named_as_such_not_ranked_silently(planted, embedding_cache, tmp_path) -> None:
+    """Not yet for multi-label data: joined sets would each be a class of their own, and the run says so."""
+    _, frame = planted
+    sets = frame.copy()
+    sets.loc[sets.index[:6], "label"] = "change_plan|double_charge"
+    path = tmp_path / "sets.csv"
+    sets[["id", "text", "label"]].to_csv(path, index=False)
+    out = tmp_path / "suspects.csv"
+    proc = _run("--data", path, "--cache-dir", embedding_cache, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "look like label sets" in " ".join(proc.stderr.split()) and "'change_plan|double_charge'" in proc.stderr
+    plain = _run("--data", planted[0], "--cache-dir", embedding_cache, "--out", tmp_path / "plain.csv")
+    assert plain.returncode == 0 and "label sets" not in plain.stderr

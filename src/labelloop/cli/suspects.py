@@ -151,6 +151,7 @@ def _load(data: Path, text_column: str, label_column: str, id_column: str | None
 
 def _known(pool: Pool, labels_file: Path | None, label_column: str, console: Console) -> dict[str, str]:
     """The data's labels, overridden or completed by the agreed labels of a pull file."""
+    from ..labels import DEFAULT_DELIMITER
     from ._common import known_labels
 
     known = known_labels(pool, labels_file, console)
@@ -158,6 +159,13 @@ def _known(pool: Pool, labels_file: Path | None, label_column: str, console: Con
         raise DataError(
             f"{pool.source}: no labels in column {label_column!r} (missing or empty); pass "
             f"--label-column or --labels-file"
+        )
+    sets = sorted({lab for lab in known.values() if DEFAULT_DELIMITER in lab})
+    if sets:  # not yet for multi-label data: each joined set would be ranked as a class of its own
+        console.print(
+            f"warning: {len(sets)} label(s) look like label sets (e.g. {sets[0]!r}); `labelloop suspects` "
+            f"ranks single labels and treats each set as one class of its own",
+            highlight=False,
         )
     return known
 
