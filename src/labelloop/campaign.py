@@ -298,10 +298,9 @@ def suspects_to_send(
         return []
     classes, rows = campaign.classes, campaign.index
     y = np.array([classes.index(labels[i]) for i in ids])
+    # The full neighbour weight (campaign.X, not at_labels): against wrong labels it measured best.
     ranked = rank_label_errors(
-        campaign.X[
-            [rows[i] for i in ids]
-        ],  # the full neighbour weight: it measured best against wrong labels
+        campaign.X[[rows[i] for i in ids]],
         y,
         len(classes),
         folds=folds,

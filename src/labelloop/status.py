@@ -17,7 +17,7 @@ from .config import Config
 from .copies import conflicts_message
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
 from .quality import agreement_report
-from .review import ties_of_their_own, waiting_for_answers
+from .review import ties_of_their_own
 from .store import EscalationRow, RoundRow, Store
 
 __all__ = ["summary", "next_steps", "who", "votes_of", "agreement_votes", "coverage", "conflicts_note"]
@@ -48,17 +48,14 @@ def agreement_votes(
 
 
 def _waiting_for_more(
-    wanted: Mapping[str, int], res: Mapping[str, Resolution], records: Sequence[AnnotationRecord]
+    wanted: Mapping[str, int], res: Mapping[str, Resolution], voters: Mapping[str, set[str]]
 ) -> tuple[int, int]:
     """Of the texts in ``wanted`` (our id → people asked), those with fewer answers than people asked,
-    and how many of them every annotator seen so far has answered already (Label Studio serves them to
-    nobody: a reviewer or a new annotator must)."""
-    voters: dict[str, set[str]] = defaultdict(set)
-    for r in live_annotations(records):
-        voters[r.id].add(who(r))
+    and how many of them every annotator seen so far (``voters``: text → who answered it) has answered
+    already: Label Studio serves those to nobody, a reviewer or a new annotator must."""
     everyone = set().union(*voters.values()) if voters else set()
     waiting = [i for i, n in wanted.items() if i not in res or sum(res[i].votes.values()) < n]
-    return len(waiting), sum(bool(everyone) and voters[i] >= everyone for i in waiting)
+    return len(waiting), sum(bool(everyone) and voters.get(i, set()) >= everyone for i in waiting)
 
 
 def _round_info(last: RoundRow | None) -> dict[str, Any]:
@@ -101,23 +98,26 @@ def summary(config: Config) -> dict[str, Any]:
         last = store.last_round()
         records = store.records()
         annotators: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        voters: dict[str, set[str]] = defaultdict(set)  # text → who answered it
         live = live_annotations(records)
         for rec in live:
             annotators[who(rec)][1 if rec.skipped else 0] += 1
+            voters[rec.id].add(who(rec))
         audit = set(store.ids_with_role("audit"))
         # Kappa and alpha treat labels as categories: a set is not one (not yet for multi-label campaigns).
         escalation_rows = store.escalations()
         agreement = (
             None if config.multi_label else agreement_report(agreement_votes(records, escalation_rows))
         )
-        opinions = {e.item_id: e.overlap for e in escalation_rows if e.resolved_at is None}
-        waiting, blocked = _waiting_for_more(
-            {i: opinions[i] for i in waiting_for_answers(escalation_rows, res)}, res, records
-        )
+        opinions: dict[str, int] = {}  # text → the most people an open escalation asks for
+        for e in escalation_rows:
+            if e.resolved_at is None:
+                opinions[e.item_id] = max(e.overlap, opinions.get(e.item_id, 0))
+        waiting, blocked = _waiting_for_more(opinions, res, voters)
         doubles = {
             q.item_id: q.overlap for q in store.queries() if q.overlap > 1 and q.item_id not in opinions
         }
-        doubles_waiting, doubles_blocked = _waiting_for_more(doubles, res, records)
+        doubles_waiting, doubles_blocked = _waiting_for_more(doubles, res, voters)
         guidelines = store.guidelines()
         copies = store.copies()
         n_items, n_rows = store.row_counts()
