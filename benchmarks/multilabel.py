@@ -7,7 +7,7 @@ text used once). The new texts are embedded by the default encoder (through the 
 like any pool. Strategies: ``margin-kmeans`` (labelloop's multi-label default) and ``random``,
 same cold-start seed set; micro-F1 on the merged test set after every batch.
 
-    python benchmarks/multilabel.py [--seeds 3]
+    python benchmarks/multilabel.py [--seeds 3] [--datasets demo-tickets] [--name multilabel]
 
 Writes benchmarks/results/multilabel.{json,md,png}. Reads BANKING77 from ../shared (never copied).
 """
@@ -48,13 +48,16 @@ def build(name: str, rng: np.random.Generator):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--datasets", default=",".join(PLANS), help="comma-separated, from: " + ", ".join(PLANS))
+    ap.add_argument("--name", default="multilabel", help="results file stem")
     args = ap.parse_args()
+    plans = {name: PLANS[name] for name in args.datasets.split(",")}
     result: dict = {"share_merged": SHARE, "seeds": args.seeds, "machine": platform.platform(), "datasets": {}}
     lines = ["# Multi-label: margin-kmeans against random (micro-F1 on the merged test set)", "",
              f"Built by merging {SHARE:.0%} of each set's texts in pairs of different intents "
              f"(`benchmarks/multilabel.py`); mean over {args.seeds} seeds (min margin over random in brackets).",
              ""]
-    for name, (initial, batch, budget) in PLANS.items():
+    for name, (initial, batch, budget) in plans.items():
         X, Y, Xt, Yt = build(name, np.random.default_rng(0))
         runs: dict[str, list[list[dict]]] = {s: [] for s in STRATEGIES}
         t0 = time.perf_counter()
@@ -91,14 +94,14 @@ def main() -> None:
                   f"**{'yes' if beats else 'no'}**. Slowest round {d['max_round_seconds']:.1f} s.", ""]
         print("\n".join(lines[-len(n) - 6:]), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "multilabel.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "multilabel.md").write_text("\n".join(lines))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines))
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PLANS), figsize=(5 * len(PLANS), 3.6))
+    fig, axes = plt.subplots(1, len(plans), figsize=(5 * len(plans), 3.6))
     for ax, (name, d) in zip(np.atleast_1d(axes), result["datasets"].items(), strict=True):
         for s in STRATEGIES:
             ax.plot(d["n_labeled"], d["micro_f1"][s], marker="o", ms=3, label=s)
@@ -106,7 +109,7 @@ def main() -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "multilabel.png", dpi=110)
+    fig.savefig(RESULTS / f"{args.name}.png", dpi=110)
 
 
 if __name__ == "__main__":
