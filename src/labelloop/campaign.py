@@ -113,14 +113,27 @@ def _evaluate(head: Classifier, campaign: Campaign, labels: dict[str, str], seed
     return metrics
 
 
+def _asking_is_over(store: Store, campaign: Campaign) -> bool:
+    """The budget is spent or every text was sent: the last labels trickle in and no later round would
+    take them, so each change retrains (the final model, which status, report and predict use)."""
+    pushed = set(store.pushes())
+    if len(pushed) >= campaign.config.loop.budget:
+        return True
+    pool = campaign.pool
+    return all(i in pushed for i, given in zip(pool.ids, pool.labels, strict=True) if given is None)
+
+
 def train_if_due(store: Store, campaign: Campaign, run: int) -> RoundRow | None:
-    """Train a new model if enough labels changed since the last one; return its round (stored)."""
+    """Train a new model if enough labels changed since the last one (``loop.retrain_every``; any change
+    once the campaign asks nothing more); return its round (stored)."""
     cfg = campaign.config
     labels = training_labels(store, campaign)
     last = store.last_round()
     assert last is not None, "register() first"
     changed = sum(labels.get(i) != last.train_labels.get(i) for i in set(labels) | set(last.train_labels))
-    if not changed or (changed < cfg.loop.retrain_every and last.has_model):
+    if not changed or (
+        changed < cfg.loop.retrain_every and last.has_model and not _asking_is_over(store, campaign)
+    ):
         return None
     campaign = campaign.at_labels(len(labels))
     head = campaign.learner.fit(labels)
@@ -320,7 +333,7 @@ def suspects_to_send(
                 i,
                 tasks[i][0],
                 "suspect",
-                max(tasks[i][1], sum(r.votes.values())) + 1,
+                max(tasks[i][1], r.answers) + 1,
                 r.label,
                 float(ranked.score[row]),
             )

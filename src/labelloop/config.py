@@ -398,10 +398,11 @@ def example_config(
 
 
 def _multilabel_strategies() -> list[str]:
-    """The strategies a multi-label campaign accepts, imported late: multilabel imports numpy and the head."""
+    """The strategies a multi-label campaign accepts (``binary-margin-kmeans`` is for simulate's comparisons
+    only), imported late: multilabel imports numpy and the head."""
     from .multilabel import MULTILABEL_STRATEGIES
 
-    return list(MULTILABEL_STRATEGIES)
+    return [s for s in MULTILABEL_STRATEGIES if s in STRATEGIES]
 
 
 EXAMPLE = """\

@@ -31,6 +31,7 @@ __all__ = [
     "waiting_for_answers",
     "ties_of_their_own",
     "settled",
+    "abstained",
     "blind_priority",
 ]
 
@@ -115,10 +116,6 @@ class Escalation:
     score: float | None = None
 
 
-def _votes(res: Resolution) -> int:
-    return sum(res.votes.values())
-
-
 def ties_of_their_own(escalations: Sequence[EscalationRow]) -> list[EscalationRow]:
     """Tie escalations of texts never sent back as suspects: the tie a contradicted suspect becomes is part of
     that suspect's second opinion, and is counted there (once per text)."""
@@ -135,7 +132,7 @@ def waiting_for_answers(
         e.item_id
         for e in escalations
         if e.resolved_at is None
-        and (e.item_id not in resolutions or _votes(resolutions[e.item_id]) < e.overlap)
+        and (e.item_id not in resolutions or resolutions[e.item_id].answers < e.overlap)
     }
 
 
@@ -155,7 +152,7 @@ def ties_to_escalate(
         if res.label is not None or not res.votes or item_id not in tasks or item_id in open_ids:
             continue
         task_id, overlap = tasks[item_id]
-        given = _votes(res)
+        given = res.answers  # as Label Studio counts: an empty submission fills a place too
         if given < overlap:
             continue  # still being labeled
         if given >= max_annotators:
@@ -173,19 +170,55 @@ def settled(
     """Open escalations whose extra opinions are in and agree on a label: (seq, label, who decided).
 
     The decider is whoever gave the latest live annotation of the text: the opinion that broke
-    the tie or confirmed (or overturned) the suspect label.
+    the tie or confirmed (or overturned) the suspect label. One whose latest answer is an empty
+    submission is not settled (nobody gave the opinion asked for): see :func:`abstained`.
     """
-    latest: dict[str, AnnotationRecord] = {}
-    for rec in live_annotations(records):
-        if not rec.skipped and (
-            rec.id not in latest or (rec.created_at or "") >= (latest[rec.id].created_at or "")
-        ):
-            latest[rec.id] = rec
+    latest_label, latest_answer = _latest(records)
     out = []
     for e in escalations:
         res = resolutions.get(e.item_id)
-        if e.resolved_at is not None or res is None or res.label is None or _votes(res) < e.overlap:
+        if e.resolved_at is not None or res is None or res.label is None or res.answers < e.overlap:
             continue
-        who = latest.get(e.item_id)
+        if latest_answer[e.item_id].empty:
+            continue
+        who = latest_label.get(e.item_id)
         out.append((e.seq, res.label, None if who is None else (who.annotator_email or str(who.annotator))))
     return out
+
+
+def abstained(
+    escalations: Iterable[EscalationRow],
+    resolutions: Mapping[str, Resolution],
+    records: Sequence[AnnotationRecord],
+) -> list[str]:
+    """Texts of open escalations whose places are all filled but whose latest answer is an empty
+    submission: Label Studio serves them to nobody now (it counts the empty answer), yet the opinion
+    asked for never came, so they must go to one more person. (A tie's empty answer leaves a tie,
+    which :func:`ties_to_escalate` sends on by itself.)"""
+    _, latest_answer = _latest(records)
+    out = []
+    for e in escalations:
+        res = resolutions.get(e.item_id)
+        if e.resolved_at is not None or res is None or res.label is None or res.answers < e.overlap:
+            continue
+        if latest_answer[e.item_id].empty and e.item_id not in out:
+            out.append(e.item_id)
+    return out
+
+
+def _latest(
+    records: Sequence[AnnotationRecord],
+) -> tuple[dict[str, AnnotationRecord], dict[str, AnnotationRecord]]:
+    """Per text, its latest live label and its latest live answer (a label or an empty submission)."""
+    latest_label: dict[str, AnnotationRecord] = {}
+    latest_answer: dict[str, AnnotationRecord] = {}
+    for rec in live_annotations(records):
+        for latest, counts in (
+            (latest_label, not rec.skipped),
+            (latest_answer, not rec.skipped or rec.empty),
+        ):
+            if counts and (
+                rec.id not in latest or (rec.created_at or "") >= (latest[rec.id].created_at or "")
+            ):
+                latest[rec.id] = rec
+    return latest_label, latest_answer

@@ -50,11 +50,12 @@ def agreement_votes(
 def _waiting_for_more(
     wanted: Mapping[str, int], res: Mapping[str, Resolution], voters: Mapping[str, set[str]]
 ) -> tuple[int, int]:
-    """Of the texts in ``wanted`` (our id → people asked), those with fewer answers than people asked,
-    and how many of them every annotator seen so far (``voters``: text → who answered it) has answered
-    already: Label Studio serves those to nobody, a reviewer or a new annotator must."""
+    """Of the texts in ``wanted`` (our id → people asked), those with fewer answers than people asked
+    (as Label Studio counts them: an empty submission fills a place), and how many of them every
+    annotator seen so far (``voters``: text → who answered it) has answered already: Label Studio
+    serves those to nobody, a reviewer or a new annotator must."""
     everyone = set().union(*voters.values()) if voters else set()
-    waiting = [i for i, n in wanted.items() if i not in res or sum(res[i].votes.values()) < n]
+    waiting = [i for i, n in wanted.items() if i not in res or res[i].answers < n]
     return len(waiting), sum(bool(everyone) and voters.get(i, set()) >= everyone for i in waiting)
 
 
@@ -142,8 +143,7 @@ def summary(config: Config) -> dict[str, Any]:
             "disagreements": sum(r.disagreement for r in res.values()),
             "ties": sum(r.label is None and bool(r.votes) for r in res.values()),
             "ties_at_cap": sum(
-                r.label is None and sum(r.votes.values()) >= config.quality.max_annotators
-                for r in res.values()
+                r.label is None and r.answers >= config.quality.max_annotators for r in res.values()
             ),
             "opinions_waiting": waiting,
             "opinions_blocked": blocked,
@@ -206,9 +206,9 @@ def next_steps(s: Mapping[str, Any], config: Config) -> list[str]:
     served = s["opinions_waiting"] - s["opinions_blocked"]
     if s["opinions_blocked"]:
         steps.append(
-            f"{s['opinions_blocked']} second opinion(s) need someone new: every annotator so far has labeled "
-            f"those texts, so Label Studio serves them to nobody; a reviewer (or a new annotator) should "
-            f"open them in Label Studio and answer"
+            f"{s['opinions_blocked']} second opinion(s) need someone new: every annotator who has labeled "
+            f"anything so far has labeled those texts, so Label Studio serves them only to a project member "
+            f"who has not (a reviewer, or a new annotator): they get them first"
         )
     if served > 0:
         steps.append(
@@ -222,8 +222,9 @@ def next_steps(s: Mapping[str, Any], config: Config) -> list[str]:
         )
     if s["doubles_blocked"]:
         steps.append(
-            f"{s['doubles_blocked']} double-annotated text(s) wait for a second person, but every annotator so "
-            f"far has labeled them: invite another annotator (agreement is measured on these)"
+            f"{s['doubles_blocked']} double-annotated text(s) wait for a second person, but every annotator who "
+            f"has labeled anything so far has labeled them: another project member must (invite one if "
+            f"nobody else labels; agreement is measured on these)"
         )
     if s["queue"]:
         steps.append(f"{s['queue']} task(s) wait for annotators in Label Studio project {s['project_id']}")

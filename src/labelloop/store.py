@@ -86,6 +86,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE items ADD COLUMN copies INTEGER NOT NULL DEFAULT 1;
     """,
+    # 5: empty submissions per text (Label Studio counts them toward overlap), filled from the live annotations
+    """
+    ALTER TABLE labels ADD COLUMN empty INTEGER NOT NULL DEFAULT 0;
+    UPDATE labels SET empty = (
+        SELECT COUNT(*) FROM annotation_events e
+        WHERE e.item_id = labels.item_id AND e.empty = 1 AND e.event != 'deleted'
+          AND e.seq = (SELECT MAX(seq) FROM annotation_events l WHERE l.annotation_id = e.annotation_id));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -603,9 +611,10 @@ class Store:
             return
         self.conn.executemany("DELETE FROM labels WHERE item_id = ?", [(i,) for i in touched])
         self.conn.executemany(
-            "INSERT INTO labels (item_id, label, votes, skipped, disagreement, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO labels (item_id, label, votes, skipped, disagreement, updated_at, empty) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (k, r.label, json.dumps(r.votes, sort_keys=True), r.skipped, int(r.disagreement), at)
+                (k, r.label, json.dumps(r.votes, sort_keys=True), r.skipped, int(r.disagreement), at, r.empty)
                 for k, r in resolve(self.records(touched)).items()
             ],
         )
@@ -614,7 +623,12 @@ class Store:
         """Every text with at least one live annotation (a label, a skip, or a tied vote)."""
         return {
             r["item_id"]: Resolution(
-                r["item_id"], r["label"], json.loads(r["votes"]), r["skipped"], bool(r["disagreement"])
+                r["item_id"],
+                r["label"],
+                json.loads(r["votes"]),
+                r["skipped"],
+                bool(r["disagreement"]),
+                r["empty"],
             )
             for r in self.conn.execute("SELECT * FROM labels")
         }

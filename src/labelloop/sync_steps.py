@@ -21,7 +21,7 @@ from .errors import LabelloopError
 from .guidelines import Guidelines
 from .head import Classifier
 from .labelstudio import Connector, ExistingTask, ProjectInfo, PushItem
-from .review import Escalation, blind_priority, settled, ties_to_escalate, waiting_for_answers
+from .review import Escalation, abstained, blind_priority, settled, ties_to_escalate, waiting_for_answers
 from .stopping import Advice
 from .store import QueryRow, RoundRow, Store, now
 
@@ -261,12 +261,24 @@ class SyncStep:
             item = {e.seq: e.item_id for e in opened}
             self.report.settled = len({item[seq] for seq, _, _ in done})  # texts (a suspect and its tie: one)
         tasks = {i: (t.task_id, t.overlap) for i, t in self.existing.items()}
-        still_open = waiting_for_answers(self.store.escalations(open_only=True), res)
-        ties, stuck = ties_to_escalate(res, tasks, still_open, self.campaign.config.quality.max_annotators)
+        cap = self.campaign.config.quality.max_annotators
+        open_now = self.store.escalations(open_only=True)
+        still_open = waiting_for_answers(open_now, res)
+        ties, stuck = ties_to_escalate(res, tasks, still_open, cap)
+        # An empty answer filled the place of the opinion asked for: one more person (a tie's goes on as a tie).
+        empty_answered = abstained(open_now, res, self.store.records([e.item_id for e in open_now]))
+        reason = {e.item_id: e.reason for e in open_now}
+        for i in empty_answered:
+            if i not in tasks:
+                continue
+            if res[i].answers >= cap:
+                stuck.append(i)
+                continue
+            ties.append(Escalation(i, tasks[i][0], reason[i], res[i].answers + 1, res[i].label))
         if stuck:
             self.report.warnings.append(
-                f"{len(stuck)} tie(s) reached quality.max_annotators and wait for a "
-                f"reviewer to answer them in Label Studio (e.g. {', '.join(stuck[:3])})"
+                f"{len(stuck)} text(s) reached quality.max_annotators without a settled label and wait "
+                f"for a reviewer to answer them in Label Studio (e.g. {', '.join(stuck[:3])})"
             )
         self.escalate(ties, model)
         self.report.escalated = len(ties)

@@ -77,19 +77,30 @@ class Annotator:
         """Label up to ``n`` tasks the queue serves; ``wrong`` forces a label for given ids (injected errors)."""
         done = []
         for _ in range(n):
-            r = self.client.get(f"/api/projects/{project_id}/next")
-            if r.status_code != 200:
+            task = self.next_task(project_id)
+            if task is None:
                 break
-            task = r.json()
             our_id = task["data"]["labelloop_id"]
             true = truth[our_id]
             label = (wrong or {}).get(our_id) or (true if self.rng.random() < self.accuracy
                                                   else self.rng.choice([x for x in labels if x != true]))
-            result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
-            self.client.post(f"/api/tasks/{task['id']}/annotations/", json={"result": result, "lead_time": 3.0})
-            self.given[our_id] = label
+            self.answer(task, label)
             done.append(our_id)
         return done
+
+    def next_task(self, project_id: int) -> dict | None:
+        """The task Label Studio's queue serves this person next (None: nothing left for them)."""
+        r = self.client.get(f"/api/projects/{project_id}/next")
+        return r.json() if r.status_code == 200 else None
+
+    def answer(self, task: dict, label: str | None) -> None:
+        """Submit ``label``, or (None) a submission with no choice, as the editor allows."""
+        choice = [] if label is None else [
+            {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
+        r = self.client.post(f"/api/tasks/{task['id']}/annotations/", json={"result": choice, "lead_time": 3.0})
+        r.raise_for_status()
+        if label is not None:
+            self.given[task["data"]["labelloop_id"]] = label
 
 
 def demo_campaign(folder, title: str, cache, n: int = 240, **sections: dict) -> tuple:

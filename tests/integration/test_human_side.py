@@ -157,3 +157,56 @@ def test_a_pool_that_runs_out_ends_the_campaign_with_a_clear_message(
     assert len(worker.given) == 24
     s = summary(config)
     assert any("campaign complete" in step for step in next_steps(s, config))
+
+
+def test_an_empty_answer_fills_a_place_in_label_studio_and_labelloop_counts_it(
+        tmp_path, title, ls_server, env, sdk, embedding_cache) -> None:
+    """Label Studio counts a submission without a choice toward a task's overlap and then serves the task to
+    nobody. labelloop must count it the same way: a double-annotated text answered once and left empty once
+    does not "wait for its second annotator", and a tie whose extra person answered empty is not waited for
+    but sent on (here: at the cap, to a reviewer)."""
+    config_path, truth = demo_campaign(
+        tmp_path, title, embedding_cache, 40, quality={"overlap_share": 1.0, "suspects_share": 0.0,
+                                                       "max_annotators": 3},
+        loop={"queue_target": 8, "budget": 8, "retrain_every": 100, "audit_fraction": 0.0})
+    config = load_config(config_path)
+    labels = list(config.labels)
+    first = Annotator(ls_server, f"first-{title[-6:]}@example.org", accuracy=1.0, seed=1)
+    second = Annotator(ls_server, f"second-{title[-6:]}@example.org", accuracy=1.0, seed=2)
+    referee = Annotator(ls_server, f"ref-{title[-6:]}@example.org", accuracy=1.0, seed=3)
+    sync(config)
+    store = Store.open_existing(config.state.path)
+    project_id = int(store.get("project_id"))
+    assert all(q.overlap == 2 for q in store.queries())
+    first.work(project_id, truth, labels, 8)
+    empty_id = tie_id = None
+    while (task := second.next_task(project_id)) is not None:
+        our_id = task["data"]["labelloop_id"]
+        if empty_id is None:
+            empty_id = our_id
+            second.answer(task, None)
+        elif tie_id is None:
+            tie_id = our_id
+            second.answer(task, next(x for x in labels if x != first.given[our_id]))
+        else:
+            second.answer(task, truth[our_id])
+    assert empty_id and tie_id
+
+    report = sync(config)
+    task_of = {i: t for i, t in store.pushes().items()}
+    assert sdk.tasks.get(task_of[empty_id]).is_labeled  # Label Studio: two answers, done
+    res = store.resolutions()
+    assert res[empty_id].answers == 2 and res[empty_id].label == first.given[empty_id]
+    s = summary(config)
+    assert s["doubles_waiting"] == 0 and s["empty"] == 1
+    assert [e.item_id for e in store.escalations()] == [tie_id] and report.escalated == 1
+
+    served = referee.next_task(project_id)
+    assert served is not None and served["data"]["labelloop_id"] == tie_id  # the tie comes first
+    referee.answer(served, None)
+    report = sync(config)
+    assert sdk.tasks.get(task_of[tie_id]).is_labeled  # three answers: Label Studio serves it to nobody
+    assert any("max_annotators" in w and tie_id in w for w in report.warnings)
+    s = summary(config)
+    assert s["opinions_waiting"] == 0 and s["ties_at_cap"] == 1
+    assert any("reviewer should open them" in step for step in next_steps(s, config))

@@ -269,3 +269,24 @@ def test_a_model_is_trained_and_asks_with_the_neighbour_weight_of_its_labels(tmp
         head = half.learner.fit(labels)
         by_sync = [q.item_id for q in select(store, campaign, head, model, 10)]
     assert by_sync == [p.id for p in half.learner.select(head, set(ids[:45]), 10, labels=labels, n_sent=45)]
+
+
+@pytest.mark.parametrize("budget_spent", [False, True])
+def test_once_the_budget_is_spent_every_late_label_reaches_the_final_model(tmp_path, budget_spent) -> None:
+    """Below ``retrain_every`` new labels wait for the next round, unless no round will come: the budget
+    is spent, so the last labels trickling in would never reach the model status, report and predict use."""
+    campaign = make_campaign(tmp_path, retrain_every=20, budget=24 if budget_spent else 500)
+    truth = {i: LABELS[r % 3] for r, i in enumerate(campaign.pool.ids)}
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        first = campaign.pool.ids[:21]
+        with store.tx():
+            store.mark_pushed({i: k for k, i in enumerate(campaign.pool.ids[:24])})
+        annotate(store, 1, {i: truth[i] for i in first}, start=0)
+        assert train_if_due(store, campaign, run=1) is not None
+        annotate(store, 2, {i: truth[i] for i in campaign.pool.ids[21:24]}, start=100)  # 3 late labels
+        late = train_if_due(store, campaign, run=2)
+        assert (late is not None) is budget_spent
+        if budget_spent:
+            assert late is not None and len(late.train_labels) == 24

@@ -259,4 +259,20 @@ def test_status_names_double_annotated_texts_still_short_of_their_second_person(
     assert (s["doubles_waiting"], s["doubles_blocked"]) == (2, 1)
     steps = next_steps(s, config)
     assert any(step.startswith("1 double-annotated text(s) wait for their second annotator") for step in steps)
-    assert any("invite another annotator" in step for step in steps)
+    assert any("another project member must" in step for step in steps)
+
+
+def test_an_empty_submission_fills_a_double_annotated_place_as_label_studio_counts_it(campaign_state) -> None:
+    """t10 was asked of two people: one labeled it, the other submitted no choice. Label Studio counts the
+    empty answer toward the overlap and serves the task to nobody, so status must not say it waits."""
+    from labelloop.store import QueryRow
+
+    config, store = campaign_state
+    with store.tx():
+        store.add_queries([QueryRow("t10", 0, "active", "margin-kmeans", None, overlap=2)])
+    assert report.summary(config)["doubles_waiting"] == 1
+    with store.tx():
+        store.add_records(2, [rec("created", "t10", 60, None, 2, skipped=True, empty=True)], None)
+    s = report.summary(config)
+    assert s["doubles_waiting"] == 0 and s["empty"] == 1
+    assert not any("double-annotated" in step for step in next_steps(s, config))

@@ -6,6 +6,7 @@ from labelloop.labelstudio.annotations import AnnotationRecord, PullCursor, Reso
 from labelloop.labelstudio.labelconfig import ChoicesConfig
 from labelloop.labelstudio.payloads import PushItem, diff_task, prediction_payload
 from labelloop.review import (
+    abstained,
     blind_priority,
     plan_overlap,
     prefill,
@@ -51,8 +52,8 @@ def test_a_blind_prediction_has_no_result_but_a_score_that_places_it_first() -> 
     assert audit["result"] == [] and audit["score"] == 0.0
 
 
-def res(label: str | None, votes: dict[str, int]) -> Resolution:
-    return Resolution("x", label, votes, 0, len(votes) > 1)
+def res(label: str | None, votes: dict[str, int], empty: int = 0) -> Resolution:
+    return Resolution("x", label, votes, empty, len(votes) > 1, empty)
 
 
 def test_a_fully_answered_tie_gets_one_more_annotator_up_to_the_cap() -> None:
@@ -66,6 +67,12 @@ def test_a_fully_answered_tie_gets_one_more_annotator_up_to_the_cap() -> None:
 
 def rec(item: str, ann: int, label: str | None, who: str, at: str) -> AnnotationRecord:
     return AnnotationRecord("created", item, 1, 10, ann, label, annotator_email=who, created_at=at)
+
+
+def empty(item: str, ann: int, who: str, at: str) -> AnnotationRecord:
+    """A submission without a choice: a skip to labelloop, an answer to Label Studio's overlap count."""
+    return AnnotationRecord("created", item, 1, 10, ann, None, skipped=True, annotator_email=who, created_at=at,
+                            empty=True)
 
 
 def test_an_escalation_settles_when_its_extra_opinion_breaks_the_tie() -> None:
@@ -124,3 +131,30 @@ def test_more_people_per_audit_text_than_a_tie_may_reach_is_refused() -> None:
     assert QualitySection(audit_annotators=2).audit_annotators == 2
     with pytest.raises(ValueError, match="audit_annotators"):
         QualitySection(audit_annotators=4, max_annotators=3)
+
+
+def test_an_empty_answer_to_a_second_opinion_is_no_opinion_and_goes_to_one_more_person() -> None:
+    """Suspect "s" was re-asked of a second person, who submitted no choice. Label Studio counts that
+    answer and serves the task to nobody; labelloop must neither wait for it forever nor settle it as
+    confirmed: it goes to one more person. A tie whose third answer is empty is still a tie: escalated
+    again, its empty answer counted as Label Studio counts it."""
+    suspect = EscalationRow(1, "s", 10, "suspect", 2, 2, "2026-11-29T10:00:00", "a", 0.9, None, None, None)
+    tie = EscalationRow(2, "t", 11, "tie", 2, 3, "2026-11-29T10:00:00", None, None, None, None, None)
+    resolutions = {"s": res("a", {"a": 1}, empty=1), "t": res(None, {"a": 1, "b": 1}, empty=1)}
+    records = [rec("s", 1, "a", "ann@x", "2026-11-29T09:00:00"), empty("s", 2, "bob@x", "2026-11-29T11:00:00"),
+               rec("t", 3, "a", "ann@x", "2026-11-29T09:00:00"), rec("t", 4, "b", "bob@x", "2026-11-29T09:10:00"),
+               empty("t", 5, "ref@x", "2026-11-29T11:00:00")]
+    assert waiting_for_answers([suspect, tie], resolutions) == set()  # Label Studio has every answer it asked for
+    assert settled([suspect, tie], resolutions, records) == []
+    assert abstained([suspect, tie], resolutions, records) == ["s"]
+    out, stuck = ties_to_escalate(resolutions, {"s": (10, 2), "t": (11, 3)}, set(), max_annotators=5)
+    assert [(e.item_id, e.overlap) for e in out] == [("t", 4)] and stuck == []  # 3 answers in: a 4th person
+
+    # The third person's real opinion settles the suspect, decided by them.
+    records.append(rec("s", 6, "b", "ref@x", "2026-11-29T12:00:00"))
+    again = EscalationRow(3, "s", 10, "suspect", 2, 3, "2026-11-29T11:30:00", "a", None, None, None, None)
+    resolved = {"s": res(None, {"a": 1, "b": 1}, empty=1)}
+    assert settled([suspect, again], resolved, records) == []  # 1-1: a tie now, not settled
+    records.append(rec("s", 7, "b", "sue@x", "2026-11-29T13:00:00"))
+    resolved = {"s": res("b", {"a": 1, "b": 2}, empty=1)}
+    assert settled([suspect, again], resolved, records) == [(1, "b", "sue@x"), (3, "b", "sue@x")]

@@ -91,3 +91,26 @@ def test_files_that_are_not_our_state_are_refused_untouched(tmp_path) -> None:
     assert other.read_bytes() == before
     with pytest.raises(StoreError, match="no state yet"):
         Store.open_existing(tmp_path / "missing.db")
+
+
+def test_a_file_from_before_empty_counts_gets_them_from_its_live_annotations(tmp_path) -> None:
+    """Schema 5 keeps per text how many submissions had no choice (Label Studio counts them toward overlap).
+    A file written before learns them from its own events: a later choice or a deletion undoes one."""
+    path = tmp_path / "s.db"
+    with Store.open(path) as store, store.tx():
+        store.add_records(1, [rec("created", "a", 1, "bug"), rec("created", "a", 2, None, skipped=True, empty=True),
+                              rec("created", "b", 3, None, skipped=True, empty=True),
+                              rec("updated", "b", 3, "bug"),  # the empty answer got its choice later
+                              rec("created", "c", 4, None, skipped=True, empty=True),
+                              rec("deleted", "c", 4, None),
+                              rec("created", "d", 5, None, skipped=True)], None)  # a plain skip
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE labels DROP COLUMN empty")
+    conn.execute("PRAGMA user_version = 4")
+    conn.commit()
+    conn.close()
+    with Store.open(path) as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        res = store.resolutions()
+    assert {i: r.empty for i, r in res.items()} == {"a": 1, "b": 0, "d": 0}
+    assert res["a"].answers == 2 and res["b"].answers == 1

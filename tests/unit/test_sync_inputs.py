@@ -187,10 +187,13 @@ def test_init_writes_guidance_that_matches_single_or_multi_label(tmp_path, multi
     suspects_line = next(line for line in toml.splitlines() if line.startswith("suspects_share"))
     if multi:  # every label that applies; only the strategies it accepts; suspects named as unused
         assert "Tick every label that applies" in guide and "one** label" not in guide
-        assert listed == list(MULTILABEL_STRATEGIES)
+        assert set(listed) <= set(MULTILABEL_STRATEGIES) and "margin-kmeans" in listed
         assert "not used" in suspects_line
     else:
         assert "Pick the **one** label" in guide and "Tick every" not in guide
         assert listed == list(STRATEGIES)
         assert "not used" not in suspects_line
     assert load_config(path).multi_label is multi
+    for strategy in listed:  # every strategy the comment offers is one the config accepts
+        path.write_text(toml.replace(strategy_line, f'strategy = "{strategy}"'))
+        assert load_config(path).loop.strategy == strategy

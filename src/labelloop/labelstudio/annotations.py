@@ -133,7 +133,9 @@ class Resolution:
     """The agreed label of one text: majority of its live, non-skipped annotations.
 
     ``label`` is None when nobody labeled it yet or the vote is tied; ``disagreement``
-    is set as soon as two annotators gave different labels.
+    is set as soon as two annotators gave different labels. ``empty`` counts, of the ``skipped``,
+    the submissions without a choice: not opinions, but Label Studio counts them toward a task's
+    overlap (:attr:`answers`), unlike a press of Skip.
     """
 
     id: str
@@ -141,6 +143,12 @@ class Resolution:
     votes: dict[str, int]
     skipped: int
     disagreement: bool
+    empty: int = 0
+
+    @property
+    def answers(self) -> int:
+        """What Label Studio counts toward the task's overlap: labels and empty submissions."""
+        return sum(self.votes.values()) + self.empty
 
 
 def live_annotations(records: Iterable[AnnotationRecord]) -> list[AnnotationRecord]:
@@ -158,10 +166,12 @@ def resolve(records: Iterable[AnnotationRecord]) -> dict[str, Resolution]:
     """Replay records (later ones win, deletions remove) and vote per our id."""
     votes: dict[str, Counter[str]] = {}
     skips: Counter[str] = Counter()
+    empty: Counter[str] = Counter()
     for rec in live_annotations(records):
         votes.setdefault(rec.id, Counter())
         if rec.skipped:
             skips[rec.id] += 1
+            empty[rec.id] += rec.empty
         elif rec.label is not None:
             votes[rec.id][rec.label] += 1
     out = {}
@@ -169,7 +179,7 @@ def resolve(records: Iterable[AnnotationRecord]) -> dict[str, Resolution]:
         ranked = count.most_common()
         tied = len(ranked) > 1 and ranked[0][1] == ranked[1][1]
         label = ranked[0][0] if ranked and not tied else None
-        out[our_id] = Resolution(our_id, label, dict(count), skips[our_id], len(count) > 1)
+        out[our_id] = Resolution(our_id, label, dict(count), skips[our_id], len(count) > 1, empty[our_id])
     return out
 
 
