@@ -27,7 +27,7 @@ from .config import Config
 from .head import Classifier, Head
 from .labels import split_labels
 from .learner import ActiveLearner, Pick
-from .review import Escalation, plan_overlap, prefill_threshold
+from .review import Escalation, blind_answers, plan_overlap, prefill_threshold
 from .stopping import Advice, agreement, audit_metrics, stop_advice
 from .store import QueryRow, RoundRow, Store, StoreError
 
@@ -240,21 +240,7 @@ def prefill_cutoff(store: Store, campaign: Campaign) -> float:
     q = campaign.config.quality
     if q.prefill_confidence != "auto":
         return float(q.prefill_confidence)
-    res = store.resolutions()
-    conf, right = [], []
-    for row in store.queries():
-        answer = res.get(row.item_id)
-        if (
-            row.kind == "active"
-            and row.predicted is not None
-            and row.confidence is not None
-            and not row.prefilled
-            and answer is not None
-            and answer.label is not None
-        ):
-            conf.append(row.confidence)
-            right.append(row.predicted == answer.label)
-    cutoff = prefill_threshold(conf, right, target=q.prefill_precision)
+    cutoff = prefill_threshold(*blind_answers(store), target=q.prefill_precision)
     return 1.01 if cutoff is None else cutoff
 
 

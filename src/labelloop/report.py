@@ -35,7 +35,7 @@ from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotati
 from .outputs import atomic_write, check_output, check_output_dir, staging_dir
 from .quality import agreement_report
 from .report_people import agreement_section, guidelines_section, second_opinions_section
-from .status import agreement_votes, coverage, summary, who
+from .status import agreement_votes, coverage, prefill_note, summary, who
 from .store import RoundRow, RunRow, Store
 
 __all__ = ["summary", "write_report"]
@@ -253,6 +253,7 @@ def _summary_section(config: Config, s: Mapping[str, Any], last: RoundRow | None
                 *([covered] if (covered := coverage(s)) else []),
                 f"current model: {model}",
                 quality,
+                prefill_note(s, config),
             ]
         ),
     ]

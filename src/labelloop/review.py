@@ -20,12 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
-from .store import EscalationRow, QueryRow
+from .store import EscalationRow, QueryRow, Store
 
 __all__ = [
     "plan_overlap",
     "prefill",
     "prefill_threshold",
+    "PREFILL_MIN_ANSWERS",
+    "blind_answers",
     "Escalation",
     "ties_to_escalate",
     "waiting_for_answers",
@@ -45,8 +47,15 @@ def prefill(confidence: float | None, threshold: float) -> bool:
     return confidence is not None and confidence >= threshold
 
 
+PREFILL_MIN_ANSWERS = 30  # blind answers before the "auto" threshold is trusted
+
+
 def prefill_threshold(
-    confidence: Sequence[float], right: Sequence[bool], *, target: float = 0.9, min_n: int = 30
+    confidence: Sequence[float],
+    right: Sequence[bool],
+    *,
+    target: float = 0.9,
+    min_n: int = PREFILL_MIN_ANSWERS,
 ) -> float | None:
     """The lowest confidence above which the model's guesses were right at least ``target`` of the time,
     on at least ``min_n`` guesses people answered without seeing them; None: pre-select nothing yet.
@@ -62,6 +71,26 @@ def prefill_threshold(
         if last_of_its_value and n >= min_n and hits / n >= target:
             best = conf
     return best
+
+
+def blind_answers(store: Store) -> tuple[list[float], list[bool]]:
+    """The model's confidence in its guess and whether people gave that label, for every active text answered
+    without the guess shown: what the ``"auto"`` pre-selection threshold is read off."""
+    res = store.resolutions()
+    conf, right = [], []
+    for row in store.queries():
+        answer = res.get(row.item_id)
+        if (
+            row.kind == "active"
+            and row.predicted is not None
+            and row.confidence is not None
+            and not row.prefilled
+            and answer is not None
+            and answer.label is not None
+        ):
+            conf.append(row.confidence)
+            right.append(row.predicted == answer.label)
+    return conf, right
 
 
 def plan_overlap(

@@ -17,7 +17,7 @@ from .config import Config
 from .copies import conflicts_message
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
 from .quality import agreement_report
-from .review import ties_of_their_own
+from .review import PREFILL_MIN_ANSWERS, blind_answers, prefill_threshold, ties_of_their_own
 from .store import EscalationRow, RoundRow, Store
 
 __all__ = ["summary", "next_steps", "who", "votes_of", "agreement_votes", "coverage", "conflicts_note"]
@@ -162,7 +162,55 @@ def summary(config: Config) -> dict[str, Any]:
             "annotators": {k: (v[0], v[1]) for k, v in annotators.items()},
             "advice": current_advice(store, config),
             "project_id": store.get("project_id"),
+            "prefill": _prefill(store, config),
         }
+
+
+def _prefill(store: Store, config: Config) -> dict[str, Any]:
+    """How many active tasks were sent with the model's guess pre-selected, and the threshold's state."""
+    sent = store.pushes()
+    active = [q for q in store.queries() if q.kind == "active" and q.item_id in sent]
+    conf, right = blind_answers(store)
+    rule = config.quality.prefill_confidence
+    cutoff = (
+        prefill_threshold(conf, right, target=config.quality.prefill_precision)
+        if rule == "auto"
+        else float(rule)
+    )
+    return {
+        "shown": sum(q.prefilled for q in active),
+        "sent": len(active),
+        "blind": len(conf),
+        "right": sum(right),
+        "cutoff": cutoff,
+        "auto": rule == "auto",
+    }
+
+
+def prefill_note(s: Mapping[str, Any], config: Config) -> str:
+    """One line: how often annotators saw the model's guess pre-selected, and why (not)."""
+    p = s["prefill"]
+    head = f"pre-selected guesses: {p['shown']} of {p['sent']} task(s) the model chose"
+    if not p["auto"]:
+        if p["cutoff"] > 1:
+            return f"{head} (quality.prefill_confidence = {p['cutoff']}: never)"
+        return f"{head} (quality.prefill_confidence = {p['cutoff']}: from that confidence up)"
+    target = f"{config.quality.prefill_precision:.0%}"
+    if p["cutoff"] is not None:
+        return (
+            f"{head}; shown from confidence {p['cutoff']:.2f} up, where {target} of the guesses people answered "
+            f"without seeing them were right ({p['blind']} such answers)"
+        )
+    if p["blind"] < PREFILL_MIN_ANSWERS:
+        return (
+            f"{head}; none until {PREFILL_MIN_ANSWERS} answers given without the guess show where it is right "
+            f"{target} of the time ({p['blind']} so far)"
+        )
+    share = f"{p['right'] / p['blind']:.0%}" if p["blind"] else "n/a"
+    return (
+        f"{head}; none: on {p['blind']} answers given without seeing it, the guess was right {share}, "
+        f"below {target} at every confidence (quality.prefill_precision)"
+    )
 
 
 def coverage(s: Mapping[str, Any]) -> str | None:

@@ -218,6 +218,7 @@ def test_the_people_sections_show_agreement_second_opinions_and_guideline_versio
         store.resolve_escalation(seq, "bug", "user2@x.test")
     md = report.write_report(config, tmp_path / "people.md").read_text()
     assert "| g-one | 2026-11-19T00:00:00+00:00 | 18 |" in md and "| g-two | 2026-11-21T00:00:00+00:00 | 20 |" in md
+    assert "pre-selected guesses: 0 of 0 task(s) the model chose; none until 30 answers" in md
     assert "ties sent to one more annotator: 1; settled 0, open 1" in md
     assert "suspected label errors sent back: 1; relabeled 1, confirmed 0, open 0" in md
     assert "| text 3 | billing | bug | user2@x.test | 0.93 |" in md
@@ -276,3 +277,36 @@ def test_an_empty_submission_fills_a_double_annotated_place_as_label_studio_coun
     s = report.summary(config)
     assert s["doubles_waiting"] == 0 and s["empty"] == 1
     assert not any("double-annotated" in step for step in next_steps(s, config))
+
+
+def test_status_says_whether_annotators_see_the_models_guess_and_why(campaign_state) -> None:
+    """With "auto", the guess is pre-selected only once 30 answers given without it show a confidence from
+    which it is right 90 % of the time; status says which state the campaign is in, and counts what it read."""
+    from labelloop.status import prefill_note
+    from labelloop.store import QueryRow
+
+    config, store = campaign_state
+    truth = {f"t{i}": LABELS[i % 3] for i in range(28)}
+    answered = sorted(i for i, r in store.resolutions().items() if r.label == truth.get(i))
+    with store.tx():
+        store.add_queries([QueryRow(i, 1, "active", "margin-kmeans", "m-1", 0.5, None, truth[i], 0.9)
+                           for i in answered[:10]])
+        store.add_queries([QueryRow(i, 1, "active", "margin-kmeans", "m-1", 0.5, None, "other", 0.9,
+                                    prefilled=True) for i in answered[10:12]])  # shown: not a blind answer
+    s = report.summary(config)
+    assert s["prefill"] == {"shown": 2, "sent": 12, "blind": 10, "right": 10, "cutoff": None, "auto": True}
+    assert prefill_note(s, config) == (
+        "pre-selected guesses: 2 of 12 task(s) the model chose; none until 30 answers given without the guess "
+        "show where it is right 90% of the time (10 so far)")
+
+    def note(**p) -> str:
+        return prefill_note({"prefill": {"shown": 0, "sent": 50, "auto": True, **p}}, config)
+
+    assert "shown from confidence 0.83 up" in note(blind=40, right=38, cutoff=0.83)
+    assert "none: on 40 answers given without seeing it, the guess was right 50%, below 90%" in note(
+        blind=40, right=20, cutoff=None)
+    path = config.state.path.parent / "fixed.toml"
+    path.write_text((config.state.path.parent / "labelloop.toml").read_text()
+                    + "[quality]\nprefill_confidence = 0.85\n")
+    fixed = load_config(path)
+    assert "prefill_confidence = 0.85: from that confidence up" in prefill_note(report.summary(fixed), fixed)

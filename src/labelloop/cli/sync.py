@@ -190,7 +190,7 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
     Queue, labels, skips and ties; agreement between annotators; second opinions; the model's
     audit accuracy; stop advice; then the next steps.
     """
-    from ..status import conflicts_note, coverage, next_steps, summary
+    from ..status import conflicts_note, coverage, next_steps, prefill_note, summary
 
     cfg = load_config(config)
     s = summary(cfg)
@@ -211,6 +211,7 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
         console.print(f"[yellow]warning:[/] {note}", highlight=False)
     a = s["audit"]
     console.print(f"audit sample: {a['labeled']} labeled of {a['sent']} sent ({a['size']} reserved)")
+    console.print(prefill_note(s, cfg), highlight=False)
     _print_agreement(console, s)
     r = s["round"]
     console.print(
