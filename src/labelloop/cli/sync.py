@@ -278,7 +278,7 @@ def report(
     cfg = load_config(config)
     check_output(out, "--out")  # write_report checks again; here it fails before the state is even read
     path = write_report(cfg, out)
-    Console(stderr=True).print(f"Wrote {path}")
+    Console(stderr=True, soft_wrap=True).print(f"Wrote {path}")
 
 
 PredictIdColumn = Annotated[
@@ -336,7 +336,9 @@ def predict(
                 w.writerow([i, label, f"{conf:.4f}", last.model_version])
                 continue
             w.writerow([i, cfg.labels[int(np.argmax(p))], f"{float(np.max(p)):.4f}", last.model_version])
-    Console(stderr=True).print(f"Wrote {len(pool)} predictions of model {last.model_version} to {out}")
+    Console(stderr=True, soft_wrap=True).print(
+        f"Wrote {len(pool)} predictions of model {last.model_version} to {out}"
+    )
 
 
 def _input_features(
