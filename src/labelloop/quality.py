@@ -45,6 +45,7 @@ __all__ = [
     "TooFewLabelsError",
     "Vote",
     "agreement_report",
+    "label_set_agreement_report",
     "annotator_quality",
     "check_rankable",
     "cohen_kappa",
@@ -281,5 +282,54 @@ def agreement_report(
         mean_kappa=float(np.mean(kappas)) if kappas else None,
         pairs=pairs,
         classes=per_class_agreement(votes),
+        annotators=annotator_quality(votes, reference),
+    )
+
+
+def label_set_agreement_report(
+    votes: Iterable[Vote],
+    labels: Sequence[str],
+    delimiter: str,
+    reference: Mapping[Hashable, str] | None = None,
+) -> AgreementReport:
+    """Agreement when each vote is a label set (multi-label campaigns; ``"a|b"`` joined by ``delimiter``).
+
+    A set is not one category: two people who tick {refund, bug} and {refund} agree on refund and
+    on every label neither ticked. So α and the pairwise κ are computed over the yes/no decisions per
+    (text, label), the usual multi-label reading; per label, α of its yes/no decisions and specific
+    agreement on its "yes" votes. Each annotator is scored against the others' majority *set* (an
+    exact match), as :func:`annotator_quality` does with single labels.
+    """
+    from .labels import split_labels
+
+    votes = list(votes)
+    decisions = [
+        ((item, label), who, "yes" if label in split_labels(str(given), delimiter) else "no")
+        for item, who, given in votes
+        for label in labels
+    ]
+    table = _table(votes)
+    pairs = [
+        PairAgreement(p.a, p.b, p.n_items // max(len(labels), 1), p.observed, p.kappa)
+        for p in pairwise_kappa(decisions)
+    ]
+    kappas = [p.kappa for p in pairs if p.kappa is not None]
+    classes = []
+    for label in labels:
+        mine = [((item, label), who, d) for (item, lab), who, d in decisions if lab == label]
+        yes = next((c for c in per_class_agreement(mine) if c.label == "yes"), None)
+        classes.append(
+            ClassAgreement(
+                label, yes.n_votes if yes else 0, yes.specific if yes else None, krippendorff_alpha(mine)
+            )
+        )
+    return AgreementReport(
+        n_items=len(table),
+        n_multi=sum(len(row) >= 2 for row in table.values()),
+        n_annotators=len({a for row in table.values() for a in row}),
+        alpha=krippendorff_alpha(decisions),
+        mean_kappa=float(np.mean(kappas)) if kappas else None,
+        pairs=pairs,
+        classes=classes,
         annotators=annotator_quality(votes, reference),
     )

@@ -33,7 +33,7 @@ from .errors import LabelloopError
 from .head import Head
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
 from .outputs import atomic_write, check_output, check_output_dir, staging_dir
-from .quality import agreement_report
+from .quality import agreement_report, label_set_agreement_report
 from .report_people import agreement_section, guidelines_section, second_opinions_section
 from .status import agreement_votes, coverage, prefill_note, summary, who
 from .store import RoundRow, RunRow, Store
@@ -608,10 +608,13 @@ def write_report(config: Config, out: str | Path) -> Path:
                 else _failures_section(last, head, data, res, audit_ids, figdir)
             ),
             *_disagreements_section(res, data),
-            *(
-                [Heading("Annotators and agreement"), Para(f"Agreement (kappa, alpha): {not_yet}")]
+            *agreement_section(
+                label_set_agreement_report(
+                    agreement_votes(records, escalations), config.labels, config.label_delimiter
+                )
                 if multi
-                else agreement_section(agreement_report(agreement_votes(records, escalations)))
+                else agreement_report(agreement_votes(records, escalations)),
+                label_sets=multi,
             ),
             *second_opinions_section(escalations, data.texts, _snippet),
             *guidelines_section(guidelines, records),

@@ -30,8 +30,10 @@ def _prop(p: Proportion | None) -> str:
     return f"{p.value:.3f} [{p.ci[0]:.3f}, {p.ci[1]:.3f}] (n = {p.n})"
 
 
-def agreement_section(ag: AgreementReport) -> list[Block]:
-    """Krippendorff's α and Cohen's κ on the texts several people labeled, per pair, per class, per annotator."""
+def agreement_section(ag: AgreementReport, label_sets: bool = False) -> list[Block]:
+    """Krippendorff's α and Cohen's κ on the texts several people labeled, per pair, per class, per annotator.
+    ``label_sets``: the votes are label sets, the figures over yes/no decisions per text and label
+    (:func:`labelloop.quality.label_set_agreement_report`)."""
     from .report import Heading, Para, Table
 
     blocks: list[Block] = [Heading("Annotators and agreement")]
@@ -42,13 +44,25 @@ def agreement_section(ag: AgreementReport) -> list[Block]:
             f"{ag.n_multi} of {ag.n_items} labeled texts were labeled by two or more of {ag.n_annotators} annotators "
             f"(the double-annotated share is blind: nobody saw the model's guess; texts sent back as suspected "
             f"label errors are left out). Krippendorff's α "
-            f"{_num(ag.alpha)}, mean pairwise Cohen's κ {_num(ag.mean_kappa)}."
+            f"{_num(ag.alpha)}, mean pairwise Cohen's κ {_num(ag.mean_kappa)}"
+            + (
+                " over the yes/no decisions per text and label (a set is not one category: {a, b} and {a} "
+                "agree on a)."
+                if label_sets
+                else "."
+            )
         )
     )
     if ag.pairs:
         blocks.append(
             Table(
-                ["annotator", "annotator", "shared texts", "same label", "Cohen's κ"],
+                [
+                    "annotator",
+                    "annotator",
+                    "shared texts",
+                    "same decision" if label_sets else "same label",
+                    "Cohen's κ",
+                ],
                 [[p.a, p.b, p.n_items, _num(p.observed), _num(p.kappa)] for p in ag.pairs],
             )
         )
@@ -68,7 +82,12 @@ def agreement_section(ag: AgreementReport) -> list[Block]:
             )
         )
     if ag.annotators:
-        blocks.append(Para("Each annotator against the others' majority on the same texts (leave-one-out)."))
+        blocks.append(
+            Para(
+                "Each annotator against the others' majority on the same texts (leave-one-out"
+                + ("; the whole set must match)." if label_sets else ").")
+            )
+        )
         blocks.append(
             Table(
                 ["annotator", "labels", "agrees with the others' majority"],

@@ -16,7 +16,7 @@ from .campaign import current_advice
 from .config import Config
 from .copies import conflicts_message
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
-from .quality import agreement_report
+from .quality import agreement_report, label_set_agreement_report
 from .review import PREFILL_MIN_ANSWERS, blind_answers, prefill_threshold, ties_of_their_own
 from .store import EscalationRow, RoundRow, Store
 
@@ -105,10 +105,12 @@ def summary(config: Config) -> dict[str, Any]:
             annotators[who(rec)][1 if rec.skipped else 0] += 1
             voters[rec.id].add(who(rec))
         audit = set(store.ids_with_role("audit"))
-        # Kappa and alpha treat labels as categories: a set is not one (not yet for multi-label campaigns).
         escalation_rows = store.escalations()
+        votes = agreement_votes(records, escalation_rows)
         agreement = (
-            None if config.multi_label else agreement_report(agreement_votes(records, escalation_rows))
+            label_set_agreement_report(votes, config.labels, config.label_delimiter)
+            if config.multi_label
+            else agreement_report(votes)
         )
         opinions: dict[str, int] = {}  # text → the most people an open escalation asks for
         for e in escalation_rows:

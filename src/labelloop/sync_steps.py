@@ -175,8 +175,8 @@ class SyncStep:
             )
         if cfg.multi_label:
             self.report.warnings.append(
-                "multi-label campaign: suspected label errors are not sent back for a second opinion, and "
-                "agreement (kappa, alpha) is not reported yet; ties between different label sets still are"
+                "multi-label campaign: suspected label errors are not sent back for a second opinion (on "
+                "label sets they measured too imprecise); ties between different label sets are"
             )
         audit = len(self.store.ids_with_role("audit"))
         if "plateau" in cfg.stop.on and audit < cfg.stop.min_audit:

@@ -132,7 +132,7 @@ def test_a_multi_label_campaign_end_to_end(tmp_path, title, ls_server, sdk, conn
         assert not exc.code
     out = capsys.readouterr().out
     assert f"{len(answered)} text(s) labeled" in " ".join(out.split())
-    assert "test: micro-F1" in out and "agreement: not reported for multi-label" in out
+    assert "test: micro-F1" in out and "agreement on 0 text(s) labeled by several people (yes/no per" in out
     assert "4 rounds with audit micro-F1" in out  # the plateau rule watches micro-F1
 
     code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "predict", "--config",
@@ -143,7 +143,8 @@ def test_a_multi_label_campaign_end_to_end(tmp_path, title, ls_server, sdk, conn
     assert all(split_labels(cell) and split_labels(cell) <= set(labels) for cell in predicted["label"])
 
     report = write_report(config, tmp_path / "report.md").read_text()
-    assert "micro-F1" in report and "Not yet for multi-label campaigns" in report
+    assert "micro-F1" in report and "Not yet for multi-label campaigns" in report  # per-class F1
+    assert "## Annotators and agreement" in report
 
     # The mode cannot change: the same project and state file, read single-label, are refused in one line.
     doc["multi_label"] = False
@@ -151,3 +152,40 @@ def test_a_multi_label_campaign_end_to_end(tmp_path, title, ls_server, sdk, conn
     config_path.write_text(tomlkit.dumps(doc))
     with pytest.raises(LabelSetMismatchError, match=r"multi-label .* but the campaign is single-label"):
         sync(load_config(config_path))
+
+
+def test_two_people_on_label_sets_agree_per_label_and_a_differing_set_is_a_tie(
+        tmp_path, title, ls_server, embedding_cache, monkeypatch, capsys) -> None:
+    """Every task goes to two people. One ticks the true set; the other drops a label from every pair. Status
+    measures agreement over the yes/no decisions per label (the pairs agree on all but one label), and each
+    differing set is a tie sent to a third person, as with single labels."""
+    labels, truth = multilabel_data(tmp_path)
+    config_path = tmp_path / "labelloop.toml"
+    code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "init", str(config_path),
+                        "--data", "pool.csv", "--labels", ",".join(labels), "--project", title, "--multi-label")
+    assert code == 0, err
+    doc = tomlkit.parse(config_path.read_text())
+    doc["loop"].update({"queue_target": 8, "budget": 8, "retrain_every": 100, "audit_fraction": 0.0})
+    doc["model"]["cache_dir"] = str(embedding_cache)
+    doc["quality"].update({"overlap_share": 1.0, "max_annotators": 3})
+    config_path.write_text(tomlkit.dumps(doc))
+    config = load_config(config_path)
+    sync(config)
+    project_id = int(Store.open_existing(config.state.path).get("project_id"))
+    careful = Annotator(ls_server, f"mlc-{title[-6:]}@labelloop.test")
+    sloppy = Annotator(ls_server, f"mls-{title[-6:]}@labelloop.test")
+    answered = work(careful, project_id, truth, 8)
+    dropped = {i: frozenset(sorted(s)[:1]) for i, s in truth.items()}  # pairs lose their second label
+    assert sorted(work(sloppy, project_id, dropped, 8)) == sorted(answered)
+    pairs = [i for i in answered if len(truth[i]) > 1]
+    assert pairs and len(pairs) < len(answered)
+
+    report = sync(config)
+    assert report.escalated == len(pairs)  # each differing set: a tie, to one more person
+    from labelloop.status import summary
+
+    ag = summary(config)["agreement"]
+    (pair,) = ag.pairs
+    assert ag.n_multi == len(answered) and pair.n_items == len(answered)
+    assert pair.observed == pytest.approx(1 - len(pairs) / (len(answered) * len(labels)))
+    assert 0 < pair.kappa < 1

@@ -367,3 +367,27 @@ def test_given_probabilities_are_one_pass_and_passes_is_checked() -> None:
     assert not np.allclose(two.probabilities, p)  # the default refits
     with pytest.raises(ValueError, match="passes must be 1 or 2"):
         rank_label_errors(X, y, 6, passes=3)
+
+
+def test_label_set_agreement_counts_each_label_decision_not_the_whole_set() -> None:
+    """{a, b} against {a} agrees on a and on c (neither ticked) and differs on b: 2 of 3 decisions, where
+    comparing whole sets would call it a plain disagreement. Each annotator's accuracy against the others
+    still asks for the whole set."""
+    from labelloop.quality import cohen_kappa, label_set_agreement_report
+
+    votes = [("t1", "ann", "a|b"), ("t1", "bob", "a"),
+             ("t2", "ann", "c"), ("t2", "bob", "c"),
+             ("t3", "ann", "b"), ("t3", "bob", "b|c"),
+             ("t4", "ann", "a")]  # one vote: counted as labeled, not as agreement
+    ag = label_set_agreement_report(votes, ["a", "b", "c"], "|")
+    assert (ag.n_items, ag.n_multi, ag.n_annotators) == (4, 3, 2)
+    (pair,) = ag.pairs
+    assert pair.n_items == 3 and pair.observed == pytest.approx(7 / 9)
+    ann = ["y", "y", "n", "n", "n", "y", "n", "y", "n"]  # t1..t3 × a, b, c
+    bob = ["y", "n", "n", "n", "n", "y", "n", "y", "y"]
+    assert pair.kappa == pytest.approx(cohen_kappa(ann, bob))
+    per_label = {c.label: c for c in ag.classes}
+    assert per_label["a"].alpha == pytest.approx(1.0) and per_label["a"].specific == pytest.approx(1.0)
+    assert per_label["b"].specific == pytest.approx(2 / 3) and per_label["b"].alpha < 1
+    assert [(q.annotator, q.vs_consensus.correct, q.vs_consensus.n) for q in ag.annotators] == [
+        ("ann", 1, 3), ("bob", 1, 3)]

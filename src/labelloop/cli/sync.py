@@ -212,7 +212,7 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
     a = s["audit"]
     console.print(f"audit sample: {a['labeled']} labeled of {a['sent']} sent ({a['size']} reserved)")
     console.print(prefill_note(s, cfg), highlight=False)
-    _print_agreement(console, s)
+    _print_agreement(console, s, cfg.multi_label)
     r = s["round"]
     console.print(
         f"round {r['round']}: model {r['model_version']} trained on {r['n_labeled']} labels "
@@ -246,18 +246,13 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
         console.print(f"  • {step}", highlight=False)
 
 
-def _print_agreement(console: Console, s: dict) -> None:
+def _print_agreement(console: Console, s: dict, multi_label: bool) -> None:
     ag, e = s["agreement"], s["escalations"]
-    if ag is None:
-        console.print(
-            f"agreement: not reported for multi-label campaigns yet; second opinions: {e['ties_settled']} "
-            f"tie(s) settled, {e['ties_open']} open"
-        )
-        return
     alpha = "n/a" if ag.alpha is None else f"{ag.alpha:.3f}"
     kappa = "n/a" if ag.mean_kappa is None else f"{ag.mean_kappa:.3f}"
     console.print(
-        f"agreement on {ag.n_multi} text(s) labeled by several people: Krippendorff's alpha {alpha}, "
+        f"agreement on {ag.n_multi} text(s) labeled by several people"
+        f"{' (yes/no per text and label)' if multi_label else ''}: Krippendorff's alpha {alpha}, "
         f"mean Cohen's kappa {kappa}; second "
         f"opinions: {e['ties_settled']} tie(s) settled, {e['ties_open']} open; {e['suspects_changed']} "
         f"suspect label(s) changed, {e['suspects_confirmed']} confirmed, {e['suspects_open']} open"
