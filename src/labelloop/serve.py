@@ -448,26 +448,30 @@ class Predictor:
             ids.append(str(our_id) if our_id is not None else None)
         if model.head is None:  # before the first model: a blind prediction, so Label Studio has something
             return [{"result": [], "score": 0.0, "model_version": model.version} for _ in tasks]
+        from .labelstudio.payloads import choices_of
+
         probs = model.head.predict_proba(self.features(texts, ids, model.labeled))
-        classes = self.holder.loaded.campaign.classes
+        learner = self.holder.loaded.campaign.learner
         out = []
         for p in probs:
-            label = classes[int(np.argmax(p))]
+            # Multi-label: the predicted set, its confidence that of its least likely member (learner.guess).
+            label, confidence = learner.guess(p)
+            choices = choices_of(label, target)
             # Below the campaign's pre-selection cutoff the guess would anchor annotators: score only.
-            shown = label in target.labels and float(np.max(p)) >= model.prefill
+            shown = all(c in target.labels for c in choices) and confidence >= model.prefill
             result = (
                 [
                     {
                         "from_name": target.from_name,
                         "to_name": target.to_name,
                         "type": "choices",
-                        "value": {"choices": [label]},
+                        "value": {"choices": choices},
                     }
                 ]
                 if shown
                 else []
             )
-            out.append({"result": result, "score": float(np.max(p)), "model_version": model.version})
+            out.append({"result": result, "score": confidence, "model_version": model.version})
         return out
 
 
@@ -475,21 +479,26 @@ class BadRequest(ValueError):
     """A request Label Studio (or anyone) sent that cannot be right: answered 400 with this one line."""
 
 
-_CONFIGS: dict[str, Any] = {}
+_CONFIGS: dict[tuple[str, str], Any] = {}
 
 
 def _choices(label_config: str | None, campaign: Campaign) -> Any:
-    """The request's labeling config (from_name, to_name, text key), or the one labelloop creates."""
+    """The request's labeling config (from_name, to_name, text key, single or multiple choice), or the one
+    labelloop creates for the campaign."""
     from .labelstudio.labelconfig import ChoicesConfig, parse_config
 
+    delimiter = campaign.config.label_delimiter
     if not label_config:
-        return ChoicesConfig(tuple(campaign.classes))
-    if label_config not in _CONFIGS:
+        return ChoicesConfig(
+            tuple(campaign.classes), multiple=campaign.config.multi_label, delimiter=delimiter
+        )
+    key = (label_config, delimiter)
+    if key not in _CONFIGS:
         try:
-            _CONFIGS[label_config] = parse_config(label_config, "the request's label_config")
+            _CONFIGS[key] = parse_config(label_config, "the request's label_config", delimiter)
         except LabelloopError as exc:
             raise BadRequest(str(exc)) from None
-    return _CONFIGS[label_config]
+    return _CONFIGS[key]
 
 
 # -- the HTTP face ----------------------------------------------------------------------------------------
@@ -706,11 +715,6 @@ def run_server(
     hook: Hook | None = None,
 ) -> None:
     """Load the campaign, then serve until SIGTERM / Ctrl-C (``hook`` goes to each sync step: tests)."""
-    if config.multi_label:
-        raise ServeError(
-            "`labelloop serve` is single-label only (not yet for multi_label campaigns): run "
-            "`labelloop sync` from cron instead"
-        )
     try:
         import uvicorn
     except ImportError as exc:

@@ -3,6 +3,7 @@ labels through the project's queue, and the ledger, status and report reading la
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -189,3 +190,64 @@ def test_two_people_on_label_sets_agree_per_label_and_a_differing_set_is_a_tie(
     assert ag.n_multi == len(answered) and pair.n_items == len(answered)
     assert pair.observed == pytest.approx(1 - len(pairs) / (len(answered) * len(labels)))
     assert 0 < pair.kappa < 1
+
+
+def test_serve_drives_a_multi_label_campaign_and_answers_with_label_sets(
+        tmp_path, title, ls_server, sdk, embedding_cache, monkeypatch, capsys) -> None:
+    """`labelloop serve` as a real process on a multi-label campaign: webhooks from an annotator ticking sets
+    retrain and refill the queue without cron, and Label Studio's /predict calls get the model's predicted
+    set as several choices, the same set sync sends as the task's pre-annotation."""
+    import httpx
+    from test_serve import SECRET, free_port, start_serve, stop_serve, wait_for
+    from test_sync import project_tasks, waiting
+
+    labels, truth = multilabel_data(tmp_path)
+    config_path = tmp_path / "labelloop.toml"
+    code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "init", str(config_path),
+                        "--data", "pool.csv", "--labels", ",".join(labels), "--project", title, "--multi-label")
+    assert code == 0, err
+    doc = tomlkit.parse(config_path.read_text())
+    doc["loop"].update({"queue_target": QUEUE, "budget": 60, "retrain_every": 6, "audit_fraction": 0.0})
+    doc["model"]["cache_dir"] = str(embedding_cache)
+    doc["quality"].update({"overlap_share": 0.0, "prefill_confidence": 0.0})  # every guess shown: checkable
+    config_path.write_text(tomlkit.dumps(doc))
+    env = {**os.environ, "LABEL_STUDIO_URL": ls_server.url, "LABEL_STUDIO_API_KEY": ls_server.api_key,
+           "LABELLOOP_SERVE_SECRET": SECRET}
+    served = start_serve(config_path, env, free_port(), "--debounce", "1", "--max-wait", "8")
+    try:
+        wait_for("the first step", lambda: served.status()["steps"] >= 1 and served.idle())
+        done = served.cli("connect", "--url-for-label-studio", served.url)
+        assert done.returncode == 0, done.stderr
+        project_id = int(served.store().get("project_id"))
+        person = Annotator(ls_server, f"mlserve-{title[-6:]}@labelloop.test")
+        assert len(work(person, project_id, truth, QUEUE)) == QUEUE
+
+        def trained_and_refilled() -> bool:
+            last = served.store().last_round()
+            return bool(served.idle()) and last.has_model and len(waiting(project_tasks(sdk, project_id))) == QUEUE
+        wait_for("webhooks to retrain and refill", trained_and_refilled)
+        version = served.store().last_round().model_version
+
+        # The tasks the queue holds: /predict answers with the sets sync sent as their pre-annotations.
+        wait_for("pre-annotations of the new model", lambda: predictions_by_id(sdk, project_id, version))
+        sent = predictions_by_id(sdk, project_id, version)
+        tasks = [t for t in waiting(project_tasks(sdk, project_id)) if t["data"]["labelloop_id"] in sent]
+        assert tasks
+        direct = httpx.post(f"{served.url}/predict", headers={"X-Labelloop-Secret": SECRET}, timeout=60,
+                            json={"tasks": [{"id": t["id"], "data": t["data"]} for t in tasks]}).json()["results"]
+        assert [d["result"] for d in direct] == [sent[t["data"]["labelloop_id"]] for t in tasks]
+        for d in direct:
+            choices = d["result"][0]["value"]["choices"]
+            assert d["model_version"] == version and 0 < d["score"] <= 1
+            assert choices == sorted(choices) and set(choices) <= set(labels)
+        # A ticket about two things, imported by hand: Label Studio asks the backend when it is opened.
+        sdk.projects.import_tasks(project_id, request=[{"text": "I was charged twice for my subscription. "
+                                                                "Also the app crashes when I open settings."}])
+        foreign = next(t for t in project_tasks(sdk, project_id) if "labelloop_id" not in t["data"])
+        assert person.client.get(f"/api/tasks/{foreign['id']}").status_code == 200
+        preds = list(sdk.predictions.list(task=foreign["id"]))
+        assert len(preds) == 1 and preds[0].model_version == version
+        assert set(preds[0].result[0]["value"]["choices"]) <= set(labels)
+    finally:
+        stop_serve(served)
+    assert SECRET not in served.log.read_text()

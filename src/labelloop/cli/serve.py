@@ -66,11 +66,6 @@ def _registration(config: Path) -> tuple[Connector, int, str]:
     from ..store import Store
 
     cfg = load_config(config)
-    if cfg.multi_label:
-        raise LabelloopError(
-            "`labelloop serve` is single-label only (not yet for multi_label campaigns): nothing to connect; "
-            "run `labelloop sync` from cron instead"
-        )
     secret = read_secret()
     ls = Connector(cfg.labelstudio.url)
     stored = Store.check(cfg.state.path)
