@@ -30,8 +30,10 @@ from .config import Config
 from .copies import LabelConflictWarning
 from .data import load_pool
 from .errors import LabelloopError
-from .head import Head
+from .head import Classifier, Head
+from .labels import split_labels
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
+from .multilabel import MultiLabelHead
 from .outputs import atomic_write, check_output, check_output_dir, staging_dir
 from .quality import agreement_report, label_set_agreement_report
 from .report_people import agreement_section, guidelines_section, second_opinions_section
@@ -456,6 +458,70 @@ def _failures_section(
     ]
 
 
+def _label_set_failures_section(
+    last: RoundRow | None,
+    head: Classifier | None,
+    data: _Data,
+    res: Mapping[str, Resolution],
+    audit_ids: set[str],
+    delimiter: str,
+) -> list[Block]:
+    """Multi-label: each label's precision, recall and F1 on the test file (else the audit sample), worst
+    first. Low recall: the model leaves the label out of sets where it belongs; low precision: it adds it."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from .multilabel import label_matrix
+
+    blocks: list[Block] = [Heading("Where the current model fails")]
+    if last is None or head is None:
+        return blocks + [Para("No model yet: it needs labels of at least two classes.")]
+    if data.campaign is None:
+        return blocks + [Para(f"Could not load the texts to evaluate the model: {data.problem}")]
+    campaign = data.campaign.at_labels(len(last.train_labels))
+    classes = list(campaign.classes)
+    if campaign.test is not None and campaign.X_test is not None:
+        given, X, where = (
+            list(campaign.test.labels),
+            campaign.X_test,
+            f"the test file ({len(campaign.test)} texts)",
+        )
+    else:
+        rows = campaign.index
+        ids = sorted(i for i in audit_ids if i in rows and i in res and res[i].label is not None)
+        given, X = [res[i].label for i in ids], campaign.X[[rows[i] for i in ids]]
+        where = f"the audit sample ({len(ids)} labeled texts)"
+    if len(given) < MIN_EVAL:
+        return blocks + [Para(f"Too few labels in {where} to break micro-F1 down (need {MIN_EVAL}).")]
+    Y = label_matrix([split_labels(str(g), delimiter) for g in given], classes).astype(bool)
+    P = np.asarray(head.predict(X)).astype(bool)
+    precision, recall, f1, support = precision_recall_fscore_support(Y, P, zero_division=0)
+    order = sorted(
+        (k for k in range(len(classes)) if support[k] or P[:, k].any()), key=lambda k: (f1[k], -support[k])
+    )
+    blocks.append(
+        Para(
+            f"Measured on {where} with model {last.model_version}, per label, worst first: low recall means the "
+            f"model leaves the label out of sets it belongs to, low precision that it adds it where it does not."
+        )
+    )
+    return blocks + [
+        Table(
+            ["label", "texts with it", "predicted", "precision", "recall", "F1"],
+            [
+                [
+                    classes[k],
+                    int(support[k]),
+                    int(P[:, k].sum()),
+                    f"{precision[k]:.2f}",
+                    f"{recall[k]:.2f}",
+                    f"{f1[k]:.2f}",
+                ]
+                for k in order
+            ],
+        )
+    ]
+
+
 def _disagreements_section(res: Mapping[str, Resolution], data: _Data) -> list[Block]:
     blocks: list[Block] = [Heading("Disagreements")]
     ids = sorted(k for k, r in res.items() if r.disagreement)
@@ -592,8 +658,8 @@ def write_report(config: Config, out: str | Path) -> Path:
         arrays = store.model(last.round) if last is not None else None
     multi = config.multi_label
     head = None if arrays is None or multi else Head.from_arrays(arrays)
-    data = _load_data(config, embed=last is not None and not multi)
-    not_yet = "Not yet for multi-label campaigns."
+    set_head = MultiLabelHead.from_arrays(arrays) if arrays is not None and multi else None
+    data = _load_data(config, embed=last is not None)
     title = f"labelloop campaign report: {config.labelstudio.project}"
     # Figures are staged and the text written atomically: a failed report leaves no half-written files.
     with staging_dir(figures, "--out (figures)") as stage:
@@ -603,7 +669,7 @@ def write_report(config: Config, out: str | Path) -> Path:
             *_summary_section(config, s, last),
             *_curve_section(trained, figdir, multi),
             *(
-                [Heading("Where the current model fails"), Para(f"Per-class F1 and confusions: {not_yet}")]
+                _label_set_failures_section(last, set_head, data, res, audit_ids, config.label_delimiter)
                 if multi
                 else _failures_section(last, head, data, res, audit_ids, figdir)
             ),

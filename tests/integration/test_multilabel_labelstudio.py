@@ -144,8 +144,13 @@ def test_a_multi_label_campaign_end_to_end(tmp_path, title, ls_server, sdk, conn
     assert all(split_labels(cell) and split_labels(cell) <= set(labels) for cell in predicted["label"])
 
     report = write_report(config, tmp_path / "report.md").read_text()
-    assert "micro-F1" in report and "Not yet for multi-label campaigns" in report  # per-class F1
-    assert "## Annotators and agreement" in report
+    assert "micro-F1" in report and "## Annotators and agreement" in report
+    failures = report.split("## Where the current model fails")[1].split("\n## ")[0]
+    rows = [line.replace("\\_", "_").split(" | ") for line in failures.splitlines() if line.startswith("| ")]
+    per_label = [row for row in rows if row[0].lstrip("| ") in labels]  # (Markdown escapes the _ of names)
+    assert per_label and all(len(row) == 6 for row in per_label)  # label, texts, predicted, P, R, F1
+    f1s = [float(row[5].rstrip(" |")) for row in per_label]
+    assert f1s == sorted(f1s) and all(0 <= f <= 1 for f in f1s)  # worst first
 
     # The mode cannot change: the same project and state file, read single-label, are refused in one line.
     doc["multi_label"] = False
