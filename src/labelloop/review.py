@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
@@ -204,14 +204,11 @@ def settled(
     """
     latest_label, latest_answer = _latest(records)
     out = []
-    for e in escalations:
-        res = resolutions.get(e.item_id)
-        if e.resolved_at is not None or res is None or res.label is None or res.answers < e.overlap:
-            continue
+    for e, label in _answered(escalations, resolutions):
         if latest_answer[e.item_id].empty:
             continue
         who = latest_label.get(e.item_id)
-        out.append((e.seq, res.label, None if who is None else (who.annotator_email or str(who.annotator))))
+        out.append((e.seq, label, None if who is None else (who.annotator_email or str(who.annotator))))
     return out
 
 
@@ -225,14 +222,21 @@ def abstained(
     asked for never came, so they must go to one more person. (A tie's empty answer leaves a tie,
     which :func:`ties_to_escalate` sends on by itself.)"""
     _, latest_answer = _latest(records)
-    out = []
-    for e in escalations:
-        res = resolutions.get(e.item_id)
-        if e.resolved_at is not None or res is None or res.label is None or res.answers < e.overlap:
-            continue
+    out: list[str] = []
+    for e, _label in _answered(escalations, resolutions):
         if latest_answer[e.item_id].empty and e.item_id not in out:
             out.append(e.item_id)
     return out
+
+
+def _answered(
+    escalations: Iterable[EscalationRow], resolutions: Mapping[str, Resolution]
+) -> Iterator[tuple[EscalationRow, str]]:
+    """Open escalations with every place Label Studio was asked for filled and a majority label."""
+    for e in escalations:
+        res = resolutions.get(e.item_id)
+        if e.resolved_at is None and res is not None and res.label is not None and res.answers >= e.overlap:
+            yield e, res.label
 
 
 def _latest(

@@ -62,6 +62,23 @@ def work(annotator: Annotator, project_id: int, truth: dict[str, frozenset[str]]
     return done
 
 
+def init_campaign(tmp_path: Path, title: str, ls_server, cache: Path, monkeypatch, capsys, *, loop: dict,
+                  quality: dict) -> tuple[Path, tomlkit.TOMLDocument, list[str], dict[str, frozenset[str]]]:
+    """`labelloop init --multi-label` on the merged pool as a lead would run it, then ``loop`` and ``quality``
+    settings written into the file it made: (config path, the parsed file, labels, truth)."""
+    labels, truth = multilabel_data(tmp_path)
+    config_path = tmp_path / "labelloop.toml"
+    code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "init", str(config_path),
+                        "--data", "pool.csv", "--labels", ",".join(labels), "--project", title, "--multi-label")
+    assert code == 0, err
+    doc = tomlkit.parse(config_path.read_text())
+    doc["loop"].update(loop)
+    doc["model"]["cache_dir"] = str(cache)
+    doc["quality"].update(quality)
+    config_path.write_text(tomlkit.dumps(doc))
+    return config_path, doc, labels, truth
+
+
 def predictions_by_id(sdk, project_id: int, version: str) -> dict[str, list]:
     """Our id -> the result of its prediction of ``version``."""
     tasks = {t.id: t.data["labelloop_id"] for t in sdk.tasks.list(project=project_id, page_size=1000)}
@@ -71,18 +88,13 @@ def predictions_by_id(sdk, project_id: int, version: str) -> dict[str, list]:
 
 def test_a_multi_label_campaign_end_to_end(tmp_path, title, ls_server, sdk, connector, embedding_cache,
                                            monkeypatch, capsys) -> None:
-    labels, truth = multilabel_data(tmp_path)
-    config_path = tmp_path / "labelloop.toml"
-    code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "init", str(config_path),
-                        "--data", "pool.csv", "--labels", ",".join(labels), "--project", title, "--multi-label")
-    assert code == 0, err
-    doc = tomlkit.parse(config_path.read_text())
+    config_path, doc, labels, truth = init_campaign(
+        tmp_path, title, ls_server, embedding_cache, monkeypatch, capsys,
+        loop={"queue_target": QUEUE, "budget": 60, "retrain_every": 6, "audit_fraction": 0.1},
+        quality={"overlap_share": 0.0, "prefill_confidence": 0.0})  # every guess shown: checkable
     assert doc["multi_label"] is True and doc["data"]["id_column"] == "id"
     doc["data"].update({"test": "test.csv", "test_label_column": "labels"})
-    doc["loop"].update({"queue_target": QUEUE, "budget": 60, "retrain_every": 6, "audit_fraction": 0.1})
     doc["stop"]["on"] = ["budget"]
-    doc["model"]["cache_dir"] = str(embedding_cache)
-    doc["quality"].update({"overlap_share": 0.0, "prefill_confidence": 0.0})  # every guess shown: checkable
     config_path.write_text(tomlkit.dumps(doc))
     config = load_config(config_path)
 
@@ -165,16 +177,10 @@ def test_two_people_on_label_sets_agree_per_label_and_a_differing_set_is_a_tie(
     """Every task goes to two people. One ticks the true set; the other drops a label from every pair. Status
     measures agreement over the yes/no decisions per label (the pairs agree on all but one label), and each
     differing set is a tie sent to a third person, as with single labels."""
-    labels, truth = multilabel_data(tmp_path)
-    config_path = tmp_path / "labelloop.toml"
-    code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "init", str(config_path),
-                        "--data", "pool.csv", "--labels", ",".join(labels), "--project", title, "--multi-label")
-    assert code == 0, err
-    doc = tomlkit.parse(config_path.read_text())
-    doc["loop"].update({"queue_target": 8, "budget": 8, "retrain_every": 100, "audit_fraction": 0.0})
-    doc["model"]["cache_dir"] = str(embedding_cache)
-    doc["quality"].update({"overlap_share": 1.0, "max_annotators": 3})
-    config_path.write_text(tomlkit.dumps(doc))
+    config_path, _, labels, truth = init_campaign(
+        tmp_path, title, ls_server, embedding_cache, monkeypatch, capsys,
+        loop={"queue_target": 8, "budget": 8, "retrain_every": 100, "audit_fraction": 0.0},
+        quality={"overlap_share": 1.0, "max_annotators": 3})
     config = load_config(config_path)
     sync(config)
     project_id = int(Store.open_existing(config.state.path).get("project_id"))
@@ -206,16 +212,10 @@ def test_serve_drives_a_multi_label_campaign_and_answers_with_label_sets(
     from test_serve import SECRET, free_port, start_serve, stop_serve, wait_for
     from test_sync import project_tasks, waiting
 
-    labels, truth = multilabel_data(tmp_path)
-    config_path = tmp_path / "labelloop.toml"
-    code, err = run_cli(monkeypatch, capsys, ls_server.url, ls_server.api_key, "init", str(config_path),
-                        "--data", "pool.csv", "--labels", ",".join(labels), "--project", title, "--multi-label")
-    assert code == 0, err
-    doc = tomlkit.parse(config_path.read_text())
-    doc["loop"].update({"queue_target": QUEUE, "budget": 60, "retrain_every": 6, "audit_fraction": 0.0})
-    doc["model"]["cache_dir"] = str(embedding_cache)
-    doc["quality"].update({"overlap_share": 0.0, "prefill_confidence": 0.0})  # every guess shown: checkable
-    config_path.write_text(tomlkit.dumps(doc))
+    config_path, _, labels, truth = init_campaign(
+        tmp_path, title, ls_server, embedding_cache, monkeypatch, capsys,
+        loop={"queue_target": QUEUE, "budget": 60, "retrain_every": 6, "audit_fraction": 0.0},
+        quality={"overlap_share": 0.0, "prefill_confidence": 0.0})  # every guess shown: checkable
     env = {**os.environ, "LABEL_STUDIO_URL": ls_server.url, "LABEL_STUDIO_API_KEY": ls_server.api_key,
            "LABELLOOP_SERVE_SECRET": SECRET}
     served = start_serve(config_path, env, free_port(), "--debounce", "1", "--max-wait", "8")
