@@ -85,11 +85,12 @@ def main() -> None:
         d = result["datasets"][name]
         lines += [f"## {name}: {d['rows']} pool texts ({d['mean_labels_per_text']:.2f} labels per text), "
                   f"{d['labels']} labels, {d['test_rows']} test texts", "",
-                  "| labels | " + " | ".join(STRATEGIES) + " | margin (min over seeds) |",
-                  "|---:|" + "---:|" * (len(STRATEGIES) + 1)]
+                  "| labels | " + " | ".join(STRATEGIES) + " | margin (min over seeds) | standard error |",
+                  "|---:|" + "---:|" * (len(STRATEGIES) + 2)]
+        se = diff.std(axis=0, ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.zeros(len(n))
         for k, m in enumerate(n):
             lines.append(f"| {m} | " + " | ".join(f"{f1[s].mean(axis=0)[k]:.3f}" for s in STRATEGIES)
-                         + f" | {diff.mean(axis=0)[k]:+.3f} ({diff.min(axis=0)[k]:+.3f}) |")
+                         + f" | {diff.mean(axis=0)[k]:+.3f} ({diff.min(axis=0)[k]:+.3f}) | {se[k]:.3f} |")
         lines += ["", f"Beats random at every budget after the cold-start seed (mean over seeds): "
                   f"**{'yes' if beats else 'no'}**. Slowest round {d['max_round_seconds']:.1f} s.", ""]
         print("\n".join(lines[-len(n) - 6:]), flush=True)
