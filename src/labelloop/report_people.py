@@ -6,12 +6,13 @@ list of report blocks out, no I/O.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .labelstudio.annotations import AnnotationRecord, live_annotations
 from .quality import AgreementReport, Proportion
-from .review import ties_of_their_own
+from .review import second_opinion_outcomes
 from .store import EscalationRow
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ def agreement_section(ag: AgreementReport, label_sets: bool = False) -> list[Blo
         return blocks + [Para("No labels yet.")]
     blocks.append(
         Para(
-            f"{ag.n_multi} of {ag.n_items} labeled texts were labeled by two or more of {ag.n_annotators} annotators "
+            f"{ag.n_multi} of the {ag.n_items} texts someone labeled were labeled by two or more of "
+            f"{ag.n_annotators} annotators "
             f"(the double-annotated share is blind: nobody saw the model's guess; texts sent back as suspected "
             f"label errors are left out). Krippendorff's α "
             f"{_num(ag.alpha)}, mean pairwise Cohen's κ {_num(ag.mean_kappa)}"
@@ -106,21 +108,27 @@ def second_opinions_section(
     blocks: list[Block] = [Heading("Second opinions")]
     if not escalations:
         return blocks + [Para("None yet: no tie and no suspected label error was sent back.")]
-    ties = ties_of_their_own(escalations)  # a contradicted suspect's tie is counted with the suspects
-    suspects = [e for e in escalations if e.reason == "suspect"]
-    changed = [e for e in suspects if e.resolved_at and e.label_after != e.label_before]
+    outcomes = second_opinion_outcomes(escalations)  # per text: a contradicted suspect's tie is the suspect's
+    n = Counter(outcomes.values())
     blocks.append(
         Bullets(
             [
-                f"ties sent to one more annotator: {len(ties)}; "
-                f"settled {sum(e.resolved_at is not None for e in ties)}, "
-                f"open {sum(e.resolved_at is None for e in ties)}",
-                f"suspected label errors sent back: {len(suspects)}; relabeled {len(changed)}, confirmed "
-                f"{sum(bool(e.resolved_at) and e.label_after == e.label_before for e in suspects)}, open "
-                f"{sum(e.resolved_at is None for e in suspects)}",
+                f"texts whose tie went to one more annotator: {n['tie', 'settled'] + n['tie', 'open']}; "
+                f"settled {n['tie', 'settled']}, open {n['tie', 'open']}",
+                f"suspected label errors sent back: {sum(r == 'suspect' for r, _ in outcomes.values())} "
+                f"text(s); relabeled {n['suspect', 'changed']}, confirmed {n['suspect', 'confirmed']}, open "
+                f"{n['suspect', 'open']}",
             ]
         )
     )
+    sent_back: dict[str, EscalationRow] = {}  # each text's first suspect row: the label it was sent back with
+    for e in sorted(escalations, key=lambda e: e.seq):
+        if e.reason == "suspect":
+            sent_back.setdefault(e.item_id, e)
+    decided = {
+        e.item_id: e for e in sorted(escalations, key=lambda e: (e.resolved_at or "", e.seq)) if e.resolved_at
+    }
+    changed = [(decided[i], sent_back[i]) for i, o in outcomes.items() if o == ("suspect", "changed")]
     if changed:
         blocks.append(
             Table(
@@ -128,12 +136,12 @@ def second_opinions_section(
                 [
                     [
                         snippet(texts.get(e.item_id)),
-                        e.label_before,
+                        s.label_before,
                         e.label_after,
                         e.decided_by or "–",
-                        _num(e.score, 2),
+                        _num(s.score, 2),
                     ]
-                    for e in changed[:30]
+                    for e, s in changed[:30]
                 ],
             )
         )

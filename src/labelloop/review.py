@@ -31,7 +31,7 @@ __all__ = [
     "Escalation",
     "ties_to_escalate",
     "waiting_for_answers",
-    "ties_of_their_own",
+    "second_opinion_outcomes",
     "settled",
     "abstained",
     "blind_priority",
@@ -145,11 +145,29 @@ class Escalation:
     score: float | None = None
 
 
-def ties_of_their_own(escalations: Sequence[EscalationRow]) -> list[EscalationRow]:
-    """Tie escalations of texts never sent back as suspects: the tie a contradicted suspect becomes is part of
-    that suspect's second opinion, and is counted there (once per text)."""
-    suspects = {e.item_id for e in escalations if e.reason == "suspect"}
-    return [e for e in escalations if e.reason == "tie" and e.item_id not in suspects]
+def second_opinion_outcomes(escalations: Sequence[EscalationRow]) -> dict[str, tuple[str, str]]:
+    """Per text sent for another opinion: ``(reason, outcome)``, counted once per text.
+
+    A text sent back as a suspect is a suspect, even if its re-check tied and went on (that tie is part of
+    its second opinion); several rows of one text (raised again after a tie or an empty answer) are one
+    text. Outcome: ``"open"`` while any row is; else a tie is ``"settled"``, and a suspect ``"changed"``
+    or ``"confirmed"``: its last decision against the label it was sent back with.
+    """
+    by_text: dict[str, list[EscalationRow]] = {}
+    for e in sorted(escalations, key=lambda e: e.seq):
+        by_text.setdefault(e.item_id, []).append(e)
+    out: dict[str, tuple[str, str]] = {}
+    for item, rows in by_text.items():
+        suspect = next((e for e in rows if e.reason == "suspect"), None)
+        reason = "tie" if suspect is None else "suspect"
+        if any(e.resolved_at is None for e in rows):
+            out[item] = (reason, "open")
+        elif suspect is None:
+            out[item] = (reason, "settled")
+        else:
+            last = max(rows, key=lambda e: (e.resolved_at or "", e.seq))
+            out[item] = (reason, "changed" if last.label_after != suspect.label_before else "confirmed")
+    return out
 
 
 def waiting_for_answers(
@@ -221,10 +239,12 @@ def abstained(
     submission: Label Studio serves them to nobody now (it counts the empty answer), yet the opinion
     asked for never came, so they must go to one more person. (A tie's empty answer leaves a tie,
     which :func:`ties_to_escalate` sends on by itself.)"""
+    escalations = list(escalations)
+    sent_on = waiting_for_answers(escalations, resolutions)  # already raised again: one more person asked
     _, latest_answer = _latest(records)
     out: list[str] = []
     for e, _label in _answered(escalations, resolutions):
-        if latest_answer[e.item_id].empty and e.item_id not in out:
+        if latest_answer[e.item_id].empty and e.item_id not in out and e.item_id not in sent_on:
             out.append(e.item_id)
     return out
 

@@ -17,7 +17,13 @@ from .config import Config
 from .copies import conflicts_message
 from .labelstudio.annotations import AnnotationRecord, Resolution, live_annotations
 from .quality import agreement_report, label_set_agreement_report
-from .review import PREFILL_MIN_ANSWERS, blind_answers, prefill_threshold, ties_of_their_own
+from .review import (
+    PREFILL_MIN_ANSWERS,
+    abstained,
+    blind_answers,
+    prefill_threshold,
+    second_opinion_outcomes,
+)
 from .store import EscalationRow, RoundRow, Store
 
 __all__ = ["summary", "next_steps", "who", "votes_of", "agreement_votes", "coverage", "conflicts_note"]
@@ -50,12 +56,12 @@ def agreement_votes(
 def _waiting_for_more(
     wanted: Mapping[str, int], res: Mapping[str, Resolution], voters: Mapping[str, set[str]]
 ) -> tuple[int, int]:
-    """Of the texts in ``wanted`` (our id → people asked), those with fewer answers than people asked
-    (as Label Studio counts them: an empty submission fills a place), and how many of them every
-    annotator seen so far (``voters``: text → who answered it) has answered already: Label Studio
-    serves those to nobody, a reviewer or a new annotator must."""
+    """Of the texts in ``wanted`` (our id → people asked), those answered but by fewer people than asked
+    (as Label Studio counts answers: an empty submission fills a place; texts nobody answered yet are
+    simply in the queue), and how many of them every annotator seen so far (``voters``: text → who
+    answered it) has answered already: Label Studio serves those only to someone new."""
     everyone = set().union(*voters.values()) if voters else set()
-    waiting = [i for i, n in wanted.items() if i not in res or res[i].answers < n]
+    waiting = [i for i, n in wanted.items() if i in res and 0 < res[i].answers < n]
     return len(waiting), sum(bool(everyone) and voters.get(i, set()) >= everyone for i in waiting)
 
 
@@ -71,7 +77,6 @@ def _round_info(last: RoundRow | None) -> dict[str, Any]:
 
 
 def _escalations(store: Store) -> dict[str, int]:
-    rows = store.escalations()
     out = {
         "ties_open": 0,
         "ties_settled": 0,
@@ -79,15 +84,8 @@ def _escalations(store: Store) -> dict[str, int]:
         "suspects_confirmed": 0,
         "suspects_changed": 0,
     }
-    for e in ties_of_their_own(rows):
-        out["ties_open" if e.resolved_at is None else "ties_settled"] += 1
-    for e in rows:
-        if e.reason == "tie":
-            continue
-        if e.resolved_at is None:
-            out["suspects_open"] += 1
-        else:
-            out["suspects_changed" if e.label_after != e.label_before else "suspects_confirmed"] += 1
+    for reason, outcome in second_opinion_outcomes(store.escalations()).values():
+        out[f"{reason}s_{outcome}"] += 1
     return out
 
 
@@ -117,6 +115,8 @@ def summary(config: Config) -> dict[str, Any]:
             if e.resolved_at is None:
                 opinions[e.item_id] = max(e.overlap, opinions.get(e.item_id, 0))
         waiting, blocked = _waiting_for_more(opinions, res, voters)
+        open_rows = [e for e in escalation_rows if e.resolved_at is None]
+        left_empty = abstained(open_rows, res, records) if open_rows else []
         doubles = {
             q.item_id: q.overlap for q in store.queries() if q.overlap > 1 and q.item_id not in opinions
         }
@@ -144,9 +144,11 @@ def summary(config: Config) -> dict[str, Any]:
             "empty": sum(r.empty for r in live),
             "disagreements": sum(r.disagreement for r in res.values()),
             "ties": sum(r.label is None and bool(r.votes) for r in res.values()),
-            "ties_at_cap": sum(
+            # Ties, and second opinions whose extra answer was empty, with no place left (as sync names them).
+            "stuck_at_cap": sum(
                 r.label is None and r.answers >= config.quality.max_annotators for r in res.values()
-            ),
+            )
+            + sum(res[i].answers >= config.quality.max_annotators for i in left_empty),
             "opinions_waiting": waiting,
             "opinions_blocked": blocked,
             "doubles_waiting": doubles_waiting,
@@ -248,10 +250,11 @@ def next_steps(s: Mapping[str, Any], config: Config) -> list[str]:
             f"stop: {', '.join(a.criterion for a in fired)} met; write the report (`labelloop report`), or "
             f"raise loop.budget / change stop.on to go on"
         )
-    if s["ties_at_cap"]:
+    if s["stuck_at_cap"]:
         steps.append(
-            f"{s['ties_at_cap']} tie(s) reached quality.max_annotators: a reviewer should open them in Label "
-            f"Studio and answer (the next sync settles them)"
+            f"{s['stuck_at_cap']} text(s) reached quality.max_annotators without a settled label (a tie, or a "
+            f"second opinion answered empty): a reviewer should open them in Label Studio and answer (the next "
+            f"sync settles them)"
         )
     served = s["opinions_waiting"] - s["opinions_blocked"]
     if s["opinions_blocked"]:

@@ -208,5 +208,5 @@ def test_an_empty_answer_fills_a_place_in_label_studio_and_labelloop_counts_it(
     assert sdk.tasks.get(task_of[tie_id]).is_labeled  # three answers: Label Studio serves it to nobody
     assert any("max_annotators" in w and tie_id in w for w in report.warnings)
     s = summary(config)
-    assert s["opinions_waiting"] == 0 and s["ties_at_cap"] == 1
+    assert s["opinions_waiting"] == 0 and s["stuck_at_cap"] == 1
     assert any("reviewer should open them" in step for step in next_steps(s, config))

@@ -219,8 +219,8 @@ def test_the_people_sections_show_agreement_second_opinions_and_guideline_versio
     md = report.write_report(config, tmp_path / "people.md").read_text()
     assert "| g-one | 2026-11-19T00:00:00+00:00 | 18 |" in md and "| g-two | 2026-11-21T00:00:00+00:00 | 20 |" in md
     assert "pre-selected guesses: 0 of 0 task(s) the model chose; none until 30 answers" in md
-    assert "ties sent to one more annotator: 1; settled 0, open 1" in md
-    assert "suspected label errors sent back: 1; relabeled 1, confirmed 0, open 0" in md
+    assert "texts whose tie went to one more annotator: 1; settled 0, open 1" in md
+    assert "suspected label errors sent back: 1 text(s); relabeled 1, confirmed 0, open 0" in md
     assert "| text 3 | billing | bug | user2@x.test | 0.93 |" in md
     assert "Krippendorff's α" in md and "| user1@x.test | user2@x.test | 1 | 0.000 |" in md
 
@@ -235,7 +235,7 @@ def test_agreement_leaves_out_suspect_reasks_and_status_says_who_can_answer_a_se
         store.add_escalation("t6", 106, "suspect", 0, 2, "bug", 0.9)
     s = report.summary(config)
     assert s["agreement"].n_multi == 0
-    assert s["opinions_waiting"] == 0 and s["ties_at_cap"] == 0  # answered 1-1: the next sync escalates it
+    assert s["opinions_waiting"] == 0 and s["stuck_at_cap"] == 0  # answered 1-1: the next sync escalates it
     with store.tx():
         store.add_escalation("t6", 106, "tie", 0, 3, None)
     s = report.summary(config)
@@ -310,3 +310,18 @@ def test_status_says_whether_annotators_see_the_models_guess_and_why(campaign_st
                     + "[quality]\nprefill_confidence = 0.85\n")
     fixed = load_config(path)
     assert "prefill_confidence = 0.85: from that confidence up" in prefill_note(report.summary(fixed), fixed)
+
+
+def test_a_second_opinion_answered_empty_at_the_cap_is_named_for_a_reviewer(campaign_state) -> None:
+    """t3 was sent back as a suspect to a third person, who submitted no choice: Label Studio serves it to
+    nobody now. It has a label, but not the opinion asked for, and no place is left: status names it for a
+    reviewer (as sync warns), instead of leaving it open and unmentioned."""
+    config, store = campaign_state
+    with store.tx():
+        store.add_records(2, [rec("created", "t3", 73, LABELS[0], 2),
+                              rec("created", "t3", 74, None, 3, day="2026-11-22", skipped=True, empty=True)], None)
+        store.add_escalation("t3", 103, "suspect", 1, 3, LABELS[0], 0.9)
+    s = report.summary(config)
+    assert s["stuck_at_cap"] == 1 and s["opinions_waiting"] == 0
+    assert any(step.startswith("1 text(s) reached quality.max_annotators") for step in next_steps(s, config))
+    assert s["escalations"]["suspects_open"] == 1

@@ -147,6 +147,8 @@ def test_an_empty_answer_to_a_second_opinion_is_no_opinion_and_goes_to_one_more_
     assert waiting_for_answers([suspect, tie], resolutions) == set()  # Label Studio has every answer it asked for
     assert settled([suspect, tie], resolutions, records) == []
     assert abstained([suspect, tie], resolutions, records) == ["s"]
+    raised = EscalationRow(3, "s", 10, "suspect", 2, 3, "2026-11-29T11:30:00", "a", None, None, None, None)
+    assert abstained([suspect, raised, tie], resolutions, records) == []  # sent on once, not at every sync
     out, stuck = ties_to_escalate(resolutions, {"s": (10, 2), "t": (11, 3)}, set(), max_annotators=5)
     assert [(e.item_id, e.overlap) for e in out] == [("t", 4)] and stuck == []  # 3 answers in: a 4th person
 
@@ -158,3 +160,20 @@ def test_an_empty_answer_to_a_second_opinion_is_no_opinion_and_goes_to_one_more_
     records.append(rec("s", 7, "b", "sue@x", "2026-11-29T13:00:00"))
     resolved = {"s": res("b", {"a": 1, "b": 2}, empty=1)}
     assert settled([suspect, again], resolved, records) == [(1, "b", "sue@x"), (3, "b", "sue@x")]
+
+
+def test_second_opinions_are_counted_per_text_whatever_rows_they_took() -> None:
+    """A suspect raised again after an empty answer is one open text, not two; a suspect whose re-check tied
+    and was settled by a third person counts once, as a suspect, by its last decision."""
+    from labelloop.review import second_opinion_outcomes
+
+    def row(seq, item, reason, overlap, before, resolved=None, after=None):
+        return EscalationRow(seq, item, 10, reason, 1, overlap, f"2026-11-29T10:0{seq}:00", before, 0.9,
+                             resolved, after, None)
+
+    rows = [row(1, "s", "suspect", 2, "a"), row(2, "s", "suspect", 3, "a"),          # raised again: open
+            row(3, "c", "suspect", 2, "a", "2026-11-29T12:00", "b"),                 # its re-check tied...
+            row(4, "c", "tie", 3, None, "2026-11-29T12:00", "b"),                    # ...and a third said b
+            row(5, "t", "tie", 3, None, "2026-11-29T11:00", "x"), row(6, "u", "tie", 3, None)]
+    assert second_opinion_outcomes(rows) == {"s": ("suspect", "open"), "c": ("suspect", "changed"),
+                                             "t": ("tie", "settled"), "u": ("tie", "open")}
