@@ -522,6 +522,45 @@ def _label_set_failures_section(
     ]
 
 
+def _labels_per_class_section(
+    last: RoundRow | None, head: Classifier | None, data: _Data, delimiter: str | None
+) -> list[Block]:
+    """Per class: the labels the current model learnt from, and how many texts nobody labeled yet it puts
+    there. Rare intents hide in a backlog; many predicted texts on few labels is where labels (and
+    guideline examples) are short, and a class with no label is one the model cannot predict at all.
+    ``delimiter``: a multi-label campaign's (labels are sets, each member counted)."""
+    blocks: list[Block] = [Heading("Labels per class")]
+    if last is None or head is None or data.campaign is None:
+        return blocks + [Para("No model yet, or the texts could not be loaded: nothing to count.")]
+    campaign = data.campaign.at_labels(len(last.train_labels))
+    classes = list(campaign.classes)
+    given: Counter[str] = Counter()
+    for label in last.train_labels.values():
+        given.update(split_labels(label, delimiter) if delimiter is not None else [label])
+    unlabeled = [r for r, i in enumerate(campaign.pool.ids) if i not in last.train_labels]
+    predicted: np.ndarray = np.zeros(len(classes), dtype=np.int64)
+    if unlabeled:
+        guess = np.asarray(head.predict(campaign.X[unlabeled]))
+        predicted = guess.sum(axis=0) if guess.ndim == 2 else np.bincount(guess, minlength=len(classes))
+    rows = sorted(range(len(classes)), key=lambda k: (given[classes[k]], -predicted[k], classes[k]))
+    none = [classes[k] for k in rows if not given[classes[k]]]
+    blocks.append(
+        Para(
+            f"What model {last.model_version} learnt from, fewest labels first, beside the texts nobody has "
+            f"labeled yet ({len(unlabeled)}) that it puts in each class. Many predicted texts on few labels: "
+            f"the labels (and the guidelines' examples) are short there."
+            + (f" No label yet for {len(none)} class(es): {', '.join(none[:10])}." if none else "")
+        )
+    )
+    total = max(len(unlabeled), 1)
+    return blocks + [
+        Table(
+            ["class", "labels", "unlabeled texts it predicts", "share"],
+            [[classes[k], given[classes[k]], int(predicted[k]), f"{predicted[k] / total:.1%}"] for k in rows],
+        )
+    ]
+
+
 def _disagreements_section(res: Mapping[str, Resolution], data: _Data) -> list[Block]:
     blocks: list[Block] = [Heading("Disagreements")]
     ids = sorted(k for k, r in res.items() if r.disagreement)
@@ -672,6 +711,9 @@ def write_report(config: Config, out: str | Path) -> Path:
                 _label_set_failures_section(last, set_head, data, res, audit_ids, config.label_delimiter)
                 if multi
                 else _failures_section(last, head, data, res, audit_ids, figdir)
+            ),
+            *_labels_per_class_section(
+                last, set_head if multi else head, data, config.label_delimiter if multi else None
             ),
             *_disagreements_section(res, data),
             *agreement_section(

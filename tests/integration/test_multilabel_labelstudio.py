@@ -156,7 +156,7 @@ def test_a_multi_label_campaign_end_to_end(tmp_path, title, ls_server, sdk, conn
     assert all(split_labels(cell) and split_labels(cell) <= set(labels) for cell in predicted["label"])
 
     report = write_report(config, tmp_path / "report.md").read_text()
-    assert "micro-F1" in report and "## Annotators and agreement" in report
+    assert "micro-F1" in report and "## Annotators and agreement" in report and "## Labels per class" in report
     failures = report.split("## Where the current model fails")[1].split("\n## ")[0]
     rows = [line.replace("\\_", "_").split(" | ") for line in failures.splitlines() if line.startswith("| ")]
     per_label = [row for row in rows if row[0].lstrip("| ") in labels]  # (Markdown escapes the _ of names)

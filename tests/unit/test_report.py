@@ -20,7 +20,8 @@ from labelloop.store import Store
 
 LABELS = ["billing", "bug", "other"]
 LONG = "text 6 | <b>six</b> *stars* " + "and on " * 20  # user text: escaped, cut at 80 characters
-SECTIONS = ("## Summary", "## Learning curve", "## Where the current model fails", "## Disagreements",
+SECTIONS = ("## Summary", "## Learning curve", "## Where the current model fails", "## Labels per class",
+            "## Disagreements",
             "## Annotators and agreement", "## Second opinions", "## Guidelines", "## Throughput", "## Rounds",
             "## Runs")
 
@@ -114,7 +115,7 @@ def test_a_report_before_any_model_says_so(campaign_state, tmp_path, monkeypatch
     for header in SECTIONS:
         assert header in md
     assert "none yet" in md and "No model yet" in md
-    assert md.count("No model yet") == 2  # the curve and the failures
+    assert md.count("No model yet") == 3  # the curve, the failures, the labels per class
     assert _figures(md, tmp_path) == [tmp_path / "r_files" / "throughput.png"]
     row = next(line for line in md.splitlines() if line.startswith("| t6 |"))
     assert "bug 1, other 1 | tie |" in row and "text 6 \\| \\<b>six\\</b> \\*stars\\*" in row
@@ -325,3 +326,17 @@ def test_a_second_opinion_answered_empty_at_the_cap_is_named_for_a_reviewer(camp
     assert s["stuck_at_cap"] == 1 and s["opinions_waiting"] == 0
     assert any(step.startswith("1 text(s) reached quality.max_annotators") for step in next_steps(s, config))
     assert s["escalations"]["suspects_open"] == 1
+
+
+def test_the_report_counts_each_class_labels_beside_what_the_model_predicts_for_the_rest(trained, tmp_path) -> None:
+    """Round 2 learnt from t0..t19 (billing 7, bug 7, other 6): the fewest-labeled class comes first, and the
+    model's guesses for the 20 texts it did not learn from add up to 20."""
+    config, _, _ = trained
+    md = report.write_report(config, tmp_path / "r.md").read_text()
+    section = md.split("## Labels per class")[1].split("\n## ")[0]
+    rows = [line.strip("| ").split(" | ") for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    header, body = rows[0], rows[1:]
+    assert header == ["class", "labels", "unlabeled texts it predicts", "share"]
+    assert body[0][:2] == ["other", "6"] and sorted(r[:2] for r in body[1:]) == [["billing", "7"], ["bug", "7"]]
+    assert sum(int(r[2]) for r in body) == 20
+    assert "texts nobody has labeled yet (20)" in section
