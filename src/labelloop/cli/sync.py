@@ -266,7 +266,8 @@ def report(
         Path, typer.Option(help="Report file: .md (Markdown) or .html; plots go beside it.")
     ] = Path("labelloop-report.md"),
 ) -> None:
-    """Write a report: learning curve over rounds, per-class F1, most confused pairs, disagreements, throughput."""
+    """Write a report: learning curve over rounds, per-class F1, most confused pairs, labels per class,
+    disagreements, agreement, second opinions, throughput."""
     from ..outputs import check_output
     from ..report import write_report
 
