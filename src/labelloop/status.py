@@ -76,6 +76,35 @@ def _round_info(last: RoundRow | None) -> dict[str, Any]:
     }
 
 
+def _labels_per_class(
+    config: Config, last: RoundRow | None, res: Mapping[str, Resolution], audit: Collection[str]
+) -> dict[str, int]:
+    """Labels per class the model learns from: the last round's, with agreed labels since (not the audit's);
+    a label set counts for each member. Every class of the config is listed, those with none at 0."""
+    from .labels import split_labels
+
+    labels = dict(last.train_labels) if last is not None else {}
+    labels.update({i: r.label for i, r in res.items() if r.label is not None and i not in audit})
+    counts = dict.fromkeys(config.labels, 0)
+    for label in labels.values():
+        for member in split_labels(label, config.label_delimiter) if config.multi_label else [label]:
+            if member in counts:
+                counts[member] += 1
+    return counts
+
+
+def labels_per_class_note(s: Mapping[str, Any]) -> str:
+    """One line: the classes with fewest labels, and those with none (rare intents hide in a backlog)."""
+    counts = s["per_class"]
+    fewest = sorted((n, c) for c, n in counts.items() if n)[:3]
+    none = sorted(c for c, n in counts.items() if not n)
+    line = "labels per class: fewest " + (", ".join(f"{c} {n}" for n, c in fewest) if fewest else "none yet")
+    if none:
+        shown = ", ".join(none[:8]) + (", …" if len(none) > 8 else "")
+        line += f"; {len(none)} of {len(counts)} class(es) with no label yet: {shown}"
+    return line
+
+
 def _escalations(store: Store) -> dict[str, int]:
     out = {
         "ties_open": 0,
@@ -162,6 +191,7 @@ def summary(config: Config) -> dict[str, Any]:
             "escalations": _escalations(store),
             "guidelines": guidelines[-1] if guidelines else None,
             "round": _round_info(last),
+            "per_class": _labels_per_class(config, last, res, audit),
             "metrics": last.metrics if last else {},
             "annotators": {k: (v[0], v[1]) for k, v in annotators.items()},
             "advice": current_advice(store, config),
@@ -278,6 +308,13 @@ def next_steps(s: Mapping[str, Any], config: Config) -> list[str]:
             f"{s['doubles_blocked']} double-annotated text(s) wait for a second person, but every annotator who "
             f"has labeled anything so far has labeled them: another project member must (invite one if "
             f"nobody else labels; agreement is measured on these)"
+        )
+    none = sorted(c for c, n in s["per_class"].items() if not n)
+    if none and s["round"]["round"]:  # a model exists, yet never saw these classes
+        steps.append(
+            f"{len(none)} class(es) have no label yet ({', '.join(none[:5])}{', …' if len(none) > 5 else ''}): "
+            f"the model cannot predict them; if the backlog holds such texts, an example in the guidelines "
+            f"(or a few labeled rows in the data) lets it start finding them"
         )
     if s["queue"]:
         steps.append(f"{s['queue']} task(s) wait for annotators in Label Studio project {s['project_id']}")

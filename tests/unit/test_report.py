@@ -340,3 +340,26 @@ def test_the_report_counts_each_class_labels_beside_what_the_model_predicts_for_
     assert body[0][:2] == ["other", "6"] and sorted(r[:2] for r in body[1:]) == [["billing", "7"], ["bug", "7"]]
     assert sum(int(r[2]) for r in body) == 20
     assert "texts nobody has labeled yet (20)" in section
+
+
+def test_status_names_the_classes_with_fewest_labels_and_those_with_none(campaign_state) -> None:
+    """The agreed labels outside the audit (t0..t27 less a deletion, two skips and a tie; t0 relabeled) per
+    class, and a class of the config nobody has labeled yet is named."""
+    from labelloop.status import labels_per_class_note
+
+    config, _ = campaign_state
+    counts = report.summary(config)["per_class"]
+    assert counts == {"billing": 8, "bug": 8, "other": 8}
+    path = config.state.path.parent / "more.toml"
+    path.write_text((config.state.path.parent / "labelloop.toml").read_text().replace(
+        json.dumps(LABELS), json.dumps([*LABELS, "refund"])))
+    more = load_config(path)
+    s = report.summary(more)
+    assert s["per_class"]["refund"] == 0
+    assert labels_per_class_note(s) == "labels per class: fewest billing 8, bug 8, other 8; 1 of 4 class(es) with " \
+                                       "no label yet: refund"
+    assert not any("no label yet" in step for step in next_steps(s, more))  # round 0: no model to miss it
+    _train(store := Store.open_existing(more.state.path), np.eye(40, 8))
+    store.close()
+    s = report.summary(more)
+    assert any(step.startswith("1 class(es) have no label yet (refund)") for step in next_steps(s, more))

@@ -190,7 +190,7 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
     Queue, labels, skips and ties; agreement between annotators; second opinions; the model's
     audit accuracy; stop advice; then the next steps.
     """
-    from ..status import conflicts_note, coverage, next_steps, prefill_note, summary
+    from ..status import conflicts_note, coverage, labels_per_class_note, next_steps, prefill_note, summary
 
     cfg = load_config(config)
     s = summary(cfg)
@@ -212,6 +212,7 @@ def status(config: ConfigOpt = Path("labelloop.toml")) -> None:
     a = s["audit"]
     console.print(f"audit sample: {a['labeled']} labeled of {a['sent']} sent ({a['size']} reserved)")
     console.print(prefill_note(s, cfg), highlight=False)
+    console.print(labels_per_class_note(s), highlight=False)
     _print_agreement(console, s, cfg.multi_label)
     r = s["round"]
     console.print(
