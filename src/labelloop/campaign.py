@@ -39,6 +39,7 @@ __all__ = [
     "ingest",
     "training_labels",
     "train_if_due",
+    "train_when_due",
     "select",
     "current_advice",
     "latest_head",
@@ -114,10 +115,13 @@ def _evaluate(head: Classifier, campaign: Campaign, labels: dict[str, str], seed
 
 
 def _asking_is_over(store: Store, campaign: Campaign) -> bool:
-    """The budget is spent or every text was sent: the last labels trickle in and no later round would
-    take them, so each change retrains (the final model, which status, report and predict use)."""
+    """The budget is spent, every text was sent, or a stop rule ended the campaign: the last labels trickle
+    in and no later round would take them, so each change retrains (the final model, which status, report
+    and predict use)."""
     pushed = set(store.pushes())
     if len(pushed) >= campaign.config.loop.budget:
+        return True
+    if next((r.stopped for r in reversed(store.runs()) if r.finished_at), None):
         return True
     pool = campaign.pool
     return all(i in pushed for i, given in zip(pool.ids, pool.labels, strict=True) if given is None)
@@ -126,19 +130,25 @@ def _asking_is_over(store: Store, campaign: Campaign) -> bool:
 def train_if_due(store: Store, campaign: Campaign, run: int) -> RoundRow | None:
     """Train a new model if enough labels changed since the last one (``loop.retrain_every``; any change
     once the campaign asks nothing more); return its round (stored)."""
+    return train_when_due(store, campaign, run)[0]
+
+
+def train_when_due(store: Store, campaign: Campaign, run: int) -> tuple[RoundRow | None, bool]:
+    """:func:`train_if_due`, and whether the retrain was a regular one (``retrain_every`` labels changed,
+    or the first model) rather than a late label after the campaign stopped asking: only a regular one
+    sends suspects back, or every re-check answered after the end would ask for more."""
     cfg = campaign.config
     labels = training_labels(store, campaign)
     last = store.last_round()
     assert last is not None, "register() first"
     changed = sum(labels.get(i) != last.train_labels.get(i) for i in set(labels) | set(last.train_labels))
-    if not changed or (
-        changed < cfg.loop.retrain_every and last.has_model and not _asking_is_over(store, campaign)
-    ):
-        return None
+    regular = changed >= cfg.loop.retrain_every or not last.has_model
+    if not changed or (not regular and not _asking_is_over(store, campaign)):
+        return None, False
     campaign = campaign.at_labels(len(labels))
     head = campaign.learner.fit(labels)
     if head is None:  # fewer than two classes labeled
-        return None
+        return None, False
     # The round is part of the version: labels can return to an earlier state (deleted annotations).
     version = campaign.learner.version(labels, f"round {last.round + 1}")
     metrics = _evaluate(head, campaign, audit_labels(store, campaign), cfg.loop.seed)
@@ -156,7 +166,7 @@ def train_if_due(store: Store, campaign: Campaign, run: int) -> RoundRow | None:
             last.round + 1, version, cfg.loop.strategy, labels, metrics, head.to_arrays(), stop_pred
         )
         store.update_run(run, trained=version)
-    return store.last_round()
+    return store.last_round(), regular
 
 
 def latest_head(store: Store) -> tuple[RoundRow, Classifier | None]:

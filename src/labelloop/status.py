@@ -175,7 +175,8 @@ def summary(config: Config) -> dict[str, Any]:
             "ties": sum(r.label is None and bool(r.votes) for r in res.values()),
             # Ties, and second opinions whose extra answer was empty, with no place left (as sync names them).
             "stuck_at_cap": sum(
-                r.label is None and r.answers >= config.quality.max_annotators for r in res.values()
+                r.label is None and bool(r.votes) and r.answers >= config.quality.max_annotators
+                for r in res.values()
             )
             + sum(res[i].answers >= config.quality.max_annotators for i in left_empty),
             "opinions_waiting": waiting,

@@ -706,6 +706,14 @@ class Store:
 
     # -- queries and pushes ---------------------------------------------------------------------
 
+    def update_shown(self, rows: Sequence[tuple[str, str, str, float, bool]]) -> None:
+        """A waiting task's newer prediction: ``(item_id, model_version, predicted, confidence, prefilled)``.
+        What annotators see changes when a new model refreshes it; the blind-answer statistics must follow."""
+        self.conn.executemany(
+            "UPDATE queries SET model_version = ?, predicted = ?, confidence = ?, prefilled = ? WHERE item_id = ?",
+            [(v, p, c, int(f), i) for i, v, p, c, f in rows],
+        )
+
     def add_queries(self, rows: Sequence[QueryRow]) -> None:
         at = now()
         self.conn.executemany(

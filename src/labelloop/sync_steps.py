@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from .campaign import Campaign, current_advice, ingest, latest_head, prefill_cutoff, select, train_if_due
+from .campaign import Campaign, current_advice, ingest, latest_head, prefill_cutoff, select, train_when_due
 from .copies import conflicts_message
 from .errors import LabelloopError
 from .guidelines import Guidelines
@@ -111,11 +111,11 @@ class SyncStep:
         model = self.store.last_round()
         assert model is not None, "register() first"
         self.second_opinions(model)
-        trained = train_if_due(self.store, self.campaign, self.report.run)
+        trained, regular = train_when_due(self.store, self.campaign, self.report.run)
         self.report.trained = trained.model_version if trained else None
         model = self.store.last_round()
         assert model is not None
-        if trained is not None:
+        if trained is not None and regular:  # late labels after the end retrain, but ask for no re-checks
             self.send_back_suspects(model)
         waiting_before = self.queue()
         self.report.queue_before = len(waiting_before)
@@ -263,6 +263,13 @@ class SyncStep:
         tasks = {i: (t.task_id, t.overlap) for i, t in self.existing.items()}
         cap = self.campaign.config.quality.max_annotators
         open_now = self.store.escalations(open_only=True)
+        # Recorded but never reopened (Label Studio failed after the ledger was written): reopen again.
+        lagging: dict[int, int] = {}
+        for e in open_now:
+            if e.item_id in tasks and tasks[e.item_id][1] < e.overlap:
+                lagging[tasks[e.item_id][0]] = max(e.overlap, lagging.get(tasks[e.item_id][0], 0))
+        if lagging:
+            self.ls.reopen(self.project_id, lagging, model.model_version)
         still_open = waiting_for_answers(open_now, res)
         ties, stuck = ties_to_escalate(res, tasks, still_open, cap)
         # An empty answer filled the place of the opinion asked for: one more person (a tie's goes on as a tie).
@@ -391,6 +398,16 @@ class SyncStep:
         ]
         items = self._refreshed(stale) if stale else []
         if items:
+            # Recorded first: a push cut short is redone by the next sync (the version is still missing), so
+            # the ledger never lags what annotators may see (the "auto" threshold reads it).
+            with self.store.tx():
+                self.store.update_shown(
+                    [
+                        (it.id, model.model_version, it.label, float(it.score or 0.0), it.prefill)
+                        for it in items
+                        if it.label is not None
+                    ]
+                )
             # create=False: a task deleted since `existing` was read stays deleted.
             pushed = self.ls.push(
                 self.project_id,

@@ -7,7 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from labelloop.campaign import Campaign, push_picks, register, select, train_if_due, training_labels
+from labelloop.campaign import (
+    Campaign,
+    push_picks,
+    register,
+    select,
+    train_if_due,
+    train_when_due,
+    training_labels,
+)
 from labelloop.config import load_config
 from labelloop.data import Pool
 from labelloop.labelstudio import (
@@ -73,9 +81,11 @@ def test_push_and_sync_choose_the_same_texts_in_the_same_order_from_the_same_sta
 class QuietLabelStudio:
     """Label Studio with nothing new: the project holds exactly the tasks the store sent."""
 
-    def __init__(self, tasks: dict[str, int], version: str) -> None:
-        self.tasks = {i: ExistingTask(t, frozenset({version}), version) for i, t in tasks.items()}
+    def __init__(self, tasks: dict[str, int], version: str, overlaps: dict[str, int] | None = None) -> None:
+        self.tasks = {i: ExistingTask(t, frozenset({version}), version, (overlaps or {}).get(i, 1))
+                      for i, t in tasks.items()}
         self.pushed: list[list[str]] = []
+        self.reopened: list[dict[int, int]] = []
 
     def pull(self, project_id: int, cursor: PullCursor | None = None) -> PullResult:
         return PullResult([], cursor or PullCursor(), len(self.tasks), 0, 0)
@@ -91,7 +101,7 @@ class QuietLabelStudio:
         pass
 
     def reopen(self, project_id: int, overlaps: dict[int, int], model_version: str) -> None:
-        raise AssertionError("nothing to reopen in a quiet campaign")
+        self.reopened.append(dict(overlaps))
 
 
 def project(version: str) -> ProjectInfo:
@@ -114,7 +124,7 @@ def test_a_sync_with_nothing_new_reads_no_stored_model(tmp_path, rounds: int) ->
         ls = QuietLabelStudio(store.pushes(), f"m-{rounds}")
         report = SyncStep(store, ls, 7, campaign, lambda step: None).run(project(f"m-{rounds}"))
         assert report.pulled == 0 and report.trained is None and report.queue_after == 10
-        assert ls.pushed == []
+        assert ls.pushed == [] and ls.reopened == []
         assert store.blobs_loaded == 0
 
         # With room in the queue the latest model (and only it) is read, to choose the next texts.
@@ -286,7 +296,72 @@ def test_once_the_budget_is_spent_every_late_label_reaches_the_final_model(tmp_p
         annotate(store, 1, {i: truth[i] for i in first}, start=0)
         assert train_if_due(store, campaign, run=1) is not None
         annotate(store, 2, {i: truth[i] for i in campaign.pool.ids[21:24]}, start=100)  # 3 late labels
-        late = train_if_due(store, campaign, run=2)
+        late, regular = train_when_due(store, campaign, run=2)
         assert (late is not None) is budget_spent
-        if budget_spent:
-            assert late is not None and len(late.train_labels) == 24
+        if budget_spent:  # the final model, but not a regular round: it sends no suspects back
+            assert late is not None and len(late.train_labels) == 24 and not regular
+
+
+def test_a_stop_rule_that_ended_the_campaign_also_lets_late_labels_retrain(tmp_path) -> None:
+    campaign = make_campaign(tmp_path, retrain_every=20)
+    truth = {i: LABELS[r % 3] for r, i in enumerate(campaign.pool.ids)}
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+            store.mark_pushed({i: k for k, i in enumerate(campaign.pool.ids[:24])})
+        annotate(store, 1, {i: truth[i] for i in campaign.pool.ids[:21]}, start=0)
+        assert train_if_due(store, campaign, run=1) is not None
+        annotate(store, 2, {i: truth[i] for i in campaign.pool.ids[21:24]}, start=100)
+        assert train_if_due(store, campaign, run=2) is None  # 3 changes: not due, the campaign goes on
+        with store.tx():
+            run = store.start_run()
+            store.update_run(run, finished_at="2026-11-30T10:00:00+00:00", stopped="stabilizing (kappa 0.99)")
+        assert train_if_due(store, campaign, run=3) is not None  # it stopped: they reach the final model
+
+
+def test_a_second_opinion_recorded_but_never_reopened_is_reopened_by_the_next_sync(tmp_path) -> None:
+    """The ledger holds an escalation asking for 2 people, but Label Studio failed before the task's overlap
+    was raised (it still says 1): the next sync raises it, once; with Label Studio caught up, nothing."""
+    campaign = make_campaign(tmp_path, queue_target=10)
+    ids = campaign.pool.ids
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        arrays = campaign.learner.fit({ids[0]: "billing", ids[1]: "bug"}).to_arrays()  # type: ignore[union-attr]
+        with store.tx():
+            store.add_round(1, "m-1", "margin-kmeans", {}, {}, arrays, np.zeros(10, dtype=np.int64))
+            store.mark_pushed({i: 100 + k for k, i in enumerate(ids[2:12])})
+            store.add_escalation(ids[2], 100, "suspect", 1, 2, "billing", 0.9)
+        ls = QuietLabelStudio(store.pushes(), "m-1")
+        SyncStep(store, ls, 7, campaign, lambda step: None).run(project("m-1"))
+        assert ls.reopened == [{100: 2}]
+        caught_up = QuietLabelStudio(store.pushes(), "m-1", overlaps={ids[2]: 2})
+        SyncStep(store, caught_up, 7, campaign, lambda step: None).run(project("m-1"))
+        assert caught_up.reopened == []
+
+
+def test_a_refreshed_guess_is_recorded_as_what_annotators_now_see(tmp_path) -> None:
+    """Waiting tasks sent with an older model get the new model's guess; the ledger follows, so the blind
+    answers the "auto" threshold reads are scored against the guess people could have seen."""
+    from labelloop.store import QueryRow
+
+    campaign = make_campaign(tmp_path, queue_target=10)
+    ids = campaign.pool.ids
+    with Store.open(campaign.config.state.path) as store:
+        with store.tx():
+            register(store, campaign, project_id=7)
+        arrays = campaign.learner.fit({ids[0]: "billing", ids[1]: "bug"}).to_arrays()  # type: ignore[union-attr]
+        with store.tx():
+            store.add_round(1, "m-1", "margin-kmeans", {}, {}, arrays, np.zeros(10, dtype=np.int64))
+            store.add_queries([QueryRow(i, 0, "active", "cold-start", "m-0", 0.1, None, "other", 0.2)
+                               for i in ids[2:12]])
+            store.mark_pushed({i: 100 + k for k, i in enumerate(ids[2:12])})
+        ls = QuietLabelStudio(store.pushes(), "m-0")  # every waiting task holds the older model's guess
+        SyncStep(store, ls, 7, campaign, lambda step: None).run(project("m-0"))
+        rows = {q.item_id: q for q in store.queries()}
+    head = campaign.learner.fit({ids[0]: "billing", ids[1]: "bug"})
+    assert head is not None
+    for i in ids[2:12]:
+        label, confidence = campaign.learner.guess(head.predict_proba(campaign.X[[ids.index(i)]])[0])
+        assert (rows[i].model_version, rows[i].predicted) == ("m-1", label)
+        assert rows[i].confidence == pytest.approx(confidence) and not rows[i].prefilled
