@@ -523,7 +523,11 @@ def _label_set_failures_section(
 
 
 def _labels_per_class_section(
-    last: RoundRow | None, head: Classifier | None, data: _Data, delimiter: str | None
+    last: RoundRow | None,
+    head: Classifier | None,
+    data: _Data,
+    res: Mapping[str, Resolution],
+    delimiter: str | None,
 ) -> list[Block]:
     """Per class: the labels the current model learnt from, and how many texts nobody labeled yet it puts
     there. Rare intents hide in a backlog; many predicted texts on few labels is where labels (and
@@ -537,7 +541,8 @@ def _labels_per_class_section(
     given: Counter[str] = Counter()
     for label in last.train_labels.values():
         given.update(split_labels(label, delimiter) if delimiter is not None else [label])
-    unlabeled = [r for r, i in enumerate(campaign.pool.ids) if i not in last.train_labels]
+    labeled = set(last.train_labels) | {i for i, r in res.items() if r.label is not None}  # the audit's too
+    unlabeled = [r for r, i in enumerate(campaign.pool.ids) if i not in labeled]
     predicted: np.ndarray = np.zeros(len(classes), dtype=np.int64)
     if unlabeled:
         guess = np.asarray(head.predict(campaign.X[unlabeled]))
@@ -713,7 +718,7 @@ def write_report(config: Config, out: str | Path) -> Path:
                 else _failures_section(last, head, data, res, audit_ids, figdir)
             ),
             *_labels_per_class_section(
-                last, set_head if multi else head, data, config.label_delimiter if multi else None
+                last, set_head if multi else head, data, res, config.label_delimiter if multi else None
             ),
             *_disagreements_section(res, data),
             *agreement_section(

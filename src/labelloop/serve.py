@@ -194,9 +194,11 @@ class WorkerState:
     steps: int = 0  # finished sync steps
     busy: int = 0  # attempts that found cron's sync holding the lock
     failures: int = 0  # consecutive failed attempts (reset by a finished step)
+    failed_total: int = 0  # every failed attempt since the server started (an outage leaves a trace)
     events: int = 0  # events received
     last_report: dict[str, Any] | None = None
-    last_error: str | None = None
+    last_error: str | None = None  # of the current run of failures (None once a step finished)
+    last_failure: str | None = None  # the latest failure ever, with its time: kept after recovery
     model_version: str | None = None
 
 
@@ -268,6 +270,8 @@ class SyncWorker:
                 "steps": s.steps,
                 "busy": s.busy,
                 "failures": s.failures,
+                "failed_total": s.failed_total,
+                "last_failure": s.last_failure,
                 "events": s.events,
                 "pending": self._pending,
                 "running": self._running,
@@ -323,8 +327,10 @@ class SyncWorker:
         except Exception as exc:  # the server keeps running; the step is retried
             with self._cond:
                 self.state.failures += 1
+                self.state.failed_total += 1
                 n = self.state.failures
                 self.state.last_error = f"{type(exc).__name__}: {exc}"
+                self.state.last_failure = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {self.state.last_error}"
             delay = min(self.max_backoff, self.backoff * 2 ** (n - 1))
             if isinstance(exc, LabelloopError):
                 log.error("sync step failed (%s); retrying in %.0f s", exc, delay)
@@ -574,6 +580,10 @@ class _Endpoints:
             raise BadRequest("'label_config' must be a string")
         results = await run_in_threadpool(self.predictor.predict, tasks, label_config)
         version = results[0]["model_version"] if results else self.predictor.model().version
+        shown = sum(bool(r["result"]) for r in results)
+        log.info(
+            "predict: %d task(s), model %s, %d with the guess pre-selected", len(results), version, shown
+        )
         return JSONResponse({"results": results, "model_version": version})
 
     async def webhook(self, request: Any) -> Any:

@@ -117,6 +117,7 @@ def test_busy_lock_and_label_studio_down_are_retried(steps) -> None:
         s = settle(w)
         assert steps["calls"] == 4 and s["steps"] == 1 and s["busy"] == 1
         assert s["failures"] == 0 and s["last_error"] is None  # reset by the step that went through
+        assert s["failed_total"] == 2 and "RuntimeError: a bug" in s["last_failure"]  # the outage leaves a trace
     finally:
         w.stop()
 
