@@ -319,18 +319,26 @@ def test_a_stop_rule_that_ended_the_campaign_also_lets_late_labels_retrain(tmp_p
         assert train_if_due(store, campaign, run=3) is not None  # it stopped: they reach the final model
 
 
+def a_model_and_a_full_queue(store: Store, campaign: Campaign, queries: list | None = None) -> None:
+    """Registered, model m-1 (of two labels), and texts 2..11 waiting in Label Studio as tasks 100..109."""
+    ids = campaign.pool.ids
+    with store.tx():
+        register(store, campaign, project_id=7)
+    arrays = campaign.learner.fit({ids[0]: "billing", ids[1]: "bug"}).to_arrays()  # type: ignore[union-attr]
+    with store.tx():
+        store.add_round(1, "m-1", "margin-kmeans", {}, {}, arrays, np.zeros(10, dtype=np.int64))
+        store.add_queries(queries or [])
+        store.mark_pushed({i: 100 + k for k, i in enumerate(ids[2:12])})
+
+
 def test_a_second_opinion_recorded_but_never_reopened_is_reopened_by_the_next_sync(tmp_path) -> None:
     """The ledger holds an escalation asking for 2 people, but Label Studio failed before the task's overlap
     was raised (it still says 1): the next sync raises it, once; with Label Studio caught up, nothing."""
     campaign = make_campaign(tmp_path, queue_target=10)
     ids = campaign.pool.ids
     with Store.open(campaign.config.state.path) as store:
+        a_model_and_a_full_queue(store, campaign)
         with store.tx():
-            register(store, campaign, project_id=7)
-        arrays = campaign.learner.fit({ids[0]: "billing", ids[1]: "bug"}).to_arrays()  # type: ignore[union-attr]
-        with store.tx():
-            store.add_round(1, "m-1", "margin-kmeans", {}, {}, arrays, np.zeros(10, dtype=np.int64))
-            store.mark_pushed({i: 100 + k for k, i in enumerate(ids[2:12])})
             store.add_escalation(ids[2], 100, "suspect", 1, 2, "billing", 0.9)
         ls = QuietLabelStudio(store.pushes(), "m-1")
         SyncStep(store, ls, 7, campaign, lambda step: None).run(project("m-1"))
@@ -348,14 +356,8 @@ def test_a_refreshed_guess_is_recorded_as_what_annotators_now_see(tmp_path) -> N
     campaign = make_campaign(tmp_path, queue_target=10)
     ids = campaign.pool.ids
     with Store.open(campaign.config.state.path) as store:
-        with store.tx():
-            register(store, campaign, project_id=7)
-        arrays = campaign.learner.fit({ids[0]: "billing", ids[1]: "bug"}).to_arrays()  # type: ignore[union-attr]
-        with store.tx():
-            store.add_round(1, "m-1", "margin-kmeans", {}, {}, arrays, np.zeros(10, dtype=np.int64))
-            store.add_queries([QueryRow(i, 0, "active", "cold-start", "m-0", 0.1, None, "other", 0.2)
-                               for i in ids[2:12]])
-            store.mark_pushed({i: 100 + k for k, i in enumerate(ids[2:12])})
+        a_model_and_a_full_queue(store, campaign, [QueryRow(i, 0, "active", "cold-start", "m-0", 0.1, None, "other",
+                                                            0.2) for i in ids[2:12]])
         ls = QuietLabelStudio(store.pushes(), "m-0")  # every waiting task holds the older model's guess
         SyncStep(store, ls, 7, campaign, lambda step: None).run(project("m-0"))
         rows = {q.item_id: q for q in store.queries()}
